@@ -1,0 +1,134 @@
+"""Fixtures for tests against the local EKS-on-Fargate environment (`fargate-lab up`).
+
+The environment named by ``FARGATE_LABS_ENV`` (else ``default``) is used when it is up; otherwise the
+session starts its own, named ``pytest-<pid>``, and takes it down at the end. Every test talks to it the
+way a user would: the kubeconfig for Kubernetes, boto3 at the moto endpoint for AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+import uuid
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from fargatelab.emulator.kube import Clients, connect, status_of
+from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.errors import HarnessError
+from fargatelab.handle import ClusterHandle
+
+__all__ = ["wait_until"]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll ``check`` until it returns something truthy (API errors count as 'not yet'); return that."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except Exception as exc:  # the cluster may be mid-change: an error is an observation
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def environment() -> Iterator[ClusterHandle]:
+    env = LocalEnvironment(os.environ.get("FARGATE_LABS_ENV") or "default")
+    if env.is_up():
+        yield env.handle()
+        return
+    own = LocalEnvironment(f"pytest-{os.getpid()}")
+    try:
+        handle = own.up(EnvironmentConfig(name=own.name))
+    except HarnessError as err:
+        own.down(quiet=True)
+        pytest.fail(f"the local environment did not start: {err}")
+    try:
+        yield handle
+    finally:
+        own.down(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def kube(environment: ClusterHandle) -> Clients:
+    return connect(environment.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def aws(environment: ClusterHandle) -> Callable[[str], Any]:
+    """boto3 clients for the environment's AWS endpoint: ``aws("elbv2")``."""
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                    region_name=environment.region)
+    config = Config(retries={"total_max_attempts": 2})
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=environment.aws_endpoint, config=config)
+
+    return client
+
+
+@pytest.fixture(scope="session")
+def seed(environment: ClusterHandle) -> dict[str, Any]:
+    """The ids of the seeded workshop VPC, subnets and roles (moto server control endpoint)."""
+    with urllib.request.urlopen(f"{environment.aws_endpoint}/_fargatelab/seed", timeout=10) as response:
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
+def _retry_in_use(call: Callable[[], Any], timeout: float = 300.0) -> Any:
+    # Only one profile per cluster may be CREATING or DELETING: wait for the other one's turn.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ResourceInUseException" or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+@pytest.fixture(scope="session")
+def fargate_namespace(environment: ClusterHandle, kube: Clients, aws: Callable[[str], Any],
+                      seed: dict[str, Any]) -> Iterator[Callable[[str], str]]:
+    """Factory: a fresh namespace with an ACTIVE Fargate profile selecting it; both removed at the end."""
+    eks = aws("eks")
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        kube.core.create_namespace({"metadata": {"name": name}})
+        made.append(name)
+        _retry_in_use(lambda: eks.create_fargate_profile(
+            clusterName=environment.cluster_name, fargateProfileName=name,
+            podExecutionRoleArn=seed["pod_execution_role_arn"], selectors=[{"namespace": name}]))
+        wait_until(lambda: eks.describe_fargate_profile(clusterName=environment.cluster_name,
+                                                        fargateProfileName=name)["fargateProfile"]["status"]
+                   == "ACTIVE", 300, f"Fargate profile {name} ACTIVE")
+        return name
+
+    yield make
+    for name in made:
+        try:
+            kube.core.delete_namespace(name)
+        except Exception as exc:
+            if status_of(exc) != 404:
+                raise
+        try:
+            _retry_in_use(lambda: eks.delete_fargate_profile(clusterName=environment.cluster_name,
+                                                             fargateProfileName=name))
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
