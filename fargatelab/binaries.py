@@ -222,7 +222,8 @@ def _staging_modules(version: str) -> list[str]:
 def _run_go(
     args: list[str], cwd: Path, progress: Progress, what: str, extra_env: dict[str, str] | None = None
 ) -> None:
-    env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local", **(extra_env or {}))
+    env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local")
+    env.update(extra_env or {})
     log = cwd / "build.log"
     started = time.monotonic()
     done = threading.Event()

@@ -1,0 +1,60 @@
+"""Backends: each yields the same :class:`~fargatelab.handle.ClusterHandle`.
+
+Scenario code never asks which backend it runs on; it asks the handle what the cluster can do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from ..errors import ExitCode, HarnessError
+from ..handle import ClusterHandle
+
+__all__ = ["Backend", "BackendOptions", "open_backend", "BACKENDS"]
+
+BACKENDS = ("local", "kind", "eks")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    backend: str = "local"
+    mode: str = "replay"
+    cluster: str = "eksworkshop"
+    region: str = "ap-northeast-2"
+    run_id: str = ""
+    timing: str = "fast"
+    timing_scale: float = 1.0
+    #: name of an environment already `up` to reuse (local backend)
+    reuse: str | None = None
+    #: name to give a new local environment
+    env_name: str = ""
+
+
+class Backend(Protocol):
+    handle: ClusterHandle
+
+    def liveness(self) -> str | None:
+        """The name of a dead component, or None while everything runs."""
+
+    def close(self) -> None:
+        """Stop and remove what this backend started (nothing, when it reused an environment)."""
+
+
+def open_backend(options: BackendOptions) -> Backend:
+    openers: dict[str, Callable[[BackendOptions], Backend]] = {}
+    from .local import LocalBackend
+
+    openers["local"] = LocalBackend
+    if options.backend not in BACKENDS:
+        raise HarnessError(f"unknown backend {options.backend!r}: choose one of {', '.join(BACKENDS)}",
+                           ExitCode.USAGE)
+    if options.backend == "kind":
+        from .kind import KindBackend
+
+        openers["kind"] = KindBackend
+    if options.backend == "eks":
+        from .eks import EksBackend
+
+        openers["eks"] = EksBackend
+    return openers[options.backend](options)

@@ -1,0 +1,111 @@
+"""The ``fargate-lab`` command: bring the local environment up and down, and explain manifests.
+
+Every failure a user can cause prints one line ``fargate-lab: error: …`` and exits with the code of its
+class (see :class:`fargatelab.errors.ExitCode`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Sequence
+
+from .errors import ExitCode, HarnessError
+
+__all__ = ["main"]
+
+_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+
+
+def _cluster_name(value: str) -> str:
+    # The EKS API's own pattern; anything else (shell metacharacters included) never reaches AWS.
+    if not _CLUSTER_NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a valid EKS cluster name (letters, digits, '-' and '_', up to 100)"
+        )
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fargate-lab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_name(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--name", default=None, help="environment name (default: $FARGATE_LABS_ENV or 'default')")
+        return sp
+
+    up = with_name(sub.add_parser("up", help="start the local EKS-on-Fargate environment in the background"))
+    up.add_argument("--cluster", type=_cluster_name, default="eksworkshop", help="EKS cluster name")
+    up.add_argument("--region", default="ap-northeast-2")
+    up.add_argument("--apiserver-port", type=int, default=0, help="fixed API server port (default: a free one)")
+    up.add_argument("--bin-dir", default=None, help="directory with prebuilt etcd, kube-* , kubectl and kwok")
+    up.add_argument("--timing", default="fast", help="timing profile: fast (default) or eks")
+    up.add_argument("--timing-scale", type=float, default=1.0, help="multiply every emulated latency")
+    up.add_argument("--run-id", default="", help="run id to tag everything with (default: random)")
+
+    with_name(sub.add_parser("env", help="print the export lines of a running environment"))
+    with_name(sub.add_parser("status", help="show each component, its pid, port and log"))
+    with_name(sub.add_parser("down", help="stop everything and remove the state"))
+
+    ex = sub.add_parser("explain", help="tell whether the pods of a manifest run on Fargate, and their size")
+    ex.add_argument("-f", "--filename", required=True, help="manifest file (YAML, several documents allowed)")
+    ex.add_argument("--profiles", default=None, help="Fargate profiles: EKS API JSON/YAML or eksctl ClusterConfig")
+    ex.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    return p
+
+
+def _env_name(args: argparse.Namespace) -> str:
+    import os
+
+    return args.name or os.environ.get("FARGATE_LABS_ENV") or "default"
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "explain":
+        from .explain_cli import run_explain
+
+        return run_explain(args.filename, args.profiles, args.output)
+
+    from .environment import EnvironmentConfig, LocalEnvironment
+
+    env = LocalEnvironment(_env_name(args))
+    if args.command == "up":
+        env.up(EnvironmentConfig(
+            name=env.name, cluster_name=args.cluster, region=args.region, apiserver_port=args.apiserver_port,
+            bin_dir=args.bin_dir, timing=args.timing, timing_scale=args.timing_scale, run_id=args.run_id,
+        ))
+        sys.stdout.write(env.exports())
+    elif args.command == "env":
+        sys.stdout.write(env.exports())
+    elif args.command == "status":
+        rows = env.status()
+        width = max(len(r["name"]) for r in rows) if rows else 4
+        print(f"{'COMPONENT':<{width}}  {'STATE':<7}  {'PID':>7}  {'PORT':>5}  LOG")
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['state']:<7}  {r['pid']:>7}  {r['port'] or '-':>5}  {r['log']}")
+        if any(r["state"] != "running" for r in rows):
+            dead = ", ".join(r["name"] for r in rows if r["state"] != "running")
+            print(f"fargate-lab: error: {dead} died: read its log above, then `fargate-lab down` "
+                  "and `fargate-lab up`", file=sys.stderr)
+            return ExitCode.START_FAILED
+    elif args.command == "down":
+        env.down()
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except HarnessError as err:
+        print(f"fargate-lab: error: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        print("fargate-lab: interrupted; everything started was stopped", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

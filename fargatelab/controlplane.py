@@ -1,0 +1,205 @@
+"""The real Kubernetes control plane of the local environment: flags, credentials and readiness."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .binaries import Binaries
+from .pki import Authority, CertPair, write_service_account_keys
+
+__all__ = [
+    "SERVICE_CIDR",
+    "CLUSTER_DNS_IP",
+    "Credentials",
+    "issue_credentials",
+    "write_kubeconfig",
+    "etcd_command",
+    "apiserver_command",
+    "controller_manager_command",
+    "scheduler_command",
+    "api_get",
+]
+
+# The workshop cluster's service network; kube-dns sits at .10 as in the recorded resolv.conf.
+SERVICE_CIDR = "172.20.0.0/16"
+CLUSTER_DNS_IP = "172.20.0.10"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ca: Path
+    serving: CertPair
+    service_account: CertPair
+    admin: CertPair
+    controller_manager: CertPair
+    scheduler: CertPair
+    kwok: CertPair
+    emulator: CertPair
+    webhook: CertPair
+
+
+def issue_credentials(pki_dir: Path) -> Credentials:
+    ca = Authority(pki_dir)
+    serving = ca.issue(
+        "apiserver",
+        "kube-apiserver",
+        hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+               "kubernetes.default.svc.cluster.local", "172.20.0.1"),
+        server=True,
+    )
+    return Credentials(
+        ca=ca.cert_path,
+        serving=serving,
+        service_account=write_service_account_keys(pki_dir),
+        admin=ca.issue("admin", "fargate-labs-admin", organization="system:masters", client=True),
+        controller_manager=ca.issue("controller-manager", "system:kube-controller-manager", client=True),
+        scheduler=ca.issue("scheduler", "system:kube-scheduler", client=True),
+        # kwok and the emulation act for the Fargate infrastructure, which EKS runs with full rights.
+        kwok=ca.issue("kwok", "fargate-labs-kwok", organization="system:masters", client=True),
+        emulator=ca.issue("emulator", "eks:fargate-scheduler", organization="system:masters", client=True),
+        webhook=ca.issue("webhook", "fargate-labs-webhook", hosts=("127.0.0.1", "localhost"), server=True),
+    )
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, client: CertPair, cluster: str, user: str) -> Path:
+    """A self-contained kubeconfig (certificates inlined), so it can be copied elsewhere."""
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(client.cert),
+                                          "client-key-data": b64(client.key)}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+        "current-context": cluster,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def etcd_command(bins: Binaries, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    peer = f"http://127.0.0.1:{peer_port}"
+    return [
+        bins.path("etcd"),
+        "--name=fargate-labs",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls=http://127.0.0.1:{client_port}",
+        f"--advertise-client-urls=http://127.0.0.1:{client_port}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=fargate-labs={peer}",
+        # The data dir is on tmpfs and thrown away on `down`: durability buys nothing here.
+        "--unsafe-no-fsync",
+        "--quota-backend-bytes=1073741824",
+        "--log-level=warn",
+    ]
+
+
+def apiserver_command(
+    bins: Binaries, creds: Credentials, port: int, etcd_port: int, extra: list[str] | None = None
+) -> list[str]:
+    return [
+        bins.path("kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+        f"--secure-port={port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        # A loopback advertise address cannot go into the `kubernetes` Endpoints; nothing in-cluster
+        # needs them, because no real kubelet or pod network exists on this backend.
+        "--endpoint-reconciler-type=none",
+        f"--tls-cert-file={creds.serving.cert}",
+        f"--tls-private-key-file={creds.serving.key}",
+        f"--client-ca-file={creds.ca}",
+        f"--service-account-key-file={creds.service_account.cert}",
+        f"--service-account-signing-key-file={creds.service_account.key}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
+        "--enable-priority-and-fairness=false",
+        "--profiling=false",
+        "--v=1",
+        *(extra or []),
+    ]
+
+
+def controller_manager_command(bins: Binaries, creds: Credentials, kubeconfig: Path) -> list[str]:
+    return [
+        bins.path("kube-controller-manager"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--controllers=*",
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={creds.service_account.key}",
+        f"--root-ca-file={creds.ca}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def scheduler_command(bins: Binaries, kubeconfig: Path) -> list[str]:
+    return [
+        bins.path("kube-scheduler"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def _context(creds: Credentials) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(creds.ca))
+    ctx.load_cert_chain(str(creds.admin.cert), str(creds.admin.key))
+    return ctx
+
+
+def api_get(server: str, creds: Credentials, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET ``path`` as the admin; (status, body), with status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(server + path, context=_context(creds), timeout=timeout) as r:  # noqa: S310
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except (OSError, ssl.SSLError):
+        return 0, ""
+
+
+def default_service_account_exists(server: str, creds: Credentials) -> bool:
+    status, body = api_get(server, creds, "/api/v1/namespaces/default/serviceaccounts/default")
+    return status == 200 and json.loads(body).get("metadata", {}).get("name") == "default"
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, alive: Callable[[], str | None]) -> None:
+    """Poll ``check``; fail with a line naming ``what`` on timeout, or the component ``alive`` says died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        dead = alive()
+        if dead:
+            raise RuntimeError(f"{dead} exited while waiting for {what}")
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

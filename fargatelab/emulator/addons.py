@@ -1,0 +1,72 @@
+"""What an EKS cluster ships in kube-system, as far as the labs see it: CoreDNS and the kube-dns Service.
+
+CoreDNS comes pinned to EC2 by the template annotation ``eks.amazonaws.com/compute-type: ec2``: in a
+Fargate-only cluster its pods stay Pending until the documented patch removes it and a kube-system
+profile exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..controlplane import CLUSTER_DNS_IP
+from .kube import Clients, status_of
+
+__all__ = ["coredns_objects", "install_addons"]
+
+
+def coredns_objects() -> list[dict[str, Any]]:
+    labels = {"k8s-app": "kube-dns", "eks.amazonaws.com/component": "coredns"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels,
+                             "annotations": {"eks.amazonaws.com/compute-type": "ec2"}},
+                "spec": {
+                    "priorityClassName": "system-cluster-critical",
+                    "containers": [{
+                        "name": "coredns",
+                        "image": "602401143452.dkr.ecr.ap-northeast-2.amazonaws.com/eks/coredns:v1.11.4-eksbuild.2",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                                  {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}],
+                        "resources": {"requests": {"cpu": "100m", "memory": "70Mi"},
+                                      "limits": {"memory": "170Mi"}},
+                    }],
+                    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                                    {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {
+            "clusterIP": CLUSTER_DNS_IP,
+            "selector": {"k8s-app": "kube-dns"},
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                      {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}],
+        },
+    }
+    return [deployment, service]
+
+
+def install_addons(clients: Clients) -> None:
+    """Create what is missing; leave what exists (a user may have patched CoreDNS already)."""
+    deployment, service = coredns_objects()
+    for create in (
+        lambda: clients.apps.create_namespaced_deployment("kube-system", deployment, _preload_content=False),
+        lambda: clients.core.create_namespaced_service("kube-system", service, _preload_content=False),
+    ):
+        try:
+            create()
+        except Exception as exc:
+            if status_of(exc) != 409:
+                raise

@@ -1,0 +1,168 @@
+"""The two admission webhooks EKS installs for Fargate, served over HTTPS where the API server can reach.
+
+* ``0500-amazon-eks-fargate-mutation.amazonaws.com`` turns pods that match an ACTIVE profile into
+  Fargate pods (see :mod:`.mutation`);
+* ``0500-amazon-eks-fargate-configmaps-admission.amazonaws.com`` validates the ``aws-logging``
+  ConfigMap in ``aws-observability``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from ..rules.logging_config import (
+    LOGGING_CONFIGMAP,
+    LOGGING_NAMESPACE,
+    LOGGING_WEBHOOK_NAME,
+    validate_logging_configmap,
+)
+from .kube import Clients
+from .mutation import LoggingState, fargate_patch
+from .profiles import ProfileCache
+
+__all__ = ["MUTATION_WEBHOOK_NAME", "WebhookServer", "register_webhooks"]
+
+MUTATION_WEBHOOK_NAME = "0500-amazon-eks-fargate-mutation.amazonaws.com"
+
+log = logging.getLogger(__name__)
+
+
+def _review_response(request: dict[str, Any], allowed: bool = True, patch: list[dict[str, Any]] | None = None,
+                     message: str | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": allowed}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    if message:
+        response["status"] = {"message": message, "code": 403}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+class WebhookServer:
+    """HTTPS server for both webhooks; ``logging_state`` tells the current Logging annotation."""
+
+    def __init__(self, host: str, port: int, cert: str, key: str, profiles: ProfileCache,
+                 logging_state: Callable[[], LoggingState]) -> None:
+        self.profiles = profiles
+        self.logging_state = logging_state
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug(fmt, *args)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._reply(200, {"status": "ok"} if urlsplit(self.path).path == "/healthz" else {"error": "not found"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", "0"))
+                review = json.loads(self.rfile.read(length))
+                request = review["request"]
+                # The API server appends ?timeout=… to the configured URL.
+                path = urlsplit(self.path).path
+                if path == "/mutate/pods":
+                    self._reply(200, server.mutate_pod(request))
+                elif path == "/validate/logging":
+                    self._reply(200, server.validate_logging(request))
+                else:
+                    self._reply(404, {"error": "not found"})
+
+            def _reply(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+
+    def mutate_pod(self, request: dict[str, Any]) -> dict[str, Any]:
+        pod = request.get("object") or {}
+        try:
+            patch = fargate_patch(pod, request.get("namespace", ""), self.profiles.snapshot(),
+                                  self.logging_state())
+        except Exception:  # a pod the webhook cannot read is left as it is, as failurePolicy Ignore would
+            log.exception("mutation failed")
+            patch = []
+        return _review_response(request, patch=patch)
+
+    def validate_logging(self, request: dict[str, Any]) -> dict[str, Any]:
+        obj = request.get("object") or {}
+        if request.get("namespace") != LOGGING_NAMESPACE or obj.get("metadata", {}).get("name") != LOGGING_CONFIGMAP:
+            return _review_response(request)
+        reason = validate_logging_configmap(obj.get("data") or {})
+        return _review_response(request, allowed=reason is None, message=reason)
+
+    def serve(self, stop: threading.Event) -> None:
+        thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        thread.start()
+        stop.wait()
+        self.httpd.shutdown()
+
+
+def register_webhooks(clients: Clients, url: str, ca_bundle: bytes, run_id: str) -> None:
+    """Create or replace both webhook configurations, pointing at ``url`` (``https://host:port``)."""
+    ca = base64.b64encode(ca_bundle).decode()
+    labels = {"fargate-labs/run-id": run_id, "app.kubernetes.io/managed-by": "fargate-labs"}
+    mutating = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": MUTATION_WEBHOOK_NAME, "labels": labels},
+        "webhooks": [{
+            "name": MUTATION_WEBHOOK_NAME,
+            "clientConfig": {"url": f"{url}/mutate/pods", "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+            # As on EKS, a webhook outage leaves pods to the default scheduler rather than blocking them.
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    }
+    validating = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": LOGGING_WEBHOOK_NAME, "labels": labels},
+        "webhooks": [{
+            "name": LOGGING_WEBHOOK_NAME,
+            "clientConfig": {"url": f"{url}/validate/logging", "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                       "resources": ["configmaps"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": LOGGING_NAMESPACE}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    }
+    for body, create, replace in (
+        (mutating, clients.admission.create_mutating_webhook_configuration,
+         clients.admission.replace_mutating_webhook_configuration),
+        (validating, clients.admission.create_validating_webhook_configuration,
+         clients.admission.replace_validating_webhook_configuration),
+    ):
+        name = body["metadata"]["name"]
+        try:
+            existing = (clients.admission.read_mutating_webhook_configuration(name)
+                        if body["kind"].startswith("Mutating")
+                        else clients.admission.read_validating_webhook_configuration(name))
+            body["metadata"]["resourceVersion"] = existing.metadata.resource_version
+            replace(name, body)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+            create(body)

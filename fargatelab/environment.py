@@ -1,0 +1,324 @@
+"""The local EKS-on-Fargate environment: a real control plane, moto, KWOK and the emulation, in one state dir.
+
+``up`` starts every component detached and writes ``state.json``; ``down`` stops them and removes the
+state; a state directory left by a killed run is recognised and cleared. Every process carries the run
+id, so ``down`` also finds what the state file lost track of.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import controlplane as cp
+from . import process
+from .binaries import Binaries, provision
+from .errors import ExitCode, HarnessError
+from .handle import ClusterHandle
+
+__all__ = ["EnvironmentConfig", "LocalEnvironment", "state_root"]
+
+Progress = Callable[[str], None]
+
+
+def state_root() -> Path:
+    base = os.environ.get("FARGATE_LABS_STATE") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "fargate-labs"
+    )
+    return Path(base)
+
+
+@dataclass
+class EnvironmentConfig:
+    name: str = "default"
+    cluster_name: str = "eksworkshop"
+    region: str = "ap-northeast-2"
+    apiserver_port: int = 0
+    bin_dir: str | None = None
+    timing: str = "fast"
+    timing_scale: float = 1.0
+    run_id: str = ""
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class LocalEnvironment:
+    """One named local environment and its state directory."""
+
+    def __init__(self, name: str = "default") -> None:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise HarnessError(
+                f"environment name {name!r} may only hold letters, digits, '-' and '_'", ExitCode.BAD_INPUT
+            )
+        self.name = name
+        self.dir = state_root() / name
+        self.state_file = self.dir / "state.json"
+
+    # --- state --------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+            return data
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):
+            return {"run_id": "", "components": [], "corrupt": True}
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def dead_components(self, state: dict[str, Any] | None = None) -> list[str]:
+        state = state or self.state() or {}
+        return [
+            c["name"] for c in state.get("components", []) if not process.alive(c["pid"], state.get("run_id"))
+        ]
+
+    def is_up(self) -> bool:
+        state = self.state()
+        return bool(state and state.get("ready") and not self.dead_components(state))
+
+    def handle(self) -> ClusterHandle:
+        state = self.state()
+        if not state or not state.get("ready"):
+            raise HarnessError(
+                f"no local environment {self.name!r} is up: run `fargate-lab up` first", ExitCode.NOT_RUNNING
+            )
+        return ClusterHandle(
+            kubeconfig=state["kubeconfig"],
+            cluster_name=state["cluster_name"],
+            region=state["region"],
+            run_id=state["run_id"],
+            aws_endpoint=state["aws_endpoint"],
+            capabilities=frozenset({"write"}),
+            kubernetes_version=state["kubernetes_version"],
+            timing_scale=state.get("timing_scale", 1.0),
+            extra={"state_dir": str(self.dir), "environment": self.name},
+        )
+
+    def exports(self) -> str:
+        h = self.handle()
+        env = {"KUBECONFIG": h.kubeconfig, **h.aws_environment(), "FARGATE_LABS_ENV": self.name}
+        return "".join(f"export {k}={_shell_quote(v)}\n" for k, v in env.items())
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def clear_stale(self, progress: Progress = _stderr) -> bool:
+        """Remove what a killed run left behind; True when there was something."""
+        state = self.state()
+        if state is None:
+            return False
+        run_id = state.get("run_id", "")
+        pids = [c["pid"] for c in state.get("components", []) if process.alive(c["pid"], run_id)]
+        if run_id:
+            pids += [p for p in process.tagged_pids(run_id) if p not in pids]
+        process.stop(pids)
+        if state.get("etcd_data"):
+            shutil.rmtree(state["etcd_data"], ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        progress(f"removed stale state of environment {self.name!r} (run {run_id or 'unknown'})")
+        return True
+
+    def up(self, config: EnvironmentConfig, progress: Progress = _stderr) -> ClusterHandle:
+        state = self.state()
+        if state is not None:
+            if state.get("ready") and not self.dead_components(state):
+                raise HarnessError(
+                    f"environment {self.name!r} is already up (run {state['run_id']}): use it with "
+                    f"`eval \"$(fargate-lab env)\"`, or `fargate-lab down` first",
+                    ExitCode.ALREADY_RUNNING,
+                )
+            self.clear_stale(progress)
+        if config.apiserver_port and not process.port_is_free(config.apiserver_port):
+            raise HarnessError(
+                f"port {config.apiserver_port} is already taken: pass another --apiserver-port, "
+                "or omit it to pick a free one",
+                ExitCode.PORT_IN_USE,
+            )
+        bins = provision(bin_dir=config.bin_dir, progress=progress)
+        run_id = config.run_id or uuid.uuid4().hex[:8]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        state = {
+            "name": self.name,
+            "run_id": run_id,
+            "cluster_name": config.cluster_name,
+            "region": config.region,
+            "kubernetes_version": bins.kubernetes_version,
+            "timing": config.timing,
+            "timing_scale": config.timing_scale,
+            "etcd_data": f"/dev/shm/fargate-labs-{run_id}" if Path("/dev/shm").is_dir()
+            else str(self.dir / "etcd"),
+            "components": [],
+            "ready": False,
+            "started": time.time(),
+        }
+        self._write_state(state)
+        try:
+            self._start_all(bins, config, state, progress)
+        except BaseException as exc:
+            self.down(quiet=True)
+            if isinstance(exc, HarnessError):
+                raise
+            if isinstance(exc, (RuntimeError, TimeoutError)):
+                raise HarnessError(f"environment failed to start: {exc}", ExitCode.START_FAILED) from exc
+            raise
+        return self.handle()
+
+    def _launch(self, state: dict[str, Any], name: str, command: list[str], port: int = 0,
+                env: dict[str, str] | None = None) -> process.Component:
+        comp = process.start(name, command, self.dir / "logs", state["run_id"], port, env)
+        state["components"].append(comp.to_json())
+        self._write_state(state)
+        return comp
+
+    def _first_dead(self, state: dict[str, Any]) -> Callable[[], str | None]:
+        def check() -> str | None:
+            dead = self.dead_components(state)
+            if not dead:
+                return None
+            log = self.dir / "logs" / f"{dead[0]}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            return f"{dead[0]} ({tail[0][:300] if tail else 'no output'}; log {log})"
+
+        return check
+
+    def _start_all(self, bins: Binaries, config: EnvironmentConfig, state: dict[str, Any],
+                   progress: Progress) -> None:
+        t0 = time.monotonic()
+        creds = cp.issue_credentials(self.dir / "pki")
+        dead = self._first_dead(state)
+
+        etcd_port, peer_port = process.free_port(), process.free_port()
+        Path(state["etcd_data"]).mkdir(parents=True, exist_ok=True)
+        self._launch(state, "etcd", cp.etcd_command(bins, Path(state["etcd_data"]), etcd_port, peer_port),
+                     etcd_port)
+
+        api_port = config.apiserver_port or process.free_port()
+        server = f"https://127.0.0.1:{api_port}"
+        self._launch(state, "kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port), api_port)
+
+        kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
+                                         config.cluster_name, "admin")
+        state.update(kubeconfig=str(kubeconfig), server=server)
+
+        # moto starts while the API server comes up: its cluster record needs only the endpoint and CA.
+        aws_port = process.free_port()
+        self._launch(state, "moto", [
+            sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
+            "--region", config.region, "--cluster-name", config.cluster_name, "--endpoint", server,
+            "--ca-file", str(creds.ca), "--run-id", state["run_id"], *_profile_delays(config),
+        ], aws_port)
+        state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+
+        cp.wait_until(lambda: cp.api_get(server, creds, "/readyz")[0] == 200, 60, "kube-apiserver /readyz", dead)
+        progress(f"kube-apiserver ready on {server} ({time.monotonic() - t0:.1f}s)")
+
+        for name, client, build in (
+            ("kube-controller-manager", creds.controller_manager,
+             lambda kc: cp.controller_manager_command(bins, creds, kc)),
+            ("kube-scheduler", creds.scheduler, lambda kc: cp.scheduler_command(bins, kc)),
+        ):
+            kc = cp.write_kubeconfig(self.dir / f"{name}.kubeconfig", server, creds.ca, client,
+                                     config.cluster_name, name)
+            self._launch(state, name, build(kc))
+
+        cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
+                      "the default ServiceAccount (controller-manager)", dead)
+        cp.wait_until(lambda: _log_says(self.dir / "logs" / "moto.log", "READY"), 60, "the moto server", dead)
+        progress(f"controllers and moto ready ({time.monotonic() - t0:.1f}s)")
+
+        self._start_fargate(bins, creds, config, state, dead)
+        progress(f"Fargate emulation ready ({time.monotonic() - t0:.1f}s)")
+
+        state["ready"] = True
+        self._write_state(state)
+        progress(f"environment {self.name!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
+
+    def _start_fargate(self, bins: Binaries, creds: cp.Credentials, config: EnvironmentConfig,
+                       state: dict[str, Any], dead: Callable[[], str | None]) -> None:
+        """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers)."""
+        from .emulator.kwok_stages import kwok_command, kwok_configuration
+        from .timing import profile
+
+        server = state["server"]
+        kwok_kc = cp.write_kubeconfig(self.dir / "kwok.kubeconfig", server, creds.ca, creds.kwok,
+                                      config.cluster_name, "kwok")
+        kwok_cfg = self.dir / "kwok.yaml"
+        kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
+        self._launch(state, "kwok", kwok_command(bins.path("kwok"), str(kwok_kc), str(kwok_cfg)))
+
+        emu_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
+                                     config.cluster_name, "fargate-emulator")
+        webhook_port = process.free_port()
+        self._launch(state, "emulator", [
+            sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emu_kc),
+            "--aws-endpoint", state["aws_endpoint"], "--region", config.region, "--cluster", config.cluster_name,
+            "--kubernetes-version", bins.kubernetes_version, "--run-id", state["run_id"],
+            "--webhook-host", "127.0.0.1", "--webhook-port", str(webhook_port),
+            "--webhook-cert", str(creds.webhook.cert), "--webhook-key", str(creds.webhook.key),
+            "--ca-file", str(creds.ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
+        ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        cp.wait_until(lambda: _log_says(self.dir / "logs" / "emulator.log", "READY"), 60,
+                      "the Fargate emulation", dead)
+
+    def down(self, quiet: bool = False, progress: Progress = _stderr) -> None:
+        state = self.state()
+        if state is None:
+            if quiet:
+                return
+            raise HarnessError(f"no local environment {self.name!r} is up: nothing to stop",
+                               ExitCode.NOT_RUNNING)
+        run_id = state.get("run_id", "")
+        # Reverse order: the emulation and kwok stop before the API server they talk to.
+        pids = [c["pid"] for c in reversed(state.get("components", []))
+                if process.alive(c["pid"], run_id or None)]
+        if run_id:
+            pids += [p for p in process.tagged_pids(run_id) if p not in pids]
+        process.stop(pids)
+        if state.get("etcd_data"):
+            shutil.rmtree(state["etcd_data"], ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if not quiet:
+            progress(f"environment {self.name!r} (run {run_id}) stopped and removed")
+
+    def status(self) -> list[dict[str, Any]]:
+        state = self.state()
+        if state is None:
+            raise HarnessError(f"no local environment {self.name!r} is up", ExitCode.NOT_RUNNING)
+        run_id = state.get("run_id")
+        return [
+            dict(c, state="running" if process.alive(c["pid"], run_id) else "DEAD")
+            for c in state.get("components", [])
+        ]
+
+
+def _profile_delays(config: EnvironmentConfig) -> list[str]:
+    from .timing import profile
+
+    t = profile(config.timing, config.timing_scale)
+    return ["--profile-create-seconds", str(t.profile_create), "--profile-delete-seconds", str(t.profile_delete)]
+
+
+def _log_says(log: Path, word: str) -> bool:
+    try:
+        return word in log.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)

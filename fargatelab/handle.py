@@ -1,0 +1,64 @@
+"""The cluster handle every backend yields: scenarios ask it what the cluster can do, never which it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+__all__ = ["Capability", "ClusterHandle"]
+
+
+class Capability:
+    """What a backend can do; scenarios skip or adapt on these, with the reason they name."""
+
+    #: pods really run and can reach each other (netshoot probes, ``kubectl exec``)
+    POD_NETWORK = "pod-network"
+    #: the ALB serves HTTP (the 2048 page through its hostname or the service proxy)
+    LOAD_BALANCER_HTTP = "load-balancer-http"
+    #: the service proxy of the API server reaches pods (kind)
+    SERVICE_PROXY = "service-proxy"
+    #: AWS resources live in a real account, so cost and leaks are real
+    REAL_AWS = "real-aws"
+    #: the run may create, change and delete (replay mode)
+    WRITE = "write"
+
+    REASONS: Mapping[str, str] = {
+        POD_NETWORK: "this backend runs no real containers (pods are simulated by KWOK); "
+        "run with --backend kind or --backend eks for in-pod probes",
+        LOAD_BALANCER_HTTP: "this backend has no data plane behind the ALB; "
+        "run with --backend kind or --backend eks to fetch the game page",
+        SERVICE_PROXY: "the API server cannot reach pods on this backend",
+        REAL_AWS: "this backend does not use a real AWS account",
+        WRITE: "check mode never changes the cluster",
+    }
+
+
+@dataclass(frozen=True)
+class ClusterHandle:
+    """Everything a scenario needs to talk to a cluster and its AWS account."""
+
+    kubeconfig: str
+    cluster_name: str
+    region: str
+    run_id: str
+    #: AWS API endpoint (moto) or None for the real AWS endpoints
+    aws_endpoint: str | None = None
+    capabilities: frozenset[str] = frozenset()
+    kubernetes_version: str = ""
+    #: multiplier applied to every documented wait (1.0 = the backend's own pace)
+    timing_scale: float = 1.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def aws_environment(self) -> dict[str, str]:
+        """The standard variables that point boto3 and the AWS CLI at this cluster's AWS endpoint."""
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        if self.aws_endpoint:
+            env.update(
+                AWS_ENDPOINT_URL=self.aws_endpoint,
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",
+            )
+        return env

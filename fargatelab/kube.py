@@ -1,0 +1,115 @@
+"""The scenarios' view of a cluster: documented commands through real kubectl, reads through the API.
+
+Reads return plain dicts in the Kubernetes JSON shape, the same shape the manifests have, so a
+scenario compares what it applied with what the cluster holds without translating field names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+
+from .errors import ExitCode, HarnessError
+
+__all__ = ["Kube", "CommandResult"]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Kube:
+    def __init__(self, kubeconfig: str, kubectl: str = "kubectl") -> None:
+        if not os.path.isfile(kubeconfig):
+            raise HarnessError(
+                f"kubeconfig {kubeconfig} does not exist: run `fargate-lab up`, or pass --kubeconfig",
+                ExitCode.BAD_INPUT,
+            )
+        self.kubeconfig = kubeconfig
+        self.kubectl_path = kubectl
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        self.api_client = client.ApiClient(cfg)
+        self.core = client.CoreV1Api(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.batch = client.BatchV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+
+    # --- documented commands ------------------------------------------------------------------
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> CommandResult:
+        """Run kubectl as a student would type it; ``check`` raises with stderr on failure."""
+        argv = [self.kubectl_path, *args]
+        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, KUBECONFIG=self.kubeconfig))
+        result = CommandResult(shlex.join(["kubectl", *args]), proc.returncode, proc.stdout, proc.stderr)
+        if check and not result.ok:
+            raise AssertionError(f"`{result.command}` failed ({proc.returncode}): {proc.stderr.strip()}")
+        return result
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get(self, path: str, **query: str) -> dict[str, Any]:
+        """GET an API path (``/api/v1/namespaces/x/pods``) as a dict; 404 raises ``LookupError``."""
+        try:
+            resp = self.api_client.call_api(path, "GET", query_params=list(query.items()),
+                                            auth_settings=["BearerToken"], _preload_content=False,
+                                            response_type="object")[0]
+        except client.ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(path) from None
+            raise
+        data: dict[str, Any] = json.loads(resp.data)
+        return data
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.get(path)
+        except LookupError:
+            return False
+        return True
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        query = {"labelSelector": selector} if selector else {}
+        items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/{namespace}/pods", **query)["items"]
+        return items
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    def nodes(self, selector: str = "") -> list[dict[str, Any]]:
+        query = {"labelSelector": selector} if selector else {}
+        items: list[dict[str, Any]] = self.get("/api/v1/nodes", **query)["items"]
+        return items
+
+    def fargate_nodes(self) -> list[dict[str, Any]]:
+        return self.nodes("eks.amazonaws.com/compute-type=fargate")
+
+    def events(self, namespace: str, uid: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        selectors = [f"involvedObject.uid={uid}"] if uid else []
+        if name:
+            selectors.append(f"involvedObject.name={name}")
+        query = {"fieldSelector": ",".join(selectors)} if selectors else {}
+        items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/{namespace}/events", **query)["items"]
+        # resourceVersion orders events as they were written; timestamps have only second precision.
+        return sorted(items, key=lambda e: int(e["metadata"].get("resourceVersion") or 0))
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+
+    def job(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")

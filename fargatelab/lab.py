@@ -1,0 +1,258 @@
+"""A lab scenario's working context: documented names, documented steps, waits, cleanup, diagnostics.
+
+In replay mode the names of namespaces and profiles carry the run id (``study-aews`` becomes
+``study-aews-<run id>``), so parallel runs never meet; check mode uses the documented names as they
+are, because it reads what a student made by following the documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from . import conditions as cond
+from . import wait
+from .errors import ExitCode, HarnessError
+from .handle import ClusterHandle
+from .kube import Kube
+from .timing import Timing
+
+__all__ = ["Lab", "MANIFESTS", "RUN_ID_LABEL", "expect"]
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "fixtures" / "manifests"
+RUN_ID_LABEL = "fargate-labs/run-id"
+
+
+def expect(fact: str, actual: Any, expected: Any) -> None:
+    """Assert one documented fact, naming it, with expected vs actual."""
+    if actual != expected:
+        raise AssertionError(f"{fact}\n  expected: {expected!r}\n  actual:   {actual!r}")
+
+
+class Lab:
+    def __init__(self, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any], timing: Timing,
+                 mode: str = "replay", liveness: wait.Liveness | None = None,
+                 record: list[tuple[str, object]] | None = None) -> None:
+        self.cluster = cluster
+        self.kube = kube
+        self.aws = aws
+        self.timing = timing
+        self.mode = mode
+        self.liveness = liveness
+        self.record = record if record is not None else []
+        self._cleanups: list[tuple[str, Callable[[], None]]] = []
+        self.namespaces: list[str] = []
+
+    # --- names --------------------------------------------------------------------------------
+
+    @property
+    def replay(self) -> bool:
+        return self.mode == "replay"
+
+    def name(self, documented: str) -> str:
+        return f"{documented}-{self.cluster.run_id}" if self.replay else documented
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def step(self, documented: str, executed: str | None = None) -> None:
+        """Record a documented command (and what was really run, where it differs) in the report."""
+        self.record.append(("step", documented if executed in (None, documented) else f"{documented}  =>  {executed}"))
+
+    def defect(self, text: str) -> None:
+        """Record a documentation defect: a documented command that does not work as written."""
+        self.record.append(("documentation defect", text))
+
+    def wait(self, condition: wait.Condition, timeout: float, interval: float = 0.5) -> str:
+        return wait.for_(condition, timeout, interval, self.liveness)
+
+    # --- cleanup ------------------------------------------------------------------------------
+
+    def on_cleanup(self, what: str, action: Callable[[], None]) -> None:
+        self._cleanups.append((what, action))
+
+    def cleanup(self) -> None:
+        """Undo what the scenario created, newest first, each waiting until it is really gone."""
+        errors = []
+        while self._cleanups:
+            what, action = self._cleanups.pop()
+            try:
+                action()
+            except Exception as exc:
+                errors.append(f"{what}: {exc}")
+        if errors:
+            raise AssertionError("cleanup failed: " + "; ".join(errors))
+
+    # --- namespaces and manifests -------------------------------------------------------------
+
+    def namespace(self, documented: str) -> str:
+        """The lab's namespace for ``documented``: created (labelled with the run id) in replay mode."""
+        name = self.name(documented)
+        if name not in self.namespaces:
+            self.namespaces.append(name)
+        if self.replay and not self.kube.exists(f"/api/v1/namespaces/{name}"):
+            self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}},
+            }))
+            self.on_cleanup(f"namespace {name}", lambda: self._delete_namespace(name))
+        return name
+
+    def _delete_namespace(self, name: str) -> None:
+        self.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+        self.wait(cond.ResourceDeleted(self.kube, f"/api/v1/namespaces/{name}"), timeout=120)
+
+    def load(self, manifest: str) -> list[dict[str, Any]]:
+        path = MANIFESTS / manifest
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except FileNotFoundError:
+            raise HarnessError(f"manifest {path} does not exist", ExitCode.BAD_INPUT) from None
+        except yaml.YAMLError as exc:
+            raise HarnessError(f"manifest {path} is not valid YAML: {str(exc).splitlines()[0]}",
+                               ExitCode.BAD_INPUT) from None
+        return docs
+
+    def localise(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The documents with their namespaces renamed for this run and the run id label added."""
+        out = []
+        for doc in copy.deepcopy(docs):
+            meta = doc.setdefault("metadata", {})
+            meta.setdefault("labels", {})[RUN_ID_LABEL] = self.cluster.run_id
+            if doc.get("kind") == "Namespace":
+                meta["name"] = self.namespace_for(meta["name"])
+            elif meta.get("namespace"):
+                meta["namespace"] = self.namespace_for(meta["namespace"])
+            out.append(doc)
+        return out
+
+    def namespace_for(self, documented: str) -> str:
+        name = self.name(documented)
+        if name not in self.namespaces:
+            self.namespaces.append(name)
+        return name
+
+    def apply(self, manifest: str, documented_command: str | None = None,
+              docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """``kubectl apply -f <manifest>`` with this run's names; the objects are deleted on cleanup."""
+        documented = documented_command or f"kubectl apply -f {manifest}"
+        localised = self.localise(docs if docs is not None else self.load(manifest))
+        with tempfile.NamedTemporaryFile("w", suffix=f"-{Path(manifest).name}", delete=False) as f:
+            yaml.safe_dump_all(localised, f)
+        self.step(documented, f"kubectl apply -f {manifest} (namespaces suffixed with the run id)")
+        for doc in localised:
+            if doc.get("kind") == "Namespace":
+                name = doc["metadata"]["name"]
+                self.on_cleanup(f"namespace {name}", lambda n=name: self._delete_namespace(n))
+        self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(f.name))
+        self.kube.kubectl("apply", "-f", f.name)
+        return localised
+
+    def _delete_objects(self, path: str) -> None:
+        self.kube.kubectl("delete", "-f", path, "--ignore-not-found", "--wait=true", "--timeout=120s", check=False)
+        Path(path).unlink(missing_ok=True)
+
+    # --- Fargate profiles ---------------------------------------------------------------------
+
+    def create_profile(self, documented: str, selectors: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """``eksctl create fargateprofile`` as the EKS API call it makes; waits until ACTIVE.
+
+        Profiles are created one at a time per cluster (EKS refuses a second while one is CREATING or
+        DELETING), so every worker of the run takes the same lock, and ResourceInUseException left by
+        another client is retried with backoff.
+        """
+        eks = self.aws("eks")
+        name = self.name(documented)
+        role = extra.pop("podExecutionRoleArn", None) or self.pod_execution_role()
+        args = dict(clusterName=self.cluster.cluster_name, fargateProfileName=name, selectors=selectors,
+                    podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
+        with self._profile_lock():
+            _retry_in_use(lambda: eks.create_fargate_profile(**args))
+            self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
+            self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
+                      self.timing.profile_active_timeout, interval=0.5)
+        profile: dict[str, Any] = eks.describe_fargate_profile(
+            clusterName=self.cluster.cluster_name, fargateProfileName=name)["fargateProfile"]
+        return profile
+
+    def delete_profile(self, name: str) -> None:
+        eks = self.aws("eks")
+        with self._profile_lock():
+            try:
+                _retry_in_use(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
+                                                                 fargateProfileName=name))
+            except eks.exceptions.ResourceNotFoundException:
+                return
+            self.wait(cond.ProfileDeleted(eks, self.cluster.cluster_name, name),
+                      self.timing.profile_delete + 120, interval=0.5)
+
+    def pod_execution_role(self) -> str:
+        iam = self.aws("iam")
+        roles = [r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"]]
+        if not roles:
+            raise HarnessError("no Fargate pod execution role in the account: pass --pod-execution-role-arn",
+                               ExitCode.AWS)
+        return roles[0]
+
+    def _profile_lock(self) -> Any:
+        path = Path(tempfile.gettempdir()) / f"fargate-labs-profiles-{self.cluster.cluster_name}.lock"
+        return _FileLock(path)
+
+    # --- diagnostics --------------------------------------------------------------------------
+
+    def diagnostics(self) -> list[tuple[str, str]]:
+        """Events, describe and logs of every namespace the scenario touched (Chainsaw-style)."""
+        out = []
+        for ns in self.namespaces:
+            for title, args in (
+                (f"events in {ns}", ("get", "events", "-n", ns, "--sort-by=.metadata.creationTimestamp")),
+                (f"describe pods in {ns}", ("describe", "pods", "-n", ns)),
+                (f"logs in {ns}", ("logs", "-n", ns, "--all-containers", "--prefix", "--tail=50",
+                                   "-l", RUN_ID_LABEL + "=" + self.cluster.run_id)),
+            ):
+                try:
+                    result = self.kube.kubectl(*args, check=False, timeout=20)
+                    out.append((title, (result.stdout or result.stderr).strip() or "(empty)"))
+                except Exception as exc:
+                    out.append((title, f"could not collect: {exc}"))
+        try:
+            nodes = self.kube.kubectl("get", "nodes", "-o", "wide", check=False, timeout=20)
+            out.append(("nodes", nodes.stdout.strip()))
+        except Exception as exc:
+            out.append(("nodes", f"could not collect: {exc}"))
+        return out
+
+
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self._f = open(self.path, "w")
+        fcntl.flock(self._f, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._f, fcntl.LOCK_UN)
+        self._f.close()
+
+
+def _retry_in_use(call: Callable[[], Any], attempts: int = 8, first_delay: float = 1.0) -> Any:
+    """Retry ``call`` while EKS says another profile is in transition, with exponential backoff."""
+    delay = first_delay
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            message = str(exc)
+            if code != "ResourceInUseException" or "already exists" in message or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")

@@ -1,0 +1,164 @@
+"""The pytest plugin of the labs: options, markers, the cluster fixtures and failure diagnostics.
+
+Loaded by the repository's ``conftest.py``. Nothing here starts a cluster until a scenario asks for
+the ``cluster`` fixture, so the harness's own tests run without one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from .backends import BACKENDS, Backend, BackendOptions, open_backend
+from .errors import HarnessError
+from .handle import Capability, ClusterHandle
+from .kube import Kube
+from .lab import Lab
+from .timing import PROFILES, Timing, profile
+
+__all__ = ["pytest_addoption", "pytest_configure"]
+
+_BACKEND_KEY = pytest.StashKey[Backend]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fargate-labs", "EKS-on-Fargate workshop labs")
+    group.addoption("--backend", choices=BACKENDS, default="local",
+                    help="local (default: a local EKS-on-Fargate environment), kind, or eks")
+    group.addoption("--mode", choices=("replay", "check"), default="replay",
+                    help="replay: create, assert, clean up; check: read-only self-check of a student's cluster")
+    group.addoption("--cluster", default="eksworkshop", help="EKS cluster name")
+    group.addoption("--region", default="ap-northeast-2")
+    group.addoption("--keep", action="store_true", help="leave what the run created in place")
+    group.addoption("--run-id", default=None, help="run id tagging everything created (default: random)")
+    group.addoption("--timing", choices=tuple(PROFILES), default="fast",
+                    help="emulated latencies: fast, or eks (documented EKS latencies)")
+    group.addoption("--timing-scale", type=float, default=1.0, help="multiply emulated latencies")
+    group.addoption("--reuse", nargs="?", const=os.environ.get("FARGATE_LABS_ENV", "default"), default=None,
+                    metavar="ENV", help="reuse a local environment already `up` (default name: $FARGATE_LABS_ENV)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab(name, document): the workshop lab and document a scenario replays")
+    config.addinivalue_line("markers", "needs(capability): skip unless the backend can do this")
+    config.addinivalue_line("markers", "replay_only: the step changes the cluster, so check mode skips it")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        config.option.run_id = workerinput["fargatelab_run_id"]
+    elif not config.option.run_id:
+        config.option.run_id = uuid.uuid4().hex[:8]
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker gets the controller's run id, so all share one environment."""
+    node.workerinput["fargatelab_run_id"] = node.config.option.run_id
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    backend = config.stash.get(_BACKEND_KEY, None)
+    if backend is not None:
+        backend.close()
+    elif getattr(config, "workerinput", None) is None and config.option.backend == "local" \
+            and not config.option.reuse and not config.option.keep:
+        # Workers may have started the shared environment; the controller takes it down.
+        from .environment import LocalEnvironment
+
+        LocalEnvironment(f"labs-{config.option.run_id}").down(quiet=True)
+
+
+def _options(config: pytest.Config) -> BackendOptions:
+    o = config.option
+    return BackendOptions(backend=o.backend, mode=o.mode, cluster=o.cluster, region=o.region, run_id=o.run_id,
+                          timing=o.timing, timing_scale=o.timing_scale, reuse=o.reuse)
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config) -> ClusterHandle:
+    """The cluster under test, from the chosen backend."""
+    backend = pytestconfig.stash.get(_BACKEND_KEY, None)
+    if backend is None:
+        try:
+            backend = open_backend(_options(pytestconfig))
+        except HarnessError as err:
+            pytest.exit(f"fargate-labs: {err}", returncode=err.code)
+        if os.environ.get("PYTEST_XDIST_WORKER") is None:
+            pytestconfig.stash[_BACKEND_KEY] = backend
+        else:
+            # Only the controller takes a shared environment down.
+            pytestconfig.stash[_BACKEND_KEY] = _Borrowed(backend)
+    return backend.handle
+
+
+class _Borrowed:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.handle = backend.handle
+
+    def liveness(self) -> str | None:
+        return self._backend.liveness()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def timing(cluster: ClusterHandle, pytestconfig: pytest.Config) -> Timing:
+    return profile(pytestconfig.option.timing, pytestconfig.option.timing_scale)
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: ClusterHandle) -> Kube:
+    return Kube(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def aws(cluster: ClusterHandle) -> Callable[[str], Any]:
+    """``aws("eks")``: a boto3 client for the cluster's AWS account (moto on local and kind)."""
+    import boto3
+
+    env = cluster.aws_environment()
+    session = boto3.session.Session(
+        region_name=cluster.region,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    return lambda service: session.client(service, endpoint_url=cluster.aws_endpoint)
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
+        timing: Timing) -> Iterator[Lab]:
+    """One scenario's view of its lab: names, documented steps, waits, and cleanup in reverse order."""
+    for mark in request.node.iter_markers("needs"):
+        if not cluster.can(mark.args[0]):
+            pytest.skip(f"needs {mark.args[0]}: {Capability.REASONS.get(mark.args[0], mark.args[0])}")
+    backend = request.config.stash[_BACKEND_KEY]
+    the_lab = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=backend.liveness,
+                  record=request.node.user_properties)
+    request.node.stash[_LAB_KEY] = the_lab
+    try:
+        yield the_lab
+    finally:
+        if not request.config.option.keep:
+            the_lab.cleanup()
+
+
+_LAB_KEY = pytest.StashKey[Lab]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.config.option.mode == "check" and item.get_closest_marker("replay_only"):
+        pytest.skip("check mode never changes the cluster; this step only exists in replay mode")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    the_lab = item.stash.get(_LAB_KEY, None)
+    if the_lab is not None and report.failed and call.when in ("call", "setup"):
+        for title, body in the_lab.diagnostics():
+            report.sections.append((f"diagnostics: {title}", body))
+    return report
