@@ -68,7 +68,7 @@ class Kube:
         try:
             resp = self.api_client.call_api(path, "GET", query_params=list(query.items()),
                                             auth_settings=["BearerToken"], _preload_content=False,
-                                            response_type="object")[0]
+                                            _return_http_data_only=True)
         except client.ApiException as exc:
             if exc.status == 404:
                 raise LookupError(path) from None
