@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,9 @@ from .timing import Timing
 
 __all__ = ["Lab", "MANIFESTS", "RUN_ID_LABEL", "expect"]
 
-MANIFESTS = Path(__file__).resolve().parent.parent / "fixtures" / "manifests"
+# FARGATE_LABS_MANIFESTS points the labs at another copy of the manifests (to prove a broken fact fails).
+MANIFESTS = Path(os.environ.get("FARGATE_LABS_MANIFESTS")
+                 or Path(__file__).resolve().parent.parent / "fixtures" / "manifests")
 RUN_ID_LABEL = "fargate-labs/run-id"
 
 
@@ -153,6 +156,28 @@ class Lab:
         self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(f.name))
         self.kube.kubectl("apply", "-f", f.name)
         return localised
+
+    def ensure(self, manifest: str, documented_command: str | None = None) -> list[dict[str, Any]]:
+        """Replay mode: apply the manifest. Check mode: require that every object in it exists.
+
+        Check mode never writes; a missing object fails the step naming it and the documented
+        command that would create it.
+        """
+        if self.replay:
+            return self.apply(manifest, documented_command)
+        docs = self.localise(self.load(manifest))
+        for doc in docs:
+            meta = doc["metadata"]
+            args = ["get", doc["kind"].lower(), meta["name"], "-o", "name"]
+            if meta.get("namespace"):
+                args += ["-n", meta["namespace"]]
+            result = self.kube.kubectl(*args, check=False, timeout=30)
+            if not result.ok:
+                where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+                raise AssertionError(
+                    f"missing: {doc['kind']} {where}{meta['name']}; "
+                    f"run: {documented_command or f'kubectl apply -f {manifest}'}")
+        return docs
 
     def _delete_objects(self, path: str) -> None:
         self.kube.kubectl("delete", "-f", path, "--ignore-not-found", "--wait=true", "--timeout=120s", check=False)
