@@ -249,12 +249,21 @@ def _run_go(
 
 
 def _build_all(version: str, out: Path, progress: Progress) -> None:
+    _go()  # fail with the clear line before any work when Go is missing
     work = cache_root() / "build" / f"k8s-{version}"
     work.mkdir(parents=True, exist_ok=True)
     minor = version.lstrip("v").split(".")
     staging_version = f"v0.{minor[1]}.{minor[2]}"
 
-    replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in _staging_modules(version))
+    try:
+        modules = _staging_modules(version)
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot reach the Go module proxy to build Kubernetes {version} ({exc}); "
+            "pass --bin-dir DIR with prebuilt binaries instead",
+            ExitCode.MISSING_BINARY,
+        ) from None
+    replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in modules)
     (work / "go.mod").write_text(
         f"module fargatelab.local/k8s\n\ngo 1.24\n\nrequire k8s.io/kubernetes {version}\n\n"
         f"replace (\n{replaces}\n)\n"

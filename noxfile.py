@@ -1,0 +1,63 @@
+"""Sessions: ``labs`` (the workshop labs on the local backend), ``tests`` (the harness's own tests),
+``benchmark`` (speed and memory figures), ``cleanup`` (leftovers of an interrupted run).
+
+Every session installs what it needs into its own virtualenv, pinned by ``constraints.txt``; the
+Kubernetes binaries are provisioned on first use into ``~/.cache/fargate-labs`` (see docs/backends.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-c", "constraints.txt", "-e", ".[dev]")
+
+
+def _provision(session: nox.Session) -> None:
+    # A cold build of the Kubernetes binaries takes minutes: do it once, visibly, before any test.
+    session.run("python", "-c", "from fargatelab.binaries import provision; print(provision().bin_dir)")
+
+
+@nox.session(python=PYTHON)
+def labs(session: nox.Session) -> None:
+    """Replay every lab against the local backend (or pass pytest options, e.g. -- --backend eks)."""
+    _install(session)
+    _provision(session)
+    args = session.posargs or []
+    session.run(
+        "python", "-m", "pytest", "labs", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+        "--junitxml=reports/junit.xml", *args,
+    )
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The harness's own tests: pure rules, the AWS side, the local environment and the emulation."""
+    _install(session)
+    _provision(session)
+    session.run("python", "-m", "pytest", "--doctest-modules", "fargatelab", "-p", "no:cacheprovider", "-q",
+                "--ignore=fargatelab/emulator/__main__.py")
+    session.run("python", "-m", "pytest", "tests", "-p", "no:cacheprovider", *(session.posargs or ["-q"]))
+    session.run("mypy", "fargatelab")
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """Print cold/warm provisioning, up/down times, RSS and the labs' wall time (no assertions)."""
+    _install(session)
+    session.run("python", "scripts/benchmark.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def cleanup(session: nox.Session) -> None:
+    """Remove everything tagged with a run id: ``nox -s cleanup -- --run-id X``."""
+    _install(session)
+    session.run("fargate-lab", "cleanup", *session.posargs, env={"PYTHONUNBUFFERED": "1", **os.environ})
