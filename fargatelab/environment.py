@@ -200,20 +200,10 @@ class LocalEnvironment:
         creds = cp.issue_credentials(self.dir / "pki")
         dead = self._first_dead(state)
 
-        etcd_port, peer_port = process.free_port(), process.free_port()
-        Path(state["etcd_data"]).mkdir(parents=True, exist_ok=True)
-        self._launch(state, "etcd", cp.etcd_command(bins, Path(state["etcd_data"]), etcd_port, peer_port),
-                     etcd_port)
-
         api_port = config.apiserver_port or process.free_port()
         server = f"https://127.0.0.1:{api_port}"
-        self._launch(state, "kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port), api_port)
-
-        kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
-                                         config.cluster_name, "admin")
-        state.update(kubeconfig=str(kubeconfig), server=server)
-
-        # moto starts while the API server comes up: its cluster record needs only the endpoint and CA.
+        # moto is the slowest to start (imports and seeding) and needs only the endpoint and CA, so it
+        # goes first and comes up while etcd and the API server do.
         aws_port = process.free_port()
         self._launch(state, "moto", [
             sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
@@ -221,6 +211,17 @@ class LocalEnvironment:
             "--ca-file", str(creds.ca), "--run-id", state["run_id"], *_profile_delays(config),
         ], aws_port)
         state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+
+        etcd_port, peer_port = process.free_port(), process.free_port()
+        Path(state["etcd_data"]).mkdir(parents=True, exist_ok=True)
+        self._launch(state, "etcd", cp.etcd_command(bins, Path(state["etcd_data"]), etcd_port, peer_port),
+                     etcd_port)
+
+        self._launch(state, "kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port), api_port)
+
+        kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
+                                         config.cluster_name, "admin")
+        state.update(kubeconfig=str(kubeconfig), server=server)
 
         cp.wait_until(lambda: cp.api_get(server, creds, "/readyz")[0] == 200, 60, "kube-apiserver /readyz", dead)
         progress(f"kube-apiserver ready on {server} ({time.monotonic() - t0:.1f}s)")
@@ -233,21 +234,21 @@ class LocalEnvironment:
             kc = cp.write_kubeconfig(self.dir / f"{name}.kubeconfig", server, creds.ca, client,
                                      config.cluster_name, name)
             self._launch(state, name, build(kc))
+        self._start_fargate(bins, creds, config, state)
 
         cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
                       "the default ServiceAccount (controller-manager)", dead)
         cp.wait_until(lambda: _log_says(self.dir / "logs" / "moto.log", "READY"), 60, "the moto server", dead)
-        progress(f"controllers and moto ready ({time.monotonic() - t0:.1f}s)")
-
-        self._start_fargate(bins, creds, config, state, dead)
-        progress(f"Fargate emulation ready ({time.monotonic() - t0:.1f}s)")
+        cp.wait_until(lambda: _log_says(self.dir / "logs" / "emulator.log", "READY"), 60,
+                      "the Fargate emulation", dead)
+        progress(f"controllers, moto and the Fargate emulation ready ({time.monotonic() - t0:.1f}s)")
 
         state["ready"] = True
         self._write_state(state)
         progress(f"environment {self.name!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
 
     def _start_fargate(self, bins: Binaries, creds: cp.Credentials, config: EnvironmentConfig,
-                       state: dict[str, Any], dead: Callable[[], str | None]) -> None:
+                       state: dict[str, Any]) -> None:
         """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers)."""
         from .emulator.kwok_stages import kwok_command, kwok_configuration
         from .timing import profile
@@ -270,8 +271,6 @@ class LocalEnvironment:
             "--webhook-cert", str(creds.webhook.cert), "--webhook-key", str(creds.webhook.key),
             "--ca-file", str(creds.ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
         ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-        cp.wait_until(lambda: _log_says(self.dir / "logs" / "emulator.log", "READY"), 60,
-                      "the Fargate emulation", dead)
 
     def down(self, quiet: bool = False, progress: Progress = _stderr) -> None:
         state = self.state()
