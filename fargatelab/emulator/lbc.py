@@ -125,17 +125,17 @@ class LoadBalancerController:
     def _reconcile_ingress(self, ing: dict[str, Any], inv: Inventory, services: dict[str, dict[str, Any]]) -> None:
         meta = ing["metadata"]
         try:
-            spec = build_stack(ing, services, self.cluster)
-        except ModelError as exc:
-            self._report(ing, "Warning", "FailedBuildModel", f"Failed build model due to {exc}", INGRESS_COMPONENT)
-            return
-        try:
-            # Before anything exists in AWS, so a deletion can always find and remove it.
+            # First, as the controller does: nothing may exist in AWS that a deletion would not clean up.
             set_finalizer(self.c, ing, True, self.finalizer)
         except Exception as exc:
             if status_of(exc) not in (409, 422):  # a concurrent edit: next pass
                 self._report(ing, "Warning", "FailedAddFinalizer", f"Failed add finalizer due to {exc}",
                              INGRESS_COMPONENT)
+            return
+        try:
+            spec = build_stack(ing, services, self.cluster)
+        except ModelError as exc:
+            self._report(ing, "Warning", "FailedBuildModel", f"Failed build model due to {exc}", INGRESS_COMPONENT)
             return
         try:
             deployed: Deployed = self.deployer.deploy(spec, inv)

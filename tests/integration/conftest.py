@@ -117,6 +117,12 @@ def fargate_namespace(environment: ClusterHandle, kube: Clients, aws: Callable[[
         wait_until(lambda: eks.describe_fargate_profile(clusterName=environment.cluster_name,
                                                         fargateProfileName=name)["fargateProfile"]["status"]
                    == "ACTIVE", 300, f"Fargate profile {name} ACTIVE")
+        # The admission webhook learns of the profile a moment later; a pod created before that stays off
+        # Fargate (Pending for good), so wait until a dry-run pod comes back mutated for Fargate.
+        probe = {"metadata": {"generateName": "probe-"},
+                 "spec": {"containers": [{"name": "probe", "image": "busybox"}]}}
+        wait_until(lambda: kube.core.create_namespaced_pod(name, probe, dry_run="All").spec.scheduler_name
+                   == "fargate-scheduler", 60, f"the webhook to place pods of {name} on Fargate")
         return name
 
     yield make
