@@ -252,3 +252,12 @@ def test_instance_targets_skip_fargate_nodes() -> None:
 def test_missing_backend() -> None:
     assert desired_targets(tgb(), None, [], set()).error == 'backend not found: services "service-2048" not found'
     assert "unable to find port http on service" in desired_targets(tgb(port="http"), service(), [], set()).error
+
+
+@pytest.mark.parametrize("module", ["fargatelab.emulator.lbc", "fargatelab.emulator.lbc_model"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
