@@ -1,8 +1,9 @@
 """Fixtures for tests against the local EKS-on-Fargate environment (`fargate-lab up`).
 
 The environment named by ``FARGATE_LABS_ENV`` (else ``default``) is used when it is up; otherwise the
-session starts its own, named ``pytest-<pid>``, and takes it down at the end. Every test talks to it the
-way a user would: the kubeconfig for Kubernetes, boto3 at the moto endpoint for AWS.
+session starts its own, named ``pytest-<pid>``, and takes it down at the end (under pytest-xdist that is
+one environment per worker: start one with `fargate-lab up` first to share it). Every test talks to it
+the way a user would: the kubeconfig for Kubernetes, boto3 at the moto endpoint for AWS.
 """
 
 from __future__ import annotations
