@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timing", default="fast", help="timing profile: fast (default) or eks")
     up.add_argument("--timing-scale", type=float, default=1.0, help="multiply every emulated latency")
     up.add_argument("--run-id", default="", help="run id to tag everything with (default: random)")
+    up.add_argument("--placement", choices=("per-pod-node", "hosted"), default="per-pod-node",
+                    help="per-pod-node: a Fargate node per pod (default); hosted: pods on worker nodes, "
+                         "shadow Fargate nodes (how the kind backend runs)")
 
     with_name(sub.add_parser("env", help="print the export lines of a running environment"))
     with_name(sub.add_parser("status", help="show each component, its pid, port and log"))
@@ -74,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         env.up(EnvironmentConfig(
             name=env.name, cluster_name=args.cluster, region=args.region, apiserver_port=args.apiserver_port,
             bin_dir=args.bin_dir, timing=args.timing, timing_scale=args.timing_scale, run_id=args.run_id,
+            placement=args.placement,
         ))
         sys.stdout.write(env.exports())
     elif args.command == "env":

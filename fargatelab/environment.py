@@ -45,6 +45,8 @@ class EnvironmentConfig:
     timing: str = "fast"
     timing_scale: float = 1.0
     run_id: str = ""
+    #: "per-pod-node" (a KWOK-run Fargate node per pod) or "hosted" (pods on real workers, shadow nodes)
+    placement: str = "per-pod-node"
 
 
 def _stderr(line: str) -> None:
@@ -234,7 +236,11 @@ class LocalEnvironment:
             kc = cp.write_kubeconfig(self.dir / f"{name}.kubeconfig", server, creds.ca, client,
                                      config.cluster_name, name)
             self._launch(state, name, build(kc))
-        self._start_fargate(bins, creds, config, state)
+        kwok_kc = cp.write_kubeconfig(self.dir / "kwok.kubeconfig", server, creds.ca, creds.kwok,
+                                      config.cluster_name, "kwok")
+        emulator_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
+                                          config.cluster_name, "fargate-emulator")
+        self._start_fargate(bins, config, state, kwok_kc, emulator_kc, creds.webhook, creds.ca)
 
         cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
                       "the default ServiceAccount (controller-manager)", dead)
@@ -247,30 +253,78 @@ class LocalEnvironment:
         self._write_state(state)
         progress(f"environment {self.name!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
 
-    def _start_fargate(self, bins: Binaries, creds: cp.Credentials, config: EnvironmentConfig,
-                       state: dict[str, Any]) -> None:
-        """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers)."""
+    def _start_fargate(self, bins: Binaries, config: EnvironmentConfig, state: dict[str, Any],
+                       kwok_kubeconfig: Path, emulator_kubeconfig: Path, webhook: cp.CertPair, ca: Path,
+                       webhook_host: str = "127.0.0.1") -> None:
+        """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers).
+
+        ``webhook_host`` is where the API server reaches the webhooks: loopback for the local control
+        plane, the kind network's gateway for kind.
+        """
         from .emulator.kwok_stages import kwok_command, kwok_configuration
         from .timing import profile
 
-        server = state["server"]
-        kwok_kc = cp.write_kubeconfig(self.dir / "kwok.kubeconfig", server, creds.ca, creds.kwok,
-                                      config.cluster_name, "kwok")
         kwok_cfg = self.dir / "kwok.yaml"
         kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
-        self._launch(state, "kwok", kwok_command(bins.path("kwok"), str(kwok_kc), str(kwok_cfg)))
-
-        emu_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
-                                     config.cluster_name, "fargate-emulator")
+        self._launch(state, "kwok", kwok_command(bins.path("kwok"), str(kwok_kubeconfig), str(kwok_cfg)))
         webhook_port = process.free_port()
         self._launch(state, "emulator", [
-            sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emu_kc),
+            sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emulator_kubeconfig),
             "--aws-endpoint", state["aws_endpoint"], "--region", config.region, "--cluster", config.cluster_name,
-            "--kubernetes-version", bins.kubernetes_version, "--run-id", state["run_id"],
-            "--webhook-host", "127.0.0.1", "--webhook-port", str(webhook_port),
-            "--webhook-cert", str(creds.webhook.cert), "--webhook-key", str(creds.webhook.key),
-            "--ca-file", str(creds.ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
+            "--kubernetes-version", state["kubernetes_version"], "--run-id", state["run_id"],
+            "--webhook-host", webhook_host, "--webhook-port", str(webhook_port),
+            "--webhook-cert", str(webhook.cert), "--webhook-key", str(webhook.key),
+            "--ca-file", str(ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
+            "--placement", config.placement,
         ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+
+    def attach(self, kubeconfig: str, options: Any, webhook_host: str,
+               progress: Progress = _stderr) -> ClusterHandle:
+        """Run moto, KWOK and the emulation (hosted placement) against an API server we did not start.
+
+        The kind backend uses this: the cluster is kind's; what makes it EKS-on-Fargate is ours.
+        """
+        import base64
+
+        import yaml as _yaml
+
+        from .pki import Authority
+
+        bins = provision(progress=progress)
+        config = EnvironmentConfig(name=self.name, cluster_name=options.cluster, region=options.region,
+                                   timing=options.timing, timing_scale=options.timing_scale,
+                                   run_id=options.run_id, placement="hosted")
+        cluster = _yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        api_ca = self.dir / "api-ca.crt"
+        api_ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+        state: dict[str, Any] = {"name": self.name, "run_id": options.run_id, "cluster_name": options.cluster,
+                                 "region": options.region, "kubernetes_version": bins.kubernetes_version,
+                                 "kubeconfig": kubeconfig, "server": cluster["server"], "components": [],
+                                 "ready": False, "timing_scale": options.timing_scale, "started": time.time()}
+        self._write_state(state)
+        try:
+            webhook_ca = Authority(self.dir / "pki")
+            webhook = webhook_ca.issue("webhook", "fargate-labs-webhook", hosts=(webhook_host,), server=True)
+            aws_port = process.free_port()
+            self._launch(state, "moto", [
+                sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
+                "--region", options.region, "--cluster-name", options.cluster, "--endpoint", cluster["server"],
+                "--ca-file", str(api_ca), "--run-id", options.run_id, *_profile_delays(config),
+            ], aws_port)
+            state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+            kc = Path(kubeconfig)
+            self._start_fargate(bins, config, state, kc, kc, webhook, webhook_ca.cert_path, webhook_host)
+            dead = self._first_dead(state)
+            for name in ("moto", "emulator"):
+                cp.wait_until(lambda n=name: _log_says(self.dir / "logs" / f"{n}.log", "READY"), 60, name, dead)
+        except BaseException:
+            self.down(quiet=True)
+            raise
+        state["ready"] = True
+        self._write_state(state)
+        return self.handle()
 
     def down(self, quiet: bool = False, progress: Progress = _stderr) -> None:
         state = self.state()
