@@ -26,11 +26,24 @@ class ProfileCache:
         self._profiles: list[Profile] = []
         self._lock = threading.Lock()
         self._listeners: list[Callable[[set[str]], None]] = []
+        self._refresh_lock = threading.Lock()
         self.healthy = threading.Event()
 
     def snapshot(self) -> list[Profile]:
         with self._lock:
             return list(self._profiles)
+
+    def current(self) -> list[Profile]:
+        """The profiles as EKS reports them at this moment (the webhook's view).
+
+        On EKS a profile that reports ACTIVE already selects new pods; reading on demand keeps that
+        true here, where a cached copy would lag a poll interval behind.
+        """
+        try:
+            self.refresh()
+        except Exception as exc:  # AWS endpoint unreachable: fall back to the last known profiles
+            log.warning("cannot refresh Fargate profiles: %s", exc)
+        return self.snapshot()
 
     def subnets(self) -> dict[str, list[str]]:
         return {p.name: list(p.subnets) for p in self.snapshot()}
@@ -40,6 +53,10 @@ class ProfileCache:
         self._listeners.append(listener)
 
     def refresh(self) -> None:
+        with self._refresh_lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         names: list[str] = []
         token: dict[str, str] = {}
         while True:

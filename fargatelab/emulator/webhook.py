@@ -92,7 +92,7 @@ class WebhookServer:
     def mutate_pod(self, request: dict[str, Any]) -> dict[str, Any]:
         pod = request.get("object") or {}
         try:
-            patch = fargate_patch(pod, request.get("namespace", ""), self.profiles.snapshot(),
+            patch = fargate_patch(pod, request.get("namespace", ""), self.profiles.current(),
                                   self.logging_state())
         except Exception:  # a pod the webhook cannot read is left as it is, as failurePolicy Ignore would
             log.exception("mutation failed")
