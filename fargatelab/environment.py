@@ -7,6 +7,7 @@ id, so ``down`` also finds what the state file lost track of.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -318,7 +319,8 @@ class LocalEnvironment:
             self._start_fargate(bins, config, state, kc, kc, webhook, webhook_ca.cert_path, webhook_host)
             dead = self._first_dead(state)
             for name in ("moto", "emulator"):
-                cp.wait_until(lambda n=name: _log_says(self.dir / "logs" / f"{n}.log", "READY"), 60, name, dead)
+                log = self.dir / "logs" / f"{name}.log"
+                cp.wait_until(functools.partial(_log_says, log, "READY"), 60, name, dead)
         except BaseException:
             self.down(quiet=True)
             raise

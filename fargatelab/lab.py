@@ -8,6 +8,7 @@ are, because it reads what a student made by following the documents.
 from __future__ import annotations
 
 import copy
+import functools
 import fcntl
 import json
 import os
@@ -152,7 +153,7 @@ class Lab:
         for doc in localised:
             if doc.get("kind") == "Namespace":
                 name = doc["metadata"]["name"]
-                self.on_cleanup(f"namespace {name}", lambda n=name: self._delete_namespace(n))
+                self.on_cleanup(f"namespace {name}", functools.partial(self._delete_namespace, name))
         self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(f.name))
         self.kube.kubectl("apply", "-f", f.name)
         return localised

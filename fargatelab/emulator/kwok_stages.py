@@ -123,7 +123,7 @@ def _expr(key: str, operator: str, *values: str) -> dict[str, object]:
 def _stages(timing: Timing) -> list[dict[str, object]]:
     not_deleted = _expr(".metadata.deletionTimestamp", "DoesNotExist")
     pending = _expr(".status.phase", "In", "Pending")
-    start_delay = {"durationMilliseconds": int(timing.pod_start * 1000)}
+    start_delay: dict[str, object] = {"durationMilliseconds": int(timing.pod_start * 1000)}
     return [
         _stage("fargate-node-ready", "Node",
                [_expr('.status.conditions.[] | select( .type == "Ready" ) | .status', "NotIn", "True")],

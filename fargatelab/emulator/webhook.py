@@ -117,7 +117,7 @@ def register_webhooks(clients: Clients, url: str, ca_bundle: bytes, run_id: str)
     """Create or replace both webhook configurations, pointing at ``url`` (``https://host:port``)."""
     ca = base64.b64encode(ca_bundle).decode()
     labels = {"fargate-labs/run-id": run_id, "app.kubernetes.io/managed-by": "fargate-labs"}
-    mutating = {
+    mutating: dict[str, Any] = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": MUTATION_WEBHOOK_NAME, "labels": labels},
@@ -133,7 +133,7 @@ def register_webhooks(clients: Clients, url: str, ca_bundle: bytes, run_id: str)
             "timeoutSeconds": 5,
         }],
     }
-    validating = {
+    validating: dict[str, Any] = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": LOGGING_WEBHOOK_NAME, "labels": labels},
