@@ -220,7 +220,10 @@ class LocalEnvironment:
         self._launch(state, "etcd", cp.etcd_command(bins, Path(state["etcd_data"]), etcd_port, peer_port),
                      etcd_port)
 
-        self._launch(state, "kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port), api_port)
+        # EKS's authenticator, so the API server also takes `k8s-aws-v1.` tokens (checked against moto's STS).
+        auth_flags = self._start_authenticator(creds, config, state)
+        self._launch(state, "kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port, extra=auth_flags),
+                     api_port)
 
         kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
                                          config.cluster_name, "admin")
@@ -248,11 +251,27 @@ class LocalEnvironment:
         cp.wait_until(lambda: _log_says(self.dir / "logs" / "moto.log", "READY"), 60, "the moto server", dead)
         cp.wait_until(lambda: _log_says(self.dir / "logs" / "emulator.log", "READY"), 60,
                       "the Fargate emulation", dead)
+        cp.wait_until(lambda: _log_says(self.dir / "logs" / "authenticator.log", "READY"), 60,
+                      "the token authenticator", dead)
         progress(f"controllers, moto and the Fargate emulation ready ({time.monotonic() - t0:.1f}s)")
 
         state["ready"] = True
         self._write_state(state)
         progress(f"environment {self.name!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
+
+    def _start_authenticator(self, creds: cp.Credentials, config: EnvironmentConfig,
+                             state: dict[str, Any]) -> list[str]:
+        """aws-iam-authenticator's TokenReview webhook (fargatelab.emulator.authenticator); the API server flags."""
+        from .emulator.authenticator import apiserver_flags, webhook_kubeconfig
+
+        port = process.free_port()
+        self._launch(state, "authenticator", [
+            sys.executable, "-m", "fargatelab.emulator.authenticator", "--port", str(port),
+            "--cert", str(creds.webhook.cert), "--key", str(creds.webhook.key), "--cluster", config.cluster_name,
+            "--sts-endpoint", state["aws_endpoint"], "--access-key", "testing=testing",
+        ], port)
+        return apiserver_flags(webhook_kubeconfig(self.dir / "authenticator.kubeconfig",
+                                                  f"https://127.0.0.1:{port}/authenticate", creds.ca))
 
     def _start_fargate(self, bins: Binaries, config: EnvironmentConfig, state: dict[str, Any],
                        kwok_kubeconfig: Path, emulator_kubeconfig: Path, webhook: cp.CertPair, ca: Path,
