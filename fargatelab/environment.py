@@ -367,6 +367,22 @@ class LocalEnvironment:
         if not quiet:
             progress(f"environment {self.name!r} (run {run_id}) stopped and removed")
 
+    def restart(self, component: str) -> None:
+        """Start ``component`` again with the command it was started with (after a crash, say)."""
+        state = self.state()
+        if state is None:
+            raise HarnessError(f"no local environment {self.name!r} is up", ExitCode.NOT_RUNNING)
+        for entry in state["components"]:
+            if entry["name"] == component:
+                if process.alive(entry["pid"], state["run_id"]):
+                    process.stop([entry["pid"]])
+                started = process.start(component, entry["command"], self.dir / "logs", state["run_id"],
+                                        entry["port"], entry.get("env"))
+                entry["pid"] = started.pid
+                self._write_state(state)
+                return
+        raise HarnessError(f"environment {self.name!r} has no component {component!r}", ExitCode.BAD_INPUT)
+
     def status(self) -> list[dict[str, Any]]:
         state = self.state()
         if state is None:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class Component:
     port: int
     log: str
     command: list[str]
+    #: variables set on top of the caller's environment (kept so a restart gets the same)
+    env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +84,7 @@ def start(
             env=full_env,
             start_new_session=True,
         )
-    return Component(name, proc.pid, port, str(log), command)
+    return Component(name, proc.pid, port, str(log), command, dict(env or {}))
 
 
 def _environ(pid: int) -> bytes:

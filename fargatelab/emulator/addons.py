@@ -61,10 +61,19 @@ def coredns_objects() -> list[dict[str, Any]]:
 def install_addons(clients: Clients) -> None:
     """Create what is missing; leave what exists (a user may have patched CoreDNS already)."""
     deployment, service = coredns_objects()
-    for create in (
-        lambda: clients.apps.create_namespaced_deployment("kube-system", deployment, _preload_content=False),
-        lambda: clients.core.create_namespaced_service("kube-system", service, _preload_content=False),
+    for read, create in (
+        (lambda: clients.apps.read_namespaced_deployment("coredns", "kube-system", _preload_content=False),
+         lambda: clients.apps.create_namespaced_deployment("kube-system", deployment, _preload_content=False)),
+        # Checked before creating: a second create of kube-dns fails on its cluster IP, not its name.
+        (lambda: clients.core.read_namespaced_service("kube-dns", "kube-system", _preload_content=False),
+         lambda: clients.core.create_namespaced_service("kube-system", service, _preload_content=False)),
     ):
+        try:
+            read()
+            continue
+        except Exception as exc:
+            if status_of(exc) != 404:
+                raise
         try:
             create()
         except Exception as exc:
