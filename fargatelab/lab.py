@@ -32,6 +32,7 @@ __all__ = ["Lab", "MANIFESTS", "RUN_ID_LABEL", "expect"]
 MANIFESTS = Path(os.environ.get("FARGATE_LABS_MANIFESTS")
                  or Path(__file__).resolve().parent.parent / "fixtures" / "manifests")
 RUN_ID_LABEL = "fargate-labs/run-id"
+ALB_TAGS_ANNOTATION = "alb.ingress.kubernetes.io/tags"
 
 
 def expect(fact: str, actual: Any, expected: Any) -> None:
@@ -101,11 +102,11 @@ class Lab:
         if name not in self.namespaces:
             self.namespaces.append(name)
         if self.replay and not self.kube.exists(f"/api/v1/namespaces/{name}"):
+            self.on_cleanup(f"namespace {name}", lambda: self._delete_namespace(name))
             self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}},
             }))
-            self.on_cleanup(f"namespace {name}", lambda: self._delete_namespace(name))
         return name
 
     def _delete_namespace(self, name: str) -> None:
@@ -133,6 +134,12 @@ class Lab:
                 meta["name"] = self.namespace_for(meta["name"])
             elif meta.get("namespace"):
                 meta["namespace"] = self.namespace_for(meta["namespace"])
+            if doc.get("kind") == "Ingress" and self.replay:
+                # The load balancer controller tags the ALB and its target groups with these.
+                annotations = meta.setdefault("annotations", {})
+                tags = [t for t in str(annotations.get(ALB_TAGS_ANNOTATION, "")).split(",")
+                        if t.strip() and not t.strip().startswith(RUN_ID_LABEL + "=")]
+                annotations[ALB_TAGS_ANNOTATION] = ",".join([*tags, f"{RUN_ID_LABEL}={self.cluster.run_id}"])
             out.append(doc)
         return out
 
@@ -198,9 +205,10 @@ class Lab:
         role = extra.pop("podExecutionRoleArn", None) or self.pod_execution_role()
         args = dict(clusterName=self.cluster.cluster_name, fargateProfileName=name, selectors=selectors,
                     podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
+        # Registered before the call: an interrupt while the request is in flight must not leak it.
+        self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
         with self._profile_lock():
             _retry_in_use(lambda: eks.create_fargate_profile(**args))
-            self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
             self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
                       self.timing.profile_active_timeout, interval=0.5)
         profile: dict[str, Any] = eks.describe_fargate_profile(
@@ -219,6 +227,9 @@ class Lab:
                       self.timing.profile_delete + 120, interval=0.5)
 
     def pod_execution_role(self) -> str:
+        given = self.cluster.extra.get("pod_execution_role_arn")
+        if given:  # the backend's (eks: --pod-execution-role-arn, or the role made for the run)
+            return given
         iam = self.aws("iam")
         roles = [r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"]]
         if not roles:
