@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import fcntl
 import json
 import os
@@ -238,7 +239,10 @@ class Lab:
         return roles[0]
 
     def _profile_lock(self) -> Any:
-        path = Path(tempfile.gettempdir()) / f"fargate-labs-profiles-{self.cluster.cluster_name}.lock"
+        # One lock per cluster: the one-at-a-time rule is EKS's, per cluster, whoever asks.
+        where = hashlib.sha256(f"{self.cluster.aws_endpoint}|{self.cluster.region}|{self.cluster.cluster_name}"
+                               .encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"fargate-labs-profiles-{where}.lock"
         return _FileLock(path)
 
     # --- diagnostics --------------------------------------------------------------------------
