@@ -162,3 +162,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for title, body in the_lab.diagnostics():
             report.sections.append((f"diagnostics: {title}", body))
     return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist ``--dist loadgroup`` on pytest >= 9.2: put the ``@<group>`` suffix where pytest keeps node ids now.
+
+    pytest-xdist (<= 3.8) tells the controller an item's group by appending ``@<group>`` to ``item._nodeid``
+    in the worker; pytest 9.2 keeps node ids as a structured ``item._id`` and ignores ``_nodeid``, so the
+    groups are silently lost and grouped tests spread over workers (pytest-dev/pytest-xdist#1386).
+    """
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest < 9.2: xdist's own suffix works
+        return
+    for item in items:
+        groups = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        if groups and "@" not in item.nodeid and isinstance(getattr(item, "_id", None), NodeId):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")
