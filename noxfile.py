@@ -1,5 +1,6 @@
 """Sessions: ``labs`` (the workshop labs on the local backend), ``tests`` (the harness's own tests),
-``benchmark`` (speed and memory figures), ``cleanup`` (leftovers of an interrupted run).
+``benchmark`` (speed and memory figures), ``nightly`` (every lab on the sandbox EKS cluster), ``cleanup``
+(leftovers of an interrupted run: ``nox -s cleanup -- --run-id X [--cluster C --region R | --env NAME]``).
 
 Every session installs what it needs into its own virtualenv, pinned by ``constraints.txt``; the
 Kubernetes binaries are provisioned on first use into ``~/.cache/fargate-labs`` (see docs/backends.md).
@@ -54,6 +55,36 @@ def benchmark(session: nox.Session) -> None:
     """Print cold/warm provisioning, up/down times, RSS and the labs' wall time (no assertions)."""
     _install(session)
     session.run("python", "scripts/benchmark.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def nightly(session: nox.Session) -> None:
+    """Replay every lab on the sandbox EKS cluster; non-zero on any failure or leak (see docs/nightly.md).
+
+    ``nox -s nightly -- --cluster NAME --region REGION`` (default: $EKS_CLUSTER / $AWS_REGION). eks backend,
+    replay mode; reports/<run id>/ gets junit.xml, report.html, summary.md, cost.json and leaks.json. After
+    pytest, whatever happened, ``fargate-lab cleanup`` runs for the same run id as a safety net: it exits 17
+    if anything of the run is still there.
+    """
+    import datetime
+
+    _install(session)
+    args = list(session.posargs)
+    cluster = os.environ.get("EKS_CLUSTER", "eksworkshop")
+    region = os.environ.get("AWS_REGION", "ap-northeast-2")
+    for flag in ("--cluster", "--region"):
+        if flag in args:
+            value = args[args.index(flag) + 1]
+            cluster, region = (value, region) if flag == "--cluster" else (cluster, value)
+        else:
+            args += [flag, cluster if flag == "--cluster" else region]
+    run_id = os.environ.get("NIGHTLY_RUN_ID") or f"nightly-{datetime.datetime.now(datetime.timezone.utc):%Y%m%d%H%M}"
+    try:
+        session.run("python", "-m", "pytest", "labs", "--backend", "eks", "--mode", "replay", "--run-id", run_id,
+                    "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", f"--junitxml=reports/{run_id}/junit.xml",
+                    *args)
+    finally:
+        session.run("fargate-lab", "cleanup", "--run-id", run_id, "--cluster", cluster, "--region", region)
 
 
 @nox.session(python=PYTHON)

@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("-f", "--filename", required=True, help="manifest file (YAML, several documents allowed)")
     ex.add_argument("--profiles", default=None, help="Fargate profiles: EKS API JSON/YAML or eksctl ClusterConfig")
     ex.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    from .cleanup_cli import add_parsers
+
+    add_parsers(sub, _cluster_name)
     return p
 
 
@@ -69,6 +73,10 @@ def _run(args: argparse.Namespace) -> int:
         from .explain_cli import run_explain
 
         return run_explain(args.filename, args.profiles, args.output)
+    if args.command in ("cleanup", "leaks"):
+        from .cleanup_cli import run_cleanup, run_leaks
+
+        return run_cleanup(args) if args.command == "cleanup" else run_leaks(args)
 
     from .environment import EnvironmentConfig, LocalEnvironment
 

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
+from .cost import CostMeter
 from .errors import HarnessError
 from .handle import Capability, ClusterHandle
 from .kube import Kube
 from .lab import Lab
+from .run_end import RunEnd, finish, record_backend, save_observations, start_meter
 from .timing import PROFILES, Timing, profile
 
 __all__ = ["pytest_addoption", "pytest_configure"]
 
 _BACKEND_KEY = pytest.StashKey[Backend]()
+_METER_KEY = pytest.StashKey[CostMeter]()
+_END_KEY = pytest.StashKey[RunEnd]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,6 +44,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--timing-scale", type=float, default=1.0, help="multiply emulated latencies")
     group.addoption("--reuse", nargs="?", const=os.environ.get("FARGATE_LABS_ENV", "default"), default=None,
                     metavar="ENV", help="reuse a local environment already `up` (default name: $FARGATE_LABS_ENV)")
+    group.addoption("--pod-execution-role-arn", default=None,
+                    help="eks: use this Fargate pod execution role instead of creating one for the run")
+    group.addoption("--i-understand-this-creates-resources", dest="allow_unsafe", action="store_true",
+                    help="eks: replay on a cluster that is not tagged fargate-labs/sandbox=true")
+    group.addoption("--kube-context", nargs="?", const="", default=None, metavar="CONTEXT",
+                    help="eks: take the cluster name and region from this kubeconfig context (default: the current)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,7 +83,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _options(config: pytest.Config) -> BackendOptions:
     o = config.option
     return BackendOptions(backend=o.backend, mode=o.mode, cluster=o.cluster, region=o.region, run_id=o.run_id,
-                          timing=o.timing, timing_scale=o.timing_scale, reuse=o.reuse)
+                          timing=o.timing, timing_scale=o.timing_scale, reuse=o.reuse,
+                          pod_execution_role_arn=o.pod_execution_role_arn, allow_unsafe=o.allow_unsafe,
+                          kube_context=o.kube_context, keep=o.keep)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +97,8 @@ def cluster(pytestconfig: pytest.Config) -> ClusterHandle:
             backend = open_backend(_options(pytestconfig))
         except HarnessError as err:
             pytest.exit(f"fargate-labs: {err}", returncode=err.code)
+        record_backend(_reports_root(pytestconfig), pytestconfig.option.backend, pytestconfig.option.mode, backend.handle)
+        pytestconfig.stash[_METER_KEY] = start_meter(backend.handle)
         if os.environ.get("PYTEST_XDIST_WORKER") is None:
             pytestconfig.stash[_BACKEND_KEY] = backend
         else:
@@ -162,6 +177,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for title, body in the_lab.diagnostics():
             report.sections.append((f"diagnostics: {title}", body))
     return report
+
+
+def _reports_root(config: pytest.Config) -> Path:
+    """Where reports go: ``--reports-dir`` (fargatelab.pytest_report) if given, else reports/ under the root."""
+    given = getattr(config.option, "reports_dir", None)
+    if given:
+        path = Path(given)
+        return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+    return Path(config.rootpath) / "reports"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every scenario's cleanup: the eks run's final cleanup and leak check, and the cost report."""
+    config = session.config
+    meter = config.stash.get(_METER_KEY, None)
+    if getattr(config, "workerinput", None) is not None:
+        if meter is not None:  # the controller merges what each worker saw
+            save_observations(_reports_root(config), config.option.run_id, meter)
+        return
+    end = finish(_reports_root(config), config.option.run_id, keep=config.option.keep, meter=meter)
+    config.stash[_END_KEY] = end
+    if end.exit_code and session.exitstatus == 0:
+        session.exitstatus = end.exit_code
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    end = config.stash.get(_END_KEY, None)
+    if end is None or not end.lines:
+        return
+    terminalreporter.section("fargate-labs run " + str(config.option.run_id))
+    for line in end.lines:
+        terminalreporter.write_line(line, red=line.startswith(("LEAK", "cleanup")))
+    for error in end.cleanup_errors:
+        terminalreporter.write_line(f"cleanup error: {error}", red=True)
 
 
 @pytest.hookimpl(trylast=True)

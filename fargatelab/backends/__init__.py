@@ -29,6 +29,14 @@ class BackendOptions:
     reuse: str | None = None
     #: name to give a new local environment
     env_name: str = ""
+    #: eks: an existing Fargate pod execution role instead of one created for the run
+    pod_execution_role_arn: str | None = None
+    #: eks: replay on a cluster without the tag fargate-labs/sandbox=true
+    allow_unsafe: bool = False
+    #: eks: take cluster name and region from this kubeconfig context ("" = the current one)
+    kube_context: str | None = None
+    #: eks: leave what the run created in place (no final cleanup)
+    keep: bool = False
 
 
 class Backend(Protocol):

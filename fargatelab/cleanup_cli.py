@@ -1,0 +1,167 @@
+"""``fargate-lab cleanup`` and ``fargate-lab leaks``: the leftovers of a run, removed or listed by its run id.
+
+Where to look:
+
+* ``--env NAME``: the run's resources inside local environment NAME (its kubeconfig and moto endpoint);
+* ``--cluster C --region R``: an EKS cluster, reached as the eks backend reaches it (boto3's usual
+  configuration, so ``AWS_ENDPOINT_URL`` points it at moto too);
+* neither: every EKS cluster of the region (``--region``, else ``$AWS_REGION``), AWS side only.
+
+``cleanup`` first takes down every local environment whose run id is X (a local-backend run keeps all it
+made inside its environment), and any process still tagged with X; then deletes the run's resources
+(:func:`fargatelab.cleanup.delete_run`) and ends with the leak check. Both commands exit
+``LEAKED_RESOURCES`` (17) when anything of the run remains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import Any
+
+from .errors import ExitCode, HarnessError
+
+__all__ = ["add_parsers", "run_cleanup", "run_leaks"]
+
+
+def add_parsers(sub: Any, cluster_type: Any) -> None:
+    for name, text in (("cleanup", "delete everything tagged with a run id, then check nothing is left"),
+                       ("leaks", "list what is still tagged with a run id (exit 17 if anything)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--run-id", required=True, help="the run whose resources to remove")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--env", default=None, metavar="NAME", help="a local environment the run used")
+        where.add_argument("--cluster", type=cluster_type, default=None, help="the EKS cluster the run used")
+        p.add_argument("--region", default=None, help="AWS region (default: $AWS_REGION, else ap-northeast-2)")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _local_environments(run_id: str) -> list[str]:
+    from .environment import LocalEnvironment, state_root
+
+    root = state_root()
+    names = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.is_dir() and (entry / "state.json").exists():
+            try:
+                env = LocalEnvironment(entry.name)
+            except HarnessError:
+                continue
+            if (env.state() or {}).get("run_id") == run_id:
+                names.append(entry.name)
+    return names
+
+
+def _scope(args: argparse.Namespace, kubeconfig_needed: bool = True) -> Any:
+    from .cleanup import RunScope
+
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "ap-northeast-2"
+    if args.env:
+        from .environment import LocalEnvironment
+        from .run_end import aws_factory
+
+        handle = LocalEnvironment(args.env).handle()
+        return RunScope(run_id=args.run_id, region=handle.region, aws=aws_factory(handle),
+                        clusters=[handle.cluster_name], kubeconfig=handle.kubeconfig)
+    from .backends.eks import Connection, connect
+
+    if args.cluster:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            conn, _description, kubeconfig = connect(args.cluster, region, args.run_id)
+        except NoCredentialsError:
+            raise HarnessError("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                               ExitCode.NO_CREDENTIALS) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                raise HarnessError(f"no EKS cluster {args.cluster!r} in {region}: check --cluster and --region "
+                                   "(or omit --cluster to search every cluster of the region)",
+                                   ExitCode.BACKEND_UNAVAILABLE) from None
+            raise HarnessError(f"eks:DescribeCluster failed: {code}", ExitCode.AWS) from None
+        except BotoCoreError as exc:
+            raise HarnessError(f"cannot reach AWS: {exc}", ExitCode.AWS) from None
+        return conn.scope(args.run_id, str(kubeconfig))
+    conn = Connection("", region)
+    scope = conn.scope(args.run_id, None)
+    scope.clusters = []
+    return scope
+
+
+def _aws_errors(call: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        return call()
+    except NoCredentialsError:
+        raise HarnessError("no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                           ExitCode.NO_CREDENTIALS) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if "AccessDenied" in code or code == "UnauthorizedOperation":
+            raise HarnessError(f"not allowed: {exc.operation_name} ({code}): attach docs/iam/replay-policy.json",
+                               ExitCode.MISSING_PERMISSIONS) from None
+        raise HarnessError(f"{exc.operation_name} failed: {code}", ExitCode.AWS) from None
+    except BotoCoreError as exc:
+        raise HarnessError(f"cannot reach AWS: {exc}", ExitCode.AWS) from None
+
+
+def _report(scope: Any, leftovers: list[Any]) -> int:
+    for note in scope.notes:
+        _say(f"note: {note}")
+    if leftovers:
+        for left in leftovers:
+            _say(f"LEFT: {left}")
+        print(f"fargate-lab: error: {len(leftovers)} resource(s) of run {scope.run_id} remain", file=sys.stderr)
+        return ExitCode.LEAKED_RESOURCES
+    _say(f"leak check: nothing of run {scope.run_id} remains")
+    return ExitCode.OK
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from .backends.eks import validate_run_id
+
+    validate_run_id(args.run_id)
+
+
+def run_leaks(args: argparse.Namespace) -> int:
+    from .cleanup import find_leftovers
+
+    _validate(args)
+    scope = _scope(args)
+    leftovers = _aws_errors(lambda: find_leftovers(scope))
+    return _report(scope, leftovers)
+
+
+def run_cleanup(args: argparse.Namespace) -> int:
+    from . import process
+    from .cleanup import delete_run, find_leftovers
+    from .environment import LocalEnvironment, state_root
+
+    _validate(args)
+    taken_down = _local_environments(args.run_id)
+    for name in taken_down:
+        LocalEnvironment(name).down(quiet=True)
+        _say(f"took down local environment {name!r} (run {args.run_id})")
+    stray = process.tagged_pids(args.run_id)
+    if stray:
+        process.stop(stray)
+        _say(f"stopped {len(stray)} process(es) still tagged with run {args.run_id}")
+    if args.env is None and args.cluster is None and taken_down:
+        # A local-backend run: everything it made lived in that environment.
+        shutil.rmtree(state_root() / f"eks-{args.run_id}", ignore_errors=True)
+        _say(f"leak check: nothing of run {args.run_id} remains (its environment is gone)")
+        return ExitCode.OK
+    scope = _scope(args)
+    errors = _aws_errors(lambda: delete_run(scope, _say))
+    for error in errors:
+        _say(f"cleanup error: {error}")
+    leftovers = _aws_errors(lambda: find_leftovers(scope))
+    shutil.rmtree(state_root() / f"eks-{args.run_id}", ignore_errors=True)
+    return _report(scope, leftovers)
