@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,8 @@ def _eks_cleanup(end: RunEnd, used: dict[str, Any], run_id: str, directory: Path
         scope = conn.scope(run_id, str(kubeconfig))
         end.cleanup_errors = delete_run(scope, progress)
         leftovers = find_leftovers(scope)
-        kubeconfig.unlink(missing_ok=True)
+        # The run's kubeconfigs (one per process, no secrets in them) go with the run.
+        shutil.rmtree(kubeconfig.parent, ignore_errors=True)
     except Exception as exc:  # the leak check could not run: that fails the run as a leak would
         end.cleanup_errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         end.leftovers = [f"unknown: the leak check could not run ({end.cleanup_errors[-1]})"]
