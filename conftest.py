@@ -1,3 +1,3 @@
-"""The labs' options, markers and fixtures live in one plugin module of the harness package."""
+"""The labs' pytest plugins, in the harness package: options, markers and fixtures; reports and the progress line."""
 
-pytest_plugins = ["fargatelab.pytest_plugin"]
+pytest_plugins = ["fargatelab.pytest_plugin", "fargatelab.pytest_report"]

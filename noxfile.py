@@ -29,13 +29,16 @@ def _provision(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def labs(session: nox.Session) -> None:
-    """Replay every lab against the local backend (or pass pytest options, e.g. -- --backend eks)."""
+    """Replay every lab against the local backend (or pass pytest options, e.g. -- --backend eks).
+
+    Reports: reports/<run id>/ (junit.xml, report.html, summary.json, summary.md); reports/latest is the newest.
+    """
     _install(session)
     _provision(session)
     args = session.posargs or []
     session.run(
         "python", "-m", "pytest", "labs", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
-        "--junitxml=reports/junit.xml", *args,
+        "--reports-dir=reports", *args,
     )
 
 

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["Condition", "WaitTimeout", "ComponentDied", "condition", "for_", "progress_enabled"]
+__all__ = ["Condition", "WaitTimeout", "ComponentDied", "WaitStatus", "condition", "for_", "progress_enabled",
+           "add_progress_sink", "remove_progress_sink"]
 
 Probe = Callable[[], tuple[bool, str]]
 
@@ -52,7 +53,60 @@ def condition(name: str, probe: Probe) -> Condition:
     return Condition(name, probe)
 
 
-progress_enabled = sys.stderr.isatty()
+@dataclass(frozen=True)
+class WaitStatus:
+    """One look at a running wait, handed to the progress sinks at every poll and once at the end."""
+
+    name: str
+    timeout: float
+    elapsed: float
+    observed: str
+    #: None while waiting; then "met", "timed out" or "died"
+    outcome: str | None = None
+    #: time.time() when the wait began: tells two waits with the same name apart
+    started: float = 0.0
+
+
+ProgressSink = Callable[[WaitStatus], None]
+_sinks: list[ProgressSink] = []
+
+
+def add_progress_sink(sink: ProgressSink) -> None:
+    """Send every wait's status to ``sink`` (the pytest plugin's terminal line) instead of stderr."""
+    _sinks.append(sink)
+
+
+def remove_progress_sink(sink: ProgressSink) -> None:
+    if sink in _sinks:
+        _sinks.remove(sink)
+
+
+def progress_enabled() -> bool:
+    """Without a sink, the progress line goes to stderr, and only when stderr is a terminal."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _stderr_line(status: WaitStatus) -> None:
+    if status.outcome is not None:
+        sys.stderr.write("\r\033[K")
+    else:
+        sys.stderr.write(f"\r\033[K  waiting for {status.name}: {status.elapsed:.0f}s of {status.timeout:.0f}s"
+                         f" ({status.observed[:60]})")
+    sys.stderr.flush()
+
+
+def _progress(status: WaitStatus) -> None:
+    if _sinks:
+        for sink in list(_sinks):
+            try:
+                sink(status)
+            except Exception:  # a display problem never fails a step
+                pass
+    elif progress_enabled():
+        _stderr_line(status)
 
 
 def for_(
@@ -67,24 +121,28 @@ def for_(
     ``liveness`` names a dead component (no waiting out the timeout for a cluster that is gone).
     """
     started = time.monotonic()
+    wall = time.time()
     observed = "nothing observed yet"
+
+    def status(outcome: str | None = None) -> WaitStatus:
+        return WaitStatus(cond.name, timeout, time.monotonic() - started, observed, outcome, wall)
+
     while True:
         try:
             done, observed = cond.probe()
         except Exception as exc:  # an API error is an observation too; the wait goes on
             done, observed = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if done:
-            if progress_enabled:
-                sys.stderr.write("\r\033[K")
+            _progress(status("met"))
             return observed
         elapsed = time.monotonic() - started
         if liveness is not None:
             dead = liveness()
             if dead:
+                _progress(status("died"))
                 raise ComponentDied(f"{dead} died while waiting for {cond.name} (after {elapsed:.0f}s)")
         if elapsed >= timeout:
+            _progress(status("timed out"))
             raise WaitTimeout(cond.name, timeout, observed)
-        if progress_enabled:
-            sys.stderr.write(f"\r\033[K  waiting for {cond.name}: {elapsed:.0f}s of {timeout:.0f}s ({observed[:60]})")
-            sys.stderr.flush()
+        _progress(status())
         time.sleep(interval)

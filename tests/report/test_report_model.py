@@ -1,0 +1,314 @@
+"""The report model and its renderings, from synthetic pytest reports (no pytest run, no cluster)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest._code import ExceptionInfo
+from _pytest.reports import CollectReport, TestReport
+
+from fargatelab.lab import expect
+from fargatelab.report import (
+    RunInfo,
+    RunReport,
+    parse_failure,
+    render_html,
+    render_summary_md,
+    step_title,
+    summary_json,
+    write_reports,
+)
+from fargatelab.wait import WaitTimeout
+
+LAB1 = ["Lab 1 — Fargate profile", "000"]
+LAB5 = ["Lab 5 — root-shell", "002"]
+EVENTS = ("LAST SEEN   TYPE      REASON             OBJECT           MESSAGE\n"
+          "3s          Warning   FailedScheduling   pod/root-shell   Pod not supported on Fargate: <hostNetwork>")
+
+
+def _exc(exc: BaseException) -> Any:
+    try:
+        raise exc
+    except BaseException:
+        return ExceptionInfo.from_current().getrepr(style="short")
+
+
+def _failure(fn: Any) -> Any:
+    try:
+        fn()
+    except BaseException:
+        return ExceptionInfo.from_current().getrepr(style="short")
+    raise AssertionError("no failure")
+
+
+def report(nodeid: str, when: str = "call", outcome: str = "passed", longrepr: Any = None,
+           sections: list[tuple[str, str]] | None = None, props: list[tuple[str, object]] | None = None,
+           lab: list[str] | None = None, duration: float = 0.5, **extra: Any) -> TestReport:
+    rep = TestReport(nodeid, (nodeid.split("::")[0], 1, nodeid), {}, outcome, longrepr, when,  # type: ignore[arg-type]
+                     sections or [], duration, 0, duration, props or [], **extra)
+    rep.fargatelab = {"lab": lab or LAB1, "cluster": {"cluster": "eksworkshop", "kubernetes_version": "v1.30.8-eks"}}
+    return rep
+
+
+def phases(nodeid: str, outcome: str = "passed", longrepr: Any = None, when: str = "call",
+           props: list[tuple[str, object]] | None = None, **kw: Any) -> list[TestReport]:
+    """setup, call, teardown reports of one test, the failure (if any) in phase ``when``."""
+    out = []
+    for phase in ("setup", "call", "teardown"):
+        if phase == when:
+            out.append(report(nodeid, phase, outcome, longrepr, props=props, **kw))
+            if outcome != "passed" and phase == "setup":
+                out.append(report(nodeid, "teardown", "passed", props=props, lab=kw.get("lab")))
+                break
+        else:
+            out.append(report(nodeid, phase, "passed", props=props, lab=kw.get("lab")))
+    return out
+
+
+def xdist_roundtrip(rep: Any) -> Any:
+    """What the controller gets from a worker: the report through pytest's serialisation and JSON."""
+    data = json.loads(json.dumps(rep._to_json()))
+    return (TestReport if isinstance(rep, TestReport) else CollectReport)._from_json(data)
+
+
+def model_of(reports: list[Any], info: RunInfo | None = None, roundtrip: bool = False) -> RunReport:
+    model = RunReport(info or RunInfo(run_id="abc123", backend="local", mode="replay", cluster="eksworkshop"))
+    for rep in reports:
+        model.add(xdist_roundtrip(rep) if roundtrip else rep)
+    return model
+
+
+def scale_failure() -> list[TestReport]:
+    longrepr = _failure(lambda: expect("Fargate nodes after scaling", 5, 3))
+    props: list[tuple[str, object]] = [
+        ("step", "kubectl -n fargate-game-2048 deployment fargate-game-2048 --replicas=3  =>  "
+                 "kubectl -n fargate-game-2048 scale deployment deployment-2048 --replicas=3"),
+        ("documentation defect", "000-1: no verb"),
+    ]
+    sections = [("diagnostics: events in fargate-game-2048", EVENTS),
+                ("diagnostics: describe pods in fargate-game-2048", "Name: root-shell\nStatus: Pending"),
+                ("Captured stdout call", "hello from the step")]
+    reps = phases("labs/test_scaling.py::test_scale[5->3]", "failed", longrepr, props=props, sections=sections)
+    # the teardown report holds a wait recorded during cleanup as well
+    reps[-1].user_properties = [*props, ("wait", "namespace x deleted: met after 2.0s (timeout 120s)")]
+    return reps
+
+
+# --- parsing failures ---------------------------------------------------------------------------
+
+def test_parse_expect_message() -> None:
+    parsed = parse_failure("AssertionError: profile status\n  expected: 'ACTIVE'\n  actual:   'CREATING'")
+    assert (parsed["fact"], parsed["expected"], parsed["actual"]) == ("profile status", "'ACTIVE'", "'CREATING'")
+
+
+@pytest.mark.parametrize("message,missing,fix", [
+    ("Failed: missing: Deployment study-aews/netshoot; run: kubectl apply -f netshoot.yaml",
+     "Deployment study-aews/netshoot", "kubectl apply -f netshoot.yaml"),
+    ("Failed: missing: Fargate profile fargate-game-2048 in cluster eksworkshop; create it with: eksctl create "
+     "fargateprofile --cluster $EKSCLUSTER_NAME --name fargate-game-2048 --namespace fargate-game-2048",
+     "Fargate profile fargate-game-2048 in cluster eksworkshop",
+     "eksctl create fargateprofile --cluster $EKSCLUSTER_NAME --name fargate-game-2048 --namespace fargate-game-2048"),
+], ids=["ensure", "profile"])
+def test_parse_check_mode_message(message: str, missing: str, fix: str) -> None:
+    parsed = parse_failure(message)
+    assert (parsed["missing"], parsed["fix"]) == (missing, fix)
+
+
+def test_parse_wait_timeout() -> None:
+    parsed = parse_failure("fargatelab.wait.WaitTimeout: " + str(WaitTimeout("pod a/b Running", 60, "Pending")))
+    assert (parsed["expected"], parsed["actual"]) == ("pod a/b Running", "Pending")
+
+
+def test_step_title() -> None:
+    assert step_title("test_profile_rule[eks- prefix->InvalidParameterException]") == \
+        "profile rule [eks- prefix->InvalidParameterException]"
+    assert step_title("test_create_profile") == "create profile"
+    # pytest escapes non-ASCII characters of parametrise ids in node ids; the reports show them
+    assert step_title(r"test_in_pod[resolv.conf search <ns>.svc.cluster.local \u2026 compute.internal]") == \
+        "in pod [resolv.conf search <ns>.svc.cluster.local … compute.internal]"
+
+
+def test_numbered_labs_first_then_the_extras() -> None:
+    model = RunReport()
+    for nodeid, lab in [("labs/test_coredns.py::test_patch", ["Documented extras — CoreDNS on Fargate", "001"]),
+                        ("labs/test_scaling.py::test_scale", ["Lab 3 — scaling", "000"]),
+                        ("labs/test_fargate_profile.py::test_create_profile", LAB1)]:
+        for rep in phases(nodeid, lab=lab):
+            model.add(rep)
+    assert [lab.title for lab in model.labs()] == [
+        "Lab 1 — Fargate profile", "Lab 3 — scaling", "Documented extras — CoreDNS on Fargate"]
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("roundtrip", [False, True], ids=["one process", "through xdist serialisation"])
+def test_failure_keeps_diagnostics_commands_and_expected_actual(roundtrip: bool) -> None:
+    model = model_of(scale_failure(), roundtrip=roundtrip)
+    [lab] = model.labs()
+    [step] = lab.steps
+    assert (lab.title, lab.document, lab.module) == ("Lab 1 — Fargate profile", "000", "labs/test_scaling.py")
+    assert (step.outcome, step.phase, step.fact, step.expected, step.actual) == (
+        "failed", "call", "Fargate nodes after scaling", "3", "5")
+    assert step.diagnostics == [("events in fargate-game-2048", EVENTS),
+                                ("describe pods in fargate-game-2048", "Name: root-shell\nStatus: Pending")]
+    assert step.output == [("Captured stdout call", "hello from the step")]
+    assert step.commands[0].startswith("kubectl -n fargate-game-2048 deployment")
+    assert step.defects == ["000-1: no verb"]
+    assert step.waits == ["namespace x deleted: met after 2.0s (timeout 120s)"]
+    assert step.duration == pytest.approx(1.5)
+    assert "expect(" in step.longrepr
+    assert model.cluster["kubernetes_version"] == "v1.30.8-eks"
+
+
+def test_outcomes_of_every_phase() -> None:
+    setup_error = phases("labs/a.py::test_setup", "failed", _exc(RuntimeError("cluster gone")), when="setup")
+    cleanup = phases("labs/a.py::test_cleanup", "failed", _exc(AssertionError("cleanup failed: ns x")),
+                     when="teardown")
+    skipped = phases("labs/a.py::test_skip", "skipped", ("labs/a.py", 3, "Skipped: needs pod-network: no pods"),
+                     when="setup")
+    xfail = [report("labs/a.py::test_xfail", "setup"),
+             report("labs/a.py::test_xfail", "call", "skipped", ("labs/a.py", 3, "reason"), wasxfail="known bug")]
+    model = model_of([*setup_error, *cleanup, *skipped, *xfail])
+    steps = {s.name: s for s in model.steps()}
+    assert (steps["test_setup"].outcome, steps["test_setup"].phase) == ("error", "setup")
+    assert steps["test_setup"].fact == "RuntimeError: cluster gone"
+    assert (steps["test_cleanup"].outcome, steps["test_cleanup"].fact) == ("error", "cleanup failed: ns x")
+    assert (steps["test_skip"].outcome, steps["test_skip"].fact) == ("skipped", "needs pod-network: no pods")
+    assert (steps["test_xfail"].outcome, steps["test_xfail"].ok) == ("xfailed", True)
+    assert model.totals()["error"] == 2 and model.verdict() == "FAILED"
+
+
+def test_labs_grouped_by_module_and_marker_in_collection_order() -> None:
+    order = ["labs/test_fargate_profile.py::test_create_profile", "labs/test_root_shell.py::test_pending",
+             "labs/test_fargate_profile.py::test_profile_rule[6 selectors]"]
+    model = RunReport()
+    model.expect(order)
+    # reports arrive out of order, as from two xdist workers
+    for nodeid, lab in [(order[2], LAB1), (order[1], LAB5), (order[0], LAB1)]:
+        for rep in phases(nodeid, lab=lab):
+            model.add(rep)
+    assert [(lab.title, [s.name for s in lab.steps]) for lab in model.labs()] == [
+        ("Lab 1 — Fargate profile", ["test_create_profile", "test_profile_rule[6 selectors]"]),
+        ("Lab 5 — root-shell", ["test_pending"]),
+    ]
+
+
+def test_interrupted_run_shows_what_did_not_run() -> None:
+    ids = ["labs/test_a.py::test_one", "labs/test_a.py::test_two", "labs/test_a.py::test_three"]
+    model = RunReport(RunInfo(run_id="r", interrupted=True, stop_reason="interrupted by Ctrl-C"))
+    model.expect(ids)
+    for rep in phases(ids[0]):
+        model.add(rep)
+    model.add(report(ids[1], "setup"))  # running when Ctrl-C came
+    steps = model.steps()
+    assert [s.outcome for s in steps] == ["passed", "not run", "not run"]
+    assert steps[1].fact == "started, but the run stopped before it finished"
+    # a step without any report takes the lab of its module
+    assert steps[2].lab == LAB1[0]
+    assert model.verdict() == "INTERRUPTED"
+    page = render_html(model)
+    assert 'id="interrupted"' in page and "The run was interrupted: interrupted by Ctrl-C" in page
+    md = render_summary_md(model)
+    assert "**The run was interrupted** (interrupted by Ctrl-C)" in md and "- · three" in md
+    assert summary_json(model)["run"]["interrupted"] is True
+
+
+def test_collection_error_is_reported() -> None:
+    rep = CollectReport("labs/test_broken.py", "failed", _exc(SyntaxError("invalid syntax")), [])
+    model = model_of([rep], roundtrip=False)
+    assert model.totals()["error"] == 1 and not model.ok
+    assert "could not be loaded" in render_summary_md(model)
+    assert "Collection errors" in render_html(model)
+
+
+# --- renderings ---------------------------------------------------------------------------------
+
+def _check_mode_model() -> RunReport:
+    info = RunInfo(run_id="stud1", backend="eks", mode="check", cluster="eksworkshop", region="ap-northeast-2",
+                   kubernetes_version="v1.30.8-eks-2d5f260")
+    missing = _failure(lambda: pytest.fail("missing: Deployment study-aews/netshoot; run: kubectl apply -f "
+                                           "netshoot.yaml", pytrace=False))
+    return model_of([
+        *phases("labs/test_fargate_profile.py::test_create_profile",
+                props=[("step", "eksctl create fargateprofile --name fargate-game-2048")]),
+        *phases("labs/test_netshoot.py::test_netshoot", "failed", missing, lab=["Lab 4 — netshoot", "002"]),
+        *phases("labs/test_netshoot.py::test_in_pod", "skipped", ("x", 1, "Skipped: needs pod-network"),
+                when="setup", lab=["Lab 4 — netshoot", "002"]),
+    ], info, roundtrip=True)
+
+
+def test_summary_md_for_students() -> None:
+    md = render_summary_md(_check_mode_model())
+    assert md.startswith("# fargate-labs: check of cluster `eksworkshop` — FAILED\n")
+    assert "Kubernetes v1.30.8-eks-2d5f260" in md and "backend eks" in md
+    assert "**1 of 2 steps ✔**, 1 skipped." in md
+    assert "## ✔ Lab 1 — Fargate profile (document 000)\n\n- ✔ create profile\n" in md
+    assert ("## ✘ Lab 4 — netshoot (document 002)\n\n- ✘ netshoot — missing: Deployment study-aews/netshoot\n"
+            "  - fix: `kubectl apply -f netshoot.yaml`\n- – in pod — needs pod-network\n") in md
+
+
+def test_summary_json_for_students() -> None:
+    data = summary_json(_check_mode_model())
+    assert data["verdict"] == "FAILED" and data["run"]["mode"] == "check"
+    lab4 = data["labs"][1]
+    assert (lab4["lab"], lab4["ok"]) == ("Lab 4 — netshoot", False)
+    step = lab4["steps"][0]
+    assert {k: step[k] for k in ("step", "ok", "mark", "missing", "fix")} == {
+        "step": "netshoot", "ok": False, "mark": "✘", "missing": "Deployment study-aews/netshoot",
+        "fix": "kubectl apply -f netshoot.yaml"}
+    assert data["labs"][0]["steps"][0]["commands"] == ["eksctl create fargateprofile --name fargate-game-2048"]
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_html_is_self_contained_and_escaped() -> None:
+    model = model_of(scale_failure())
+    model.info.kubernetes_version = "v1.34.4"
+    page = render_html(model)
+    parser = _Elements()
+    parser.feed(page)
+    tags = [t for t, _ in parser.tags]
+    assert "script" not in tags and "link" not in tags and "img" not in tags and "iframe" not in tags
+    assert not [a for _, a in parser.tags for k, v in a.items() if k == "src" or (k == "href" and v and ":" in v)]
+    assert not re.search(r"url\(", page)
+    # the event text is escaped, not markup
+    assert "&lt;hostNetwork&gt;" in page and "<hostNetwork>" not in page
+    # the failing step is open, with its diagnostics
+    failed = [a for t, a in parser.tags if t == "details" and "failed" in (a.get("class") or "")]
+    assert len(failed) == 1 and "open" in failed[0]
+    for text in ("Fargate nodes after scaling", "events in fargate-game-2048", "describe pods in fargate-game-2048",
+                 "v1.34.4", "abc123", "ran instead: <code>kubectl -n fargate-game-2048 scale deployment",
+                 "000-1: no verb", "namespace x deleted: met after 2.0s"):
+        assert text in page, text
+    assert re.search(r'<tr class="expected"><th>expected</th><td>3</td></tr>'
+                     r'<tr class="actual"><th>actual</th><td>5</td></tr>', page)
+
+
+def test_write_reports_and_latest(tmp_path: Path) -> None:
+    junit = tmp_path / "staging.xml"
+    junit.write_text("<testsuites/>")
+    (tmp_path / "reports" / "run1").mkdir(parents=True)
+    (tmp_path / "reports" / "run1" / "cost.json").write_text("{}")  # written by another part of the harness
+    first = model_of(scale_failure(), RunInfo(run_id="run1"))
+    run1 = write_reports(first, tmp_path / "reports", junit)
+    assert sorted(p.name for p in run1.iterdir()) == ["cost.json", "junit.xml", "report.html", "summary.json",
+                                                      "summary.md"]
+    assert '<a href="cost.json">cost.json</a>' in (run1 / "report.html").read_text()
+    latest = tmp_path / "reports" / "latest"
+    assert latest.is_symlink() and latest.resolve() == run1.resolve()
+    run2 = write_reports(model_of(scale_failure(), RunInfo(run_id="run2")), tmp_path / "reports", None)
+    assert latest.resolve() == run2.resolve() and run1.exists()
+    assert json.loads((latest / "summary.json").read_text())["run"]["run_id"] == "run2"
+    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".")]
