@@ -1,0 +1,172 @@
+"""Documented extra — CoreDNS on Fargate (document 001, "2-4. coreDNS"; document 002, the coredns add-on's
+``computeType``; AWS "Getting started with AWS Fargate", "Update CoreDNS").
+
+EKS ships CoreDNS with the pod template annotation ``eks.amazonaws.com/compute-type: ec2``, which keeps its
+pods off Fargate even when a profile selects ``kube-system``. Documented step, after creating that profile::
+
+    kubectl patch deployment coredns -n kube-system --type json \\
+      -p='[{"op": "remove", "path": "/spec/template/metadata/annotations/eks.amazonaws.com~1compute-type"}]'
+
+Then the CoreDNS pods run on Fargate nodes. kube-system is shared by the whole cluster: replay names the
+profile ``kube-system-<run id>`` (selecting ``kube-system``), restores the annotation and deletes the profile
+when the module ends, and holds a cluster-wide lock meanwhile. ``test_kube_system_sizing`` takes the same
+lock and both modules are in the xdist group ``kube-system``, so with ``-n 2 --dist loadgroup`` they run on
+one worker, one after the other (the lock keeps them apart under ``--dist loadfile`` too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from fargatelab import conditions as cond
+from fargatelab.lab import Lab, expect
+
+pytestmark = [
+    pytest.mark.lab("Documented extras — CoreDNS on Fargate", "001"),
+    pytest.mark.xdist_group("kube-system"),
+]
+
+KUBE_SYSTEM = "kube-system"
+SELECTOR = "k8s-app=kube-dns"
+ANNOTATION = "eks.amazonaws.com/compute-type"
+PROFILE_LABEL = "eks.amazonaws.com/fargate-profile"
+PATCH = '[{"op": "remove", "path": "/spec/template/metadata/annotations/eks.amazonaws.com~1compute-type"}]'
+DOCUMENTED_PATCH = f"kubectl patch deployment coredns -n kube-system --type json -p='{PATCH}'"
+DEPLOYMENT = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
+
+
+@contextlib.contextmanager
+def kube_system_lock(lab: Lab) -> Iterator[None]:
+    """One module at a time changes kube-system's Fargate profile (shared with test_kube_system_sizing)."""
+    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
+    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
+                           .encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"fargate-labs-kube-system-{where}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _liveness(config: pytest.Config) -> Any:
+    try:
+        from fargatelab.pytest_plugin import _BACKEND_KEY
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
+
+
+def _live_pods(lab: Lab) -> list[dict[str, Any]]:
+    return [p for p in lab.kube.pods(KUBE_SYSTEM, SELECTOR) if not p["metadata"].get("deletionTimestamp")]
+
+
+def _template_annotations(lab: Lab) -> dict[str, str]:
+    annotations: dict[str, str] = lab.kube.get(DEPLOYMENT)["spec"]["template"]["metadata"].get("annotations") or {}
+    return annotations
+
+
+def _restore(lab: Lab, original: dict[str, str], replicas: int) -> None:
+    """Put CoreDNS back as EKS ships it: the template annotation, and its pods (Pending) off Fargate.
+
+    A rolling update back to the annotated template would stall: none of its pods can become available
+    (they stay Pending), and with ``maxUnavailable`` rounding to 0 the controller keeps the old pods. So the
+    Deployment goes to 0 replicas, gets its annotation back, and returns to its replica count.
+    """
+    patch = {"spec": {"replicas": 0, "template": {"metadata": {"annotations": {ANNOTATION: original.get(ANNOTATION)}}}}}
+    lab.kube.kubectl("patch", "deployment", "coredns", "-n", KUBE_SYSTEM, "-p", json.dumps(patch))
+    lab.wait(cond.condition("CoreDNS scaled to 0", lambda: (not (p := _live_pods(lab)), f"{len(p)} pods")), 60)
+    lab.kube.kubectl("scale", "deployment", "coredns", "-n", KUBE_SYSTEM, f"--replicas={replicas}")
+
+    def restored() -> tuple[bool, str]:
+        pods = _live_pods(lab)
+        pinned = [p for p in pods
+                  if (p["metadata"].get("annotations") or {}).get(ANNOTATION) == original.get(ANNOTATION)]
+        on_fargate = [p for p in pods if p["spec"].get("schedulerName") == "fargate-scheduler"]
+        return (len(pods) == len(pinned) == replicas and not on_fargate,
+                f"{len(pods)} pods, {len(pinned)} with the annotation, {len(on_fargate)} on Fargate")
+
+    lab.wait(cond.condition("CoreDNS restored (annotation back, pods off Fargate)", restored), 60)
+
+
+@pytest.fixture(scope="module")
+def kube_system(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[str | None]:
+    """The kube-system profile's name (replay), or None in check mode (the student's own profile)."""
+    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
+                record=[])
+    if not setup.replay:
+        yield None
+        return
+    with kube_system_lock(setup):
+        try:
+            original = _template_annotations(setup)
+            replicas = setup.kube.deployment(KUBE_SYSTEM, "coredns")["spec"].get("replicas", 1)
+            # Registered first so it runs last: after the profile is gone, the annotation goes back.
+            setup.on_cleanup("CoreDNS template annotation", lambda: _restore(setup, original, replicas))
+            setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
+            profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])
+            yield profile["fargateProfileName"]
+        finally:
+            if not request.config.option.keep:
+                setup.cleanup()
+
+
+@pytest.mark.replay_only  # the student has already patched CoreDNS (the documented end state)
+def test_coredns_pinned_to_ec2(lab: Lab, kube_system: str) -> None:
+    """With a kube-system profile ACTIVE, CoreDNS pods still stay off Fargate: the annotation pins them to EC2."""
+    lab.namespaces.append(KUBE_SYSTEM)
+    expect(f"CoreDNS template annotation {ANNOTATION}", _template_annotations(lab).get(ANNOTATION), "ec2")
+    # Pods made after the profile went ACTIVE: the replacements of the ones deleted here.
+    before = {p["metadata"]["uid"] for p in _live_pods(lab)}
+    lab.kube.kubectl("delete", "pod", "-n", KUBE_SYSTEM, "-l", SELECTOR, "--wait=false")
+    replicas = lab.kube.deployment(KUBE_SYSTEM, "coredns")["spec"]["replicas"]
+
+    def unschedulable() -> tuple[bool, str]:
+        pods = [p for p in _live_pods(lab) if p["metadata"]["uid"] not in before]
+        waiting = [p for p in pods if any(c["type"] == "PodScheduled" and c["status"] == "False"
+                                          for c in p["status"].get("conditions", []))]
+        return len(pods) == len(waiting) == replicas, f"{len(waiting)}/{len(pods)} new pods unschedulable"
+
+    lab.wait(cond.condition("new CoreDNS pods unschedulable", unschedulable), 60)
+    pods = [p for p in _live_pods(lab) if p["metadata"]["uid"] not in before]
+    expect("CoreDNS pod phases", [p["status"].get("phase") for p in pods], ["Pending"] * replicas)
+    expect("CoreDNS pods' scheduler (the webhook left them alone)",
+           {p["spec"].get("schedulerName") for p in pods}, {"default-scheduler"})
+    expect("CoreDNS pods' nodes", [p["spec"].get("nodeName") for p in pods], [None] * replicas)
+    expect("CoreDNS pods' profile label", [p["metadata"].get("labels", {}).get(PROFILE_LABEL) for p in pods],
+           [None] * replicas)
+
+
+def test_patch_moves_coredns_to_fargate(lab: Lab, kube_system: str | None) -> None:
+    lab.namespaces.append(KUBE_SYSTEM)
+    if lab.replay:
+        lab.step(DOCUMENTED_PATCH)
+        out = lab.kube.kubectl("patch", "deployment", "coredns", "-n", KUBE_SYSTEM, "--type", "json", f"-p={PATCH}")
+        expect("kubectl patch output", out.stdout.strip(), "deployment.apps/coredns patched")
+    expect(f"CoreDNS template annotation {ANNOTATION} removed by: {DOCUMENTED_PATCH}",
+           _template_annotations(lab).get(ANNOTATION), None)
+    replicas = lab.kube.deployment(KUBE_SYSTEM, "coredns")["spec"]["replicas"]
+    lab.wait(cond.PodsRunning(lab.kube, KUBE_SYSTEM, SELECTOR, replicas), lab.timing.pod_ready_timeout + 30)
+    pods = _live_pods(lab)
+    fargate = {n["metadata"]["name"] for n in lab.kube.fargate_nodes()}
+    nodes = [p["spec"].get("nodeName") for p in pods]
+    expect("CoreDNS pods on Fargate nodes, one each",
+           (len(set(nodes)), all(n in fargate for n in nodes)), (replicas, True))
+    expect("CoreDNS pods' scheduler", {p["spec"].get("schedulerName") for p in pods}, {"fargate-scheduler"})
+    profiles = {p["metadata"]["labels"].get(PROFILE_LABEL) for p in pods}
+    if kube_system is not None:
+        expect("CoreDNS pods' profile label", profiles, {kube_system})
+    else:
+        assert len(profiles) == 1 and None not in profiles, f"CoreDNS pods' profile label\n  actual: {profiles}"
+    # 100m / 70Mi requested + 256 MB for the Kubernetes components -> the smallest size.
+    expect("CoreDNS CapacityProvisioned", {p["metadata"]["annotations"].get("CapacityProvisioned") for p in pods},
+           {"0.25vCPU 0.5GB"})

@@ -1,0 +1,179 @@
+"""Documented extra — kube-ops-view in kube-system, sized and mutated by EKS (document 003, "Fargate 배포 실습":
+``kubectl get deploy -n kube-system kube-ops-view -o yaml`` and the pod's YAML; document 002, "fargate에
+kube-ops-view 설치").
+
+Documented steps (the documents install the Helm chart 1.2.2; kube-ops-view.yaml is what it renders)::
+
+    helm install kube-ops-view geek-cookbook/kube-ops-view --version 1.2.2 --set env.TZ="Asia/Seoul" \
+      --namespace kube-system
+    kubectl get pod -n kube-system -l app.kubernetes.io/instance=kube-ops-view -o yaml
+
+Recorded: no requests -> ``CapacityProvisioned: 0.25vCPU 0.5GB``; label ``eks.amazonaws.com/fargate-profile:
+kube-system``; the Deployment's template keeps ``schedulerName: default-scheduler`` while the pod has
+``fargate-scheduler`` (the mutating webhook ``0500-amazon-eks-fargate-mutation.amazonaws.com`` did it); the pod
+tolerates only the default not-ready/unreachable NoExecute taints for 300 s.
+
+kube-system is shared: replay names the profile ``kube-system-<run id>`` (selecting ``kube-system``) and holds
+the cluster-wide kube-system lock of ``test_coredns`` while it exists; both modules are in the xdist group
+``kube-system`` (run with ``-n 2 --dist loadgroup``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from fargatelab import conditions as cond
+from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+
+pytestmark = [
+    pytest.mark.lab("Documented extras — kube-ops-view in kube-system", "003"),
+    pytest.mark.xdist_group("kube-system"),
+]
+
+KUBE_SYSTEM = "kube-system"
+SELECTOR = "app.kubernetes.io/instance=kube-ops-view"
+MANIFEST = "kube-ops-view.yaml"
+DOCUMENTED_INSTALL = ('helm install kube-ops-view geek-cookbook/kube-ops-view --version 1.2.2 '
+                      '--set env.TZ="Asia/Seoul" --namespace kube-system')
+MUTATING_WEBHOOK = "0500-amazon-eks-fargate-mutation.amazonaws.com"
+DEFAULT_TOLERATIONS = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+]
+
+
+@contextlib.contextmanager
+def kube_system_lock(lab: Lab) -> Iterator[None]:
+    """One module at a time changes kube-system's Fargate profile (shared with test_coredns)."""
+    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
+    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
+                           .encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"fargate-labs-kube-system-{where}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _liveness(config: pytest.Config) -> Any:
+    try:
+        from fargatelab.pytest_plugin import _BACKEND_KEY
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
+
+
+@dataclass
+class OpsView:
+    #: the profile this module created, or the documented ``kube-system`` in check mode
+    profile: str
+    setup: list[tuple[str, object]]
+
+
+def _apply_in_kube_system(lab: Lab) -> None:
+    """``kubectl apply -f kube-ops-view.yaml`` as it is (kube-system keeps its name), deleted on cleanup."""
+    docs = lab.load(MANIFEST)
+    for doc in docs:
+        doc.setdefault("metadata", {}).setdefault("labels", {})[RUN_ID_LABEL] = lab.cluster.run_id
+    stdin = "\n".join(json.dumps(doc) for doc in docs)
+    lab.step(DOCUMENTED_INSTALL, f"kubectl apply -f {MANIFEST} (what the chart renders)")
+
+    def delete() -> None:
+        lab.kube.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=120s", stdin=stdin,
+                         check=False)
+
+    lab.on_cleanup(f"objects of {MANIFEST}", delete)
+    lab.kube.kubectl("apply", "-f", "-", stdin=stdin)
+
+
+@pytest.fixture(scope="module")
+def ops_view(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[OpsView]:
+    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
+                record=[])
+    if not setup.replay:
+        setup.ensure(MANIFEST, DOCUMENTED_INSTALL)
+        yield OpsView(KUBE_SYSTEM, setup.record)
+        return
+    with kube_system_lock(setup):
+        try:
+            setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
+            profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])["fargateProfileName"]
+            _apply_in_kube_system(setup)
+            replicas = kube.deployment(KUBE_SYSTEM, "kube-ops-view")["spec"].get("replicas", 1)
+            setup.wait(cond.PodsRunning(kube, KUBE_SYSTEM, SELECTOR, replicas), timing.pod_ready_timeout)
+            yield OpsView(profile, setup.record)
+        finally:
+            if not request.config.option.keep:
+                setup.cleanup()
+
+
+def _pod(lab: Lab, view: OpsView) -> dict[str, Any]:
+    lab.namespaces.append(KUBE_SYSTEM)
+    lab.record.extend(view.setup)
+    pods = [p for p in lab.kube.pods(KUBE_SYSTEM, SELECTOR) if not p["metadata"].get("deletionTimestamp")]
+    expect("kube-ops-view pods", len(pods), 1)
+    return pods[0]
+
+
+def _template(lab: Lab) -> dict[str, Any]:
+    spec: dict[str, Any] = lab.kube.deployment(KUBE_SYSTEM, "kube-ops-view")["spec"]["template"]["spec"]
+    return spec
+
+
+def _tolerations(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted(spec.get("tolerations") or [], key=lambda t: (t.get("key", ""), t.get("effect", "")))
+
+
+# id -> (fact, read from (lab, pod, view), expected; a callable expected gets (lab, view))
+FACTS: dict[str, tuple[str, Callable[[Lab, dict[str, Any], OpsView], Any], Any]] = {
+    "image hjacobs/kube-ops-view:20.4.0, TZ Asia/Seoul, port 8080": (
+        "kube-ops-view container", lambda lab, p, v: (
+            p["spec"]["containers"][0]["image"],
+            {e["name"]: e.get("value") for e in p["spec"]["containers"][0].get("env", [])},
+            [port["containerPort"] for port in p["spec"]["containers"][0].get("ports", [])]),
+        ("hjacobs/kube-ops-view:20.4.0", {"TZ": "Asia/Seoul"}, [8080])),
+    "no requests": ("kube-ops-view requests", lambda lab, p, v: p["spec"]["containers"][0].get("resources") or {}, {}),
+    "CapacityProvisioned: 0.25vCPU 0.5GB": (
+        "pod annotation CapacityProvisioned", lambda lab, p, v: p["metadata"]["annotations"].get("CapacityProvisioned"),
+        "0.25vCPU 0.5GB"),
+    "label eks.amazonaws.com/fargate-profile: kube-system": (
+        "pod label eks.amazonaws.com/fargate-profile",
+        lambda lab, p, v: p["metadata"]["labels"].get("eks.amazonaws.com/fargate-profile"), lambda lab, v: v.profile),
+    "template schedulerName default-scheduler": (
+        "Deployment template schedulerName", lambda lab, p, v: _template(lab).get("schedulerName"),
+        "default-scheduler"),
+    "pod schedulerName fargate-scheduler": (
+        "pod schedulerName", lambda lab, p, v: p["spec"].get("schedulerName"), "fargate-scheduler"),
+    "only the default NoExecute tolerations (300 s)": (
+        "pod tolerations (the defaults plus the template's)", lambda lab, p, v: _tolerations(p["spec"]),
+        lambda lab, v: sorted(DEFAULT_TOLERATIONS + _tolerations(_template(lab)),
+                              key=lambda t: (t.get("key", ""), t.get("effect", "")))),
+    "mutated by 0500-amazon-eks-fargate-mutation.amazonaws.com": (
+        "MutatingWebhookConfiguration of EKS Fargate", lambda lab, p, v: lab.kube.exists(
+            f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{MUTATING_WEBHOOK}"), True),
+    "Running on a Fargate node": (
+        "kube-ops-view pod's node", lambda lab, p, v: (
+            p["status"].get("phase"),
+            lab.kube.get(f"/api/v1/nodes/{p['spec']['nodeName']}")["metadata"]["labels"].get(
+                "eks.amazonaws.com/compute-type") if p["spec"].get("nodeName") else None),
+        ("Running", "fargate")),
+}
+
+
+@pytest.mark.parametrize("fact_id", list(FACTS), ids=list(FACTS))
+def test_kube_ops_view(lab: Lab, ops_view: OpsView, fact_id: str) -> None:
+    lab.step("kubectl get pod -n kube-system -l app.kubernetes.io/instance=kube-ops-view -o yaml")
+    pod = _pod(lab, ops_view)
+    fact, read, expected = FACTS[fact_id]
+    expect(fact, read(lab, pod, ops_view), expected(lab, ops_view) if callable(expected) else expected)

@@ -1,0 +1,506 @@
+"""Lab 4 — netshoot on Fargate (document 002, "fargate에 netshoot 디플로이먼트 배포 › 실습"; document 003,
+"Fargate 배포 실습" netshoot part and its sample-app companion).
+
+Documented steps::
+
+    kubectl create ns study-aews
+    cat <<EOF | kubectl apply -f -   (netshoot.yaml, sample-app.yaml)
+    kubectl get pod -n study-aews -o jsonpath='{.items[0].metadata.annotations.CapacityProvisioned}'
+    kubectl exec -it deploy/netshoot -n study-aews -- zsh   (ip -c a, cat /etc/resolv.conf, ping, curl, df -hT /)
+
+Replay renames the namespace to ``study-aews-netshoot-<run id>`` (one namespace per module, so modules that
+share the documented ``study-aews`` never meet when pytest-xdist runs them side by side) and gives it a
+Fargate profile of the same name: document 002's ``study_wildcard`` profile (``study-*``) is Lab 1's.
+The in-pod probes need real containers and are skipped on the local backend with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from fargatelab import conditions as cond
+from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.vpc import cluster_subnets
+
+pytestmark = [
+    pytest.mark.lab("Lab 4 — netshoot probes", "002"),
+    # --dist loadgroup: the module stays on one worker, and never runs beside the logging lab,
+    # which switches the cluster-wide aws-logging ConfigMap this lab's Logging annotation depends on.
+    pytest.mark.xdist_group("aws-observability"),
+]
+
+NAMESPACE = "study-aews"
+TAG = "netshoot"
+PROFILE_LABEL = "eks.amazonaws.com/fargate-profile"
+LOGGING_ENABLED = "LoggingEnabled"
+LOGGING_NOT_FOUND = "LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND"
+DOCUMENTED_APPLY = "cat <<EOF | kubectl apply -f -   # {manifest}, namespace study-aews"
+
+
+@dataclass
+class Netshoot:
+    namespace: str
+    #: the profile this module created (replay), or None: check mode takes whatever profile the student made
+    profile: str | None
+    #: the Logging annotation the cluster's aws-logging state gives new pods, or None if it changed meanwhile
+    logging: str | None
+    #: the setup's documented steps, for each test's report
+    setup: list[tuple[str, object]]
+
+
+def _namespace_key(lab: Lab) -> str:
+    return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
+
+
+def _apply(lab: Lab, manifest: str) -> None:
+    """The documented ``kubectl apply``; replay moves study-aews to this module's own namespace."""
+    documented = DOCUMENTED_APPLY.format(manifest=manifest)
+    if not lab.replay:
+        lab.ensure(manifest, documented)
+        return
+    docs = lab.load(manifest)
+    for doc in docs:
+        if doc.get("metadata", {}).get("namespace") == NAMESPACE:
+            doc["metadata"]["namespace"] = _namespace_key(lab)
+    lab.apply(manifest, documented, docs=docs)
+
+
+@contextlib.contextmanager
+def _logging_state_lock(lab: Lab) -> Iterator[None]:
+    """Shared hold on the cluster's aws-logging state while pods are admitted (test_logging holds it exclusively)."""
+    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
+    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
+                           .encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"fargate-labs-aws-observability-{where}.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _logging_annotation_now(lab: Lab) -> str:
+    present = lab.kube.exists("/api/v1/namespaces/aws-observability/configmaps/aws-logging")
+    return LOGGING_ENABLED if present else LOGGING_NOT_FOUND
+
+
+def profiled_namespace(setup: Lab, key: str) -> str:
+    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
+    name = setup.name(key)
+
+    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
+        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+    def gone() -> None:  # runs last
+        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
+
+    setup.on_cleanup(f"namespace {name} gone", gone)
+    setup.create_profile(key, [{"namespace": name}])
+    setup.on_cleanup(f"namespace {name}", start_deleting)
+    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
+    setup.namespaces.append(name)
+    return name
+
+
+def _liveness(config: pytest.Config) -> Any:
+    try:
+        from fargatelab.pytest_plugin import _BACKEND_KEY
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
+
+
+def _wait_replicas(lab: Lab, namespace: str, deployment: str, selector: str) -> None:
+    """As many pods Running as the Deployment asks for (a changed replica count fails its own fact, not here)."""
+    replicas = lab.kube.deployment(namespace, deployment)["spec"].get("replicas", 1)
+    lab.wait(cond.PodsRunning(lab.kube, namespace, selector, replicas), lab.timing.pod_ready_timeout)
+
+
+@pytest.fixture(scope="module")
+def netshoot(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[Netshoot]:
+    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
+                record=[])
+    try:
+        setup.step("kubectl create ns study-aews")
+        if setup.replay:
+            namespace = profiled_namespace(setup, _namespace_key(setup))
+            profile: str | None = namespace  # the profile is named after its namespace
+        else:
+            namespace, profile = setup.namespace(NAMESPACE), None
+        with _logging_state_lock(setup):
+            before = _logging_annotation_now(setup)
+            _apply(setup, "netshoot.yaml")
+            _apply(setup, "sample-app.yaml")
+            _wait_replicas(setup, namespace, "netshoot", "app=netshoot")
+            _wait_replicas(setup, namespace, "sample-app", "app=nginx")
+            after = _logging_annotation_now(setup)
+        yield Netshoot(namespace, profile, before if before == after else None, setup.record)
+    finally:
+        if not request.config.option.keep:
+            setup.cleanup()
+
+
+def _attach(lab: Lab, ns: Netshoot) -> None:
+    """The test's report shows the setup steps; its diagnostics cover the module's namespace."""
+    lab.namespaces.append(ns.namespace)
+    lab.record.extend(ns.setup)
+
+
+def _pod(lab: Lab, ns: Netshoot, selector: str = "app=netshoot") -> dict[str, Any]:
+    pods = [p for p in lab.kube.pods(ns.namespace, selector) if not p["metadata"].get("deletionTimestamp")]
+    assert pods, f"no pod {selector} in {ns.namespace}"
+    return pods[0]
+
+
+def _container(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]["template"]["spec"] if "template" in obj["spec"] else obj["spec"]
+    container: dict[str, Any] = spec["containers"][0]
+    return container
+
+
+def _source(event: dict[str, Any]) -> str:
+    return str(event.get("source", {}).get("component") or event.get("reportingComponent") or "")
+
+
+def _profile_names(lab: Lab) -> list[str]:
+    names: list[str] = lab.aws("eks").list_fargate_profiles(clusterName=lab.cluster.cluster_name)["fargateProfileNames"]
+    return names
+
+
+# --- the Deployment as documented, and what EKS made of its pod -------------------------------------------
+
+# id -> (fact, what to read from (Deployment, pod), expected value; None: computed by the test)
+POD_FACTS: dict[str, tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any], Any]] = {
+    "Deployment netshoot: 1 replica": (
+        "netshoot Deployment replicas", lambda d, p: d["spec"]["replicas"], 1),
+    "image nicolaka/netshoot": ("netshoot image", lambda d, p: _container(p)["image"], "nicolaka/netshoot"),
+    "command tail -f /dev/null": (
+        "netshoot command", lambda d, p: _container(p).get("command", []) + _container(p).get("args", []),
+        ["tail", "-f", "/dev/null"]),
+    "requests 500m/500Mi": (
+        "netshoot requests", lambda d, p: _container(p)["resources"].get("requests"),
+        {"cpu": "500m", "memory": "500Mi"}),
+    "limits 2/2Gi": (
+        "netshoot limits", lambda d, p: _container(p)["resources"].get("limits"), {"cpu": "2", "memory": "2Gi"}),
+    "terminationGracePeriodSeconds 0": (
+        "netshoot terminationGracePeriodSeconds", lambda d, p: p["spec"].get("terminationGracePeriodSeconds"), 0),
+    "CapacityProvisioned: 0.5vCPU 1GB (limits do not count)": (
+        "pod annotation CapacityProvisioned", lambda d, p: p["metadata"]["annotations"].get("CapacityProvisioned"),
+        "0.5vCPU 1GB"),
+    "Logging annotation": (
+        "pod annotation Logging", lambda d, p: p["metadata"]["annotations"].get("Logging"), None),
+    "pod schedulerName fargate-scheduler": (
+        "pod schedulerName", lambda d, p: p["spec"].get("schedulerName"), "fargate-scheduler"),
+    "template schedulerName stays default-scheduler": (
+        "Deployment template schedulerName", lambda d, p: d["spec"]["template"]["spec"].get("schedulerName"),
+        "default-scheduler"),
+    "priorityClassName system-node-critical": (
+        "pod priorityClassName", lambda d, p: p["spec"].get("priorityClassName"), "system-node-critical"),
+    "priority 2000001000": ("pod priority", lambda d, p: p["spec"].get("priority"), 2000001000),
+    "preemptionPolicy PreemptLowerPriority": (
+        "pod preemptionPolicy", lambda d, p: p["spec"].get("preemptionPolicy"), "PreemptLowerPriority"),
+    "qosClass Burstable": ("pod qosClass", lambda d, p: p["status"].get("qosClass"), "Burstable"),
+    "label eks.amazonaws.com/fargate-profile": (
+        "pod label eks.amazonaws.com/fargate-profile", lambda d, p: p["metadata"]["labels"].get(PROFILE_LABEL), None),
+}
+
+
+@pytest.mark.parametrize("fact_id", list(POD_FACTS), ids=list(POD_FACTS))
+def test_netshoot_pod(lab: Lab, netshoot: Netshoot, fact_id: str) -> None:
+    _attach(lab, netshoot)
+    lab.step("kubectl get pod -n study-aews -l app=netshoot -o yaml; kubectl get deploy -n study-aews netshoot -o yaml")
+    pod = _pod(lab, netshoot)
+    deployment = lab.kube.deployment(netshoot.namespace, "netshoot")
+    fact, read, expected = POD_FACTS[fact_id]
+    actual = read(deployment, pod)
+    if fact_id == "Logging annotation":
+        # The documents show LoggingEnabled because their clusters had the aws-logging ConfigMap (terraform
+        # created it). Without it EKS writes LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND, so the expectation
+        # follows the cluster's state when the pod was admitted; test_logging covers both states.
+        if netshoot.logging is None:
+            pytest.skip("the aws-logging ConfigMap changed while the pod was admitted")
+        expected = netshoot.logging
+    if fact_id == "label eks.amazonaws.com/fargate-profile":
+        if netshoot.profile is None:  # check mode: a profile of the student's, e.g. study_wildcard
+            names = _profile_names(lab)
+            assert actual in names, (
+                f"{fact}\n  expected: one of the cluster's Fargate profiles {names}\n  actual:   {actual!r}")
+            return
+        expected = netshoot.profile
+    expect(fact, actual, expected)
+
+
+def test_sample_app_pods(lab: Lab, netshoot: Netshoot) -> None:
+    """sample-app: 2 nginx replicas with the same requests, so each is 0.5vCPU 1GB on its own Fargate node."""
+    _attach(lab, netshoot)
+    pods = [p for p in lab.kube.pods(netshoot.namespace, "app=nginx") if not p["metadata"].get("deletionTimestamp")]
+    expect("sample-app replicas", len(pods), 2)
+    expect("sample-app CapacityProvisioned",
+           sorted(p["metadata"]["annotations"].get("CapacityProvisioned") for p in pods),
+           ["0.5vCPU 1GB", "0.5vCPU 1GB"])
+    expect("sample-app pods on their own Fargate nodes", len({p["spec"].get("nodeName") for p in pods}), 2)
+    service = lab.kube.get(f"/api/v1/namespaces/{netshoot.namespace}/services/sample-app")
+    expect("Service sample-app type", service["spec"]["type"], "ClusterIP")
+    expect("Service sample-app port", [p["port"] for p in service["spec"]["ports"]], [80])
+
+
+@pytest.mark.replay_only  # events expire after an hour, so a student's cluster may no longer have them
+def test_netshoot_events(lab: Lab, netshoot: Netshoot) -> None:
+    """fargate-scheduler: Logging* then Scheduled; then the node's kubelet: Pulling, Pulled, Created, Started."""
+    _attach(lab, netshoot)
+    lab.step("kubectl describe pod -n study-aews -l app=netshoot | grep Events: -A 10")
+    pod = _pod(lab, netshoot)
+    uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
+    lab.wait(cond.EventRecorded(lab.kube, netshoot.namespace, uid, "Started"), 30)
+    events = [(_source(e), e["type"], e["reason"], e["message"]) for e in lab.kube.events(netshoot.namespace, uid=uid)]
+    logging = (("fargate-scheduler", "Normal", "LoggingEnabled", "Successfully enabled logging for pod")
+               if pod["metadata"]["annotations"].get("Logging") == LOGGING_ENABLED else
+               ("fargate-scheduler", "Warning", "LoggingDisabled",
+                'Disabled logging because aws-logging configmap was not found. configmap "aws-logging" not found'))
+    node = pod["spec"]["nodeName"]
+    expect("events from fargate-scheduler, in order",
+           [e for e in events if e[0] == "fargate-scheduler"],
+           [logging, ("fargate-scheduler", "Normal", "Scheduled",
+                      f"Successfully assigned {netshoot.namespace}/{name} to {node}")])
+    assert re.fullmatch(r"fargate-ip-\d+-\d+-\d+-\d+\..+", node), (
+        f"Scheduled target\n  expected: fargate-ip-…\n  actual:   {node}")
+    kubelet = [(e[2], e[3]) for e in events if e[0] == "kubelet"]
+    expect("kubelet events, in order", [reason for reason, _ in kubelet], ["Pulling", "Pulled", "Created", "Started"])
+    patterns = [r'Pulling image "nicolaka/netshoot"', r'Successfully pulled image "nicolaka/netshoot".*',
+                r"Created container:? netshoot", r"Started container:? netshoot"]
+    for (reason, message), pattern in zip(kubelet, patterns):
+        assert re.fullmatch(pattern, message), f"kubelet {reason} message\n  expected: {pattern}\n  actual:   {message}"
+    scheduled_at = [i for i, e in enumerate(events) if e[2] == "Scheduled"][0]
+    first_kubelet = [i for i, e in enumerate(events) if e[0] == "kubelet"][0]
+    assert scheduled_at < first_kubelet, f"kubelet events come after Scheduled\n  actual: {events}"
+
+
+@pytest.mark.replay_only
+def test_fargate_node_events(lab: Lab, netshoot: Netshoot) -> None:
+    """The new node's kubelet: Starting, the three Node* conditions, NodeAllocatableEnforced, NodeReady, in that
+    order; then the node controller's RegisteredNode."""
+    _attach(lab, netshoot)
+    lab.step("kubectl describe node <fargate-ip-…> | grep Events: -A 10")
+    node = _pod(lab, netshoot)["spec"]["nodeName"]
+    kubelet = ["Starting", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID",
+               "NodeAllocatableEnforced", "NodeReady"]
+
+    def by_source() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for event in lab.kube.events("default", name=node):
+            reasons = out.setdefault(_source(event), [])
+            if event["reason"] not in reasons:
+                reasons.append(event["reason"])
+        return out
+
+    lab.wait(cond.condition(f"events of node {node}", lambda: (
+        set(kubelet) <= set(by_source().get("kubelet", [])) and "RegisteredNode" in sum(by_source().values(), []),
+        f"{by_source()}")), 30)
+    expect("node events from kubelet, in order", by_source().get("kubelet"), kubelet)
+    expect("node event RegisteredNode", "RegisteredNode" in sum(by_source().values(), []), True)
+
+
+# --- the Fargate node the pod got -------------------------------------------------------------------------
+
+@dataclass
+class NodeView:
+    lab: Lab
+    pod: dict[str, Any]
+    node: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.node["metadata"]["name"])
+
+    @property
+    def ip(self) -> str:
+        return str(self.pod["status"].get("podIP") or "")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = self.node["metadata"].get("labels", {})
+        return labels
+
+    @property
+    def info(self) -> dict[str, str]:
+        info: dict[str, str] = self.node["status"].get("nodeInfo", {})
+        return info
+
+    @property
+    def zone(self) -> str:
+        return self.labels.get("topology.kubernetes.io/zone", "")
+
+    @property
+    def domain(self) -> str:
+        region = self.lab.cluster.region
+        return "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+
+    def addresses(self, kind: str) -> list[str]:
+        return [a["address"] for a in self.node["status"].get("addresses", []) if a["type"] == kind]
+
+    def subnet_zones(self) -> list[str]:
+        """Zones of the cluster's private subnets that hold the pod IP."""
+        ec2 = self.lab.aws("ec2")
+        private, _ = cluster_subnets(self.lab.aws("eks"), ec2, self.lab.cluster.cluster_name)
+        return [s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=private)["Subnets"]
+                if self.ip and ipaddress.ip_address(self.ip) in ipaddress.ip_network(s["CidrBlock"])]
+
+    def kubelet(self) -> tuple[bool, list[str]]:
+        version = self.info.get("kubeletVersion", "")
+        return bool(re.fullmatch(r"v\d+\.\d+\.\d+-eks-[0-9a-f]+", version)), version.split(".")[:2]
+
+    def cluster_minor(self) -> tuple[bool, list[str]]:
+        version = self.lab.kube.get("/version")
+        return True, [f"v{version['major']}", version["minor"].rstrip("+")]
+
+    def pods_on_node(self) -> int:
+        return len(self.lab.kube.get("/api/v1/pods", fieldSelector=f"spec.nodeName={self.name}")["items"])
+
+
+NODE_LABELS = ("eks.amazonaws.com/compute-type", "kubernetes.io/os", "kubernetes.io/arch",
+               "topology.kubernetes.io/region", "topology.kubernetes.io/zone", "kubernetes.io/hostname")
+FARGATE_TAINT = {"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"}
+
+# id -> (fact, actual, expected), both read from the node view
+NODE_FACTS: dict[str, tuple[str, Callable[[NodeView], Any], Callable[[NodeView], Any]]] = {
+    "name fargate-ip-<pod IP>.<region>.compute.internal": (
+        "node name", lambda v: v.name, lambda v: f"fargate-ip-{v.ip.replace('.', '-')}.{v.domain}"),
+    "InternalIP = podIP = hostIP": (
+        "node InternalIP, pod IP, pod hostIP",
+        lambda v: (v.addresses("InternalIP"), v.ip, v.pod["status"].get("hostIP")), lambda v: ([v.ip], v.ip, v.ip)),
+    "no ExternalIP": ("node ExternalIP", lambda v: v.addresses("ExternalIP"), lambda v: []),
+    "pod IP in a private subnet, zone label = its zone": (
+        "zone of the private subnet holding the pod IP", lambda v: v.subnet_zones(), lambda v: [v.zone]),
+    "labels compute-type, os, arch, region, zone, hostname": (
+        "node labels", lambda v: {k: v.labels.get(k) for k in NODE_LABELS[:4]} | {k + " set": bool(v.labels.get(k))
+                                                                                   for k in NODE_LABELS[4:]},
+        lambda v: {"eks.amazonaws.com/compute-type": "fargate", "kubernetes.io/os": "linux",
+                   "kubernetes.io/arch": "amd64", "topology.kubernetes.io/region": v.lab.cluster.region}
+        | {k + " set": True for k in NODE_LABELS[4:]}),
+    "taint eks.amazonaws.com/compute-type=fargate:NoSchedule": (
+        "node taints", lambda v: [{k: t.get(k) for k in FARGATE_TAINT} for t in v.node["spec"].get("taints", [])],
+        lambda v: [FARGATE_TAINT]),
+    "capacity pods: 1": (
+        "node capacity pods", lambda v: v.node["status"].get("capacity", {}).get("pods"), lambda v: "1"),
+    "providerID aws:///<zone>/<id>/<node>": (
+        "node providerID",
+        lambda v: re.sub(r"^aws:///([^/]+)/[^/]+/", r"aws:///\1/<id>/", v.node["spec"].get("providerID", "")),
+        lambda v: f"aws:///{v.zone}/<id>/{v.name}"),
+    "kubelet v<cluster minor>.<patch>-eks-<hash>": (
+        "node kubelet version (form v<major>.<minor>.<patch>-eks-<hash>, the cluster's minor)",
+        lambda v: v.kubelet(), lambda v: v.cluster_minor()),
+    "osImage Amazon Linux 2": ("node osImage", lambda v: v.info.get("osImage"), lambda v: "Amazon Linux 2"),
+    "runtime containerd": (
+        "node container runtime", lambda v: v.info.get("containerRuntimeVersion", "").split("://")[0],
+        lambda v: "containerd"),
+    "Ready": ("node Ready",
+              lambda v: [c["status"] for c in v.node["status"].get("conditions", []) if c["type"] == "Ready"],
+              lambda v: ["True"]),
+    "one pod per node": ("pods on the node", lambda v: v.pods_on_node(), lambda v: 1),
+}
+NODE_FACT_IDS = list(NODE_FACTS)
+
+
+@pytest.mark.parametrize("fact_id", NODE_FACT_IDS, ids=NODE_FACT_IDS)
+def test_fargate_node(lab: Lab, netshoot: Netshoot, fact_id: str) -> None:
+    _attach(lab, netshoot)
+    lab.step("kubectl get nodes -o wide; kubectl describe node <fargate-ip-…>")
+    pod = _pod(lab, netshoot)
+    node = lab.kube.get(f"/api/v1/nodes/{pod['spec']['nodeName']}")
+    fact, actual, expected = NODE_FACTS[fact_id]
+    view = NodeView(lab, pod, node)
+    expect(fact, actual(view), expected(view))
+
+
+# --- inside the pod: kubectl exec -it deploy/netshoot -n study-aews -- zsh ---------------------------------
+
+def _in_pod(lab: Lab, netshoot: Netshoot) -> Any:
+    import testinfra
+
+    pod = _pod(lab, netshoot)
+    return pod, testinfra.get_host(
+        f"kubectl://{pod['metadata']['name']}?namespace={netshoot.namespace}&kubeconfig={lab.cluster.kubeconfig}")
+
+
+def _probe_eth0(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    ip = pod["status"]["podIP"]
+    private, _ = cluster_subnets(lab.aws("eks"), lab.aws("ec2"), lab.cluster.cluster_name)
+    cidrs = [s["CidrBlock"] for s in lab.aws("ec2").describe_subnets(SubnetIds=private)["Subnets"]]
+    prefix = [ipaddress.ip_network(c).prefixlen for c in cidrs if ipaddress.ip_address(ip) in ipaddress.ip_network(c)]
+    out = host.check_output("ip -o -4 addr show dev eth0")
+    expect("eth0 address (pod IP / private subnet prefix)", re.findall(r"inet (\S+)", out),
+           [f"{ip}/{prefix[0] if prefix else '<prefix of a private subnet>'}"])
+
+
+def _resolv(host: Any) -> list[str]:
+    return [line.strip() for line in host.file("/etc/resolv.conf").content_string.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def _probe_search(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    region = lab.cluster.region
+    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+    expect("resolv.conf search list", [line for line in _resolv(host) if line.startswith("search")],
+           [f"search {netshoot.namespace}.svc.cluster.local svc.cluster.local cluster.local {domain}"])
+
+
+def _probe_nameserver(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    dns = lab.kube.get("/api/v1/namespaces/kube-system/services/kube-dns")["spec"]["clusterIP"]
+    expect("resolv.conf nameserver (the cluster DNS service IP, 172.20.0.10 on EKS in a 10.x VPC)",
+           [line for line in _resolv(host) if line.startswith("nameserver")], [f"nameserver {dns}"])
+
+
+def _probe_ndots(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    expect("resolv.conf options", [line for line in _resolv(host) if line.startswith("options")], ["options ndots:5"])
+
+
+def _probe_ping(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    other = _pod(lab, netshoot, "app=nginx")["status"]["podIP"]
+    result = host.run(f"ping -c 1 -W 5 {other}")
+    expect(f"ping -c 1 {other} (another pod) exit code", result.rc, 0)
+
+
+def _probe_curl(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    out = host.run("curl -s sample-app | grep title")
+    expect("curl sample-app | grep title", out.stdout.strip(), "<title>Welcome to nginx!</title>")
+
+
+def _probe_overlay(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    out = host.check_output("df -hT / | tail -n 1")
+    expect("df -hT / file system type", out.split()[1] if len(out.split()) > 1 else out, "overlay")
+
+
+PROBES: dict[str, Callable[[Lab, Netshoot, dict[str, Any], Any], None]] = {
+    "ip -c a: eth0 holds the pod IP with the subnet prefix": _probe_eth0,
+    "resolv.conf search <ns>.svc.cluster.local … compute.internal": _probe_search,
+    "resolv.conf nameserver = cluster DNS IP": _probe_nameserver,
+    "resolv.conf options ndots:5": _probe_ndots,
+    "ping -c 1 <another pod IP>": _probe_ping,
+    "curl sample-app | grep title": _probe_curl,
+    "df -hT /: overlay root": _probe_overlay,
+}
+
+
+@pytest.mark.needs("pod-network")
+@pytest.mark.parametrize("probe", list(PROBES), ids=list(PROBES))
+def test_in_pod(lab: Lab, request: pytest.FixtureRequest, probe: str) -> None:
+    # Asked for here, not as an argument: the lab fixture skips first when the backend has no pod network.
+    netshoot: Netshoot = request.getfixturevalue("netshoot")
+    _attach(lab, netshoot)
+    lab.step("kubectl exec -it deploy/netshoot -n study-aews -- zsh", f"testinfra kubectl:// backend: {probe}")
+    pod, host = _in_pod(lab, netshoot)
+    PROBES[probe](lab, netshoot, pod, host)
