@@ -148,10 +148,11 @@ def test_namespace_without_profile_stays_pending(lab: Lab) -> None:
     lab.wait(cond.PodPending(lab.kube, namespace, "orphan", "FailedScheduling"), 60)
     messages = [e["message"] for e in lab.kube.events(namespace, uid=pod["metadata"]["uid"])
                 if e["reason"] == "FailedScheduling"]
-    # Which of the two documented messages appears depends on whether Fargate nodes exist right now.
+    # Which documented message appears depends on whether Fargate nodes exist right now; the wording of
+    # the second differs in current Kubernetes (seen with v1.34; docs/document-defects.md), so both are accepted.
     documented = re.compile(
-        r"^(no nodes available to schedule pods|0/(\d+) nodes are available: \2 node\(s\) had untolerated taint "
-        r"\{eks\.amazonaws\.com/compute-type: fargate\}\. preemption: 0/\2 nodes are available: "
-        r"\2 Preemption is not helpful for scheduling\.)$")
+        r"^(no nodes available to schedule pods|0/(\d+) nodes are available: \2 node\(s\) had untolerated "
+        r"(taint \{eks\.amazonaws\.com/compute-type: fargate\}\.|taint\(s\)\. no new claims to deallocate,) "
+        r"preemption: 0/\2 nodes are available: \2 Preemption is not helpful for scheduling\.)$")
     assert messages and all(documented.match(m) for m in messages), (
         f"FailedScheduling from default-scheduler\n  expected: {documented.pattern}\n  actual:   {messages}")
