@@ -106,7 +106,8 @@ def test_wildcard_namespace_selector(lab: Lab) -> None:
     """Document 002's ``study_wildcard`` profile: ``namespace = "study-*"`` takes every study namespace."""
     lab.step('fargate_profiles = { study_wildcard = { selectors = [{ namespace = "study-*" }] } }')
     profile = lab.create_profile("study-wildcard", [{"namespace": f"study-*-{lab.cluster.run_id}"}])
-    namespace = lab.namespace("study-aews")
+    # Any study-* namespace will do; this lab's own keeps it apart from the other labs' study-aews.
+    namespace = lab.namespace("study-lab1")
     pod = _run_pod(lab, namespace, "wildcard-probe")
     expect("scheduler of a pod in a study-* namespace", pod["spec"]["schedulerName"], "fargate-scheduler")
     expect("profile label", pod["metadata"]["labels"].get("eks.amazonaws.com/fargate-profile"),
@@ -119,8 +120,10 @@ def test_wildcard_namespace_selector(lab: Lab) -> None:
                          ids=["all selector labels->fargate", "one label missing->not fargate"])
 def test_label_selector(lab: Lab, labels: dict[str, str], on_fargate: bool) -> None:
     """A pod must carry all of a selector's labels to match it."""
-    namespace = lab.namespace("labelled")
-    lab.create_profile("labelled", [{"namespace": namespace, "labels": {"app": "game", "tier": "web"}}])
+    # One namespace and profile per case: the cases may run side by side on two workers.
+    case = "all" if on_fargate else "some"
+    namespace = lab.namespace(f"labelled-{case}")
+    lab.create_profile(f"labelled-{case}", [{"namespace": namespace, "labels": {"app": "game", "tier": "web"}}])
     pod = _run_pod(lab, namespace, "label-probe", labels)
     expect("scheduler", pod["spec"]["schedulerName"], "fargate-scheduler" if on_fargate else "default-scheduler")
 
