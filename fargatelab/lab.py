@@ -154,7 +154,9 @@ class Lab:
               docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """``kubectl apply -f <manifest>`` with this run's names; the objects are deleted on cleanup."""
         documented = documented_command or f"kubectl apply -f {manifest}"
-        localised = self.localise(docs if docs is not None else self.load(manifest))
+        original = docs if docs is not None else self.load(manifest)
+        localised = self.localise(original)
+        self._require_owned_namespaces(manifest, original, localised)
         with tempfile.NamedTemporaryFile("w", suffix=f"-{Path(manifest).name}", delete=False) as f:
             yaml.safe_dump_all(localised, f)
         self.step(documented, f"kubectl apply -f {manifest} (namespaces suffixed with the run id)")
@@ -165,6 +167,28 @@ class Lab:
         self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(f.name))
         self.kube.kubectl("apply", "-f", f.name)
         return localised
+
+    def _require_owned_namespaces(self, manifest: str, original: list[dict[str, Any]],
+                                  localised: list[dict[str, Any]]) -> None:
+        """Refuse, before anything is created, a manifest that writes into a namespace this run does not own."""
+        declared = {d["metadata"]["name"] for d in localised if d.get("kind") == "Namespace"}
+        checked: dict[str, bool] = {}
+        for doc, before in zip(localised, original):
+            ns = doc["metadata"].get("namespace")
+            if not ns or ns in declared:
+                continue
+            if ns not in checked:
+                try:
+                    labels = self.kube.get(f"/api/v1/namespaces/{ns}")["metadata"].get("labels") or {}
+                except LookupError:
+                    labels = {}
+                checked[ns] = labels.get(RUN_ID_LABEL) == self.cluster.run_id
+            if not checked[ns]:
+                raise HarnessError(
+                    f"manifest {manifest} puts {doc.get('kind')} {doc['metadata'].get('name')} in namespace "
+                    f"{before['metadata']['namespace']!r}, which this run does not own: create it first with "
+                    f"lab.namespace({before['metadata']['namespace']!r}), or add the Namespace to the manifest",
+                    ExitCode.BAD_INPUT)
 
     def ensure(self, manifest: str, documented_command: str | None = None) -> list[dict[str, Any]]:
         """Replay mode: apply the manifest. Check mode: require that every object in it exists.

@@ -6,6 +6,7 @@ the ``cluster`` fixture, so the harness's own tests run without one.
 
 from __future__ import annotations
 
+import argparse
 import os
 import uuid
 from pathlib import Path
@@ -29,16 +30,32 @@ _METER_KEY = pytest.StashKey[CostMeter]()
 _END_KEY = pytest.StashKey[RunEnd]()
 
 
+def _cluster_name(value: str) -> str:
+    from .cli import _cluster_name as check
+
+    return check(value)
+
+
+def _run_id(value: str) -> str:
+    from .backends.eks import validate_run_id
+
+    try:
+        return validate_run_id(value)
+    except HarnessError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fargate-labs", "EKS-on-Fargate workshop labs")
     group.addoption("--backend", choices=BACKENDS, default="local",
                     help="local (default: a local EKS-on-Fargate environment), kind, or eks")
     group.addoption("--mode", choices=("replay", "check"), default="replay",
                     help="replay: create, assert, clean up; check: read-only self-check of a student's cluster")
-    group.addoption("--cluster", default="eksworkshop", help="EKS cluster name")
+    group.addoption("--cluster", default="eksworkshop", type=_cluster_name, help="EKS cluster name")
     group.addoption("--region", default="ap-northeast-2")
     group.addoption("--keep", action="store_true", help="leave what the run created in place")
-    group.addoption("--run-id", default=None, help="run id tagging everything created (default: random)")
+    group.addoption("--run-id", default=None, type=_run_id,
+                    help="run id tagging everything created (default: random)")
     group.addoption("--timing", choices=tuple(PROFILES), default="fast",
                     help="emulated latencies: fast, or eks (documented EKS latencies)")
     group.addoption("--timing-scale", type=float, default=1.0, help="multiply emulated latencies")
@@ -176,6 +193,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if the_lab is not None and report.failed and call.when in ("call", "setup"):
         for title, body in the_lab.diagnostics():
             report.sections.append((f"diagnostics: {title}", body))
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(HarnessError):
+        # Bad input (a manifest that is not YAML, say) is one line that says what to do, not a traceback.
+        report.longrepr = f"fargate-labs: {call.excinfo.value}"
     return report
 
 
