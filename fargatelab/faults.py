@@ -1,0 +1,140 @@
+"""Fault injection against lab runs: Ctrl-C, kill -9, a component killed mid-wait.
+
+Each function runs one lab module in a child pytest, injects one fault, and returns an
+:class:`Outcome` saying whether the run ended by itself, how long it took, and what it leaked.
+``scripts/faults.py`` repeats them and prints the tally; the tests in tests/faults run one of each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import process
+from .environment import LocalEnvironment, state_root
+
+__all__ = ["Outcome", "interrupt_run", "kill_run", "kill_component_run", "leaks"]
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A run that has not ended this long after its fault counts as hung (and is killed).
+HANG_AFTER = 180.0
+
+
+@dataclass
+class Outcome:
+    fault: str
+    module: str
+    run_id: str
+    #: the run ended by itself after the fault (no hang)
+    ended: bool
+    #: seconds from the fault to the end of the run
+    time_to_end: float
+    leaked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.ended and not self.leaked
+
+
+def _pytest(module: str, run_id: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", f"labs/{module}", "-p", "no:cacheprovider", "-q", "--run-id", run_id,
+         *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or dict(os.environ),
+        start_new_session=True,
+    )
+
+
+def _wait_end(run: subprocess.Popen[str], limit: float = HANG_AFTER) -> tuple[bool, float, str]:
+    started = time.monotonic()
+    try:
+        out, _ = run.communicate(timeout=limit)
+        return True, time.monotonic() - started, out
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        out, _ = run.communicate()
+        return False, time.monotonic() - started, out
+
+
+def leaks(run_id: str, env_name: str | None) -> list[str]:
+    """What is still tagged with ``run_id``: `fargate-lab leaks` (AWS and Kubernetes) plus processes."""
+    found = [f"process {pid}" for pid in process.tagged_pids(run_id)]
+    if env_name is not None:
+        result = subprocess.run([sys.executable, "-m", "fargatelab.cli", "leaks", "--run-id", run_id, "--env",
+                                 env_name], capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            found += [line.strip()[len("LEFT: "):] for line in result.stdout.splitlines()
+                      if line.strip().startswith("LEFT: ")] or [
+                (result.stdout + result.stderr).strip().splitlines()[-1]]
+    if (state_root() / f"labs-{run_id}").exists():
+        found.append(f"state directory {state_root() / f'labs-{run_id}'}")
+    return found
+
+
+def _interrupted_report(run_id: str) -> bool | None:
+    summary = ROOT / "reports" / run_id / "summary.json"
+    try:
+        return bool(json.loads(summary.read_text())["run"]["interrupted"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def interrupt_run(module: str, run_id: str, env_name: str, after: float) -> Outcome:
+    """Ctrl-C a run that reuses ``env_name`` ``after`` seconds in; its cleanup must leave nothing."""
+    run = _pytest(module, run_id, "--reuse", env_name)
+    time.sleep(after)
+    if run.poll() is not None:
+        return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
+    os.kill(run.pid, signal.SIGINT)
+    ended, took, out = _wait_end(run)
+    outcome = Outcome("SIGINT", module, run_id, ended, took, leaks(run_id, env_name))
+    reported = _interrupted_report(run_id)
+    if reported is False:
+        outcome.notes.append("report does not say the run was interrupted")
+    if "KeyboardInterrupt" not in out and "Interrupted" not in out and "interrupted" not in out:
+        outcome.notes.append("output does not mention the interrupt")
+    return outcome
+
+
+def kill_run(module: str, run_id: str, after: float) -> Outcome:
+    """kill -9 a run with its own environment; `fargate-lab cleanup --run-id` must remove everything."""
+    run = _pytest(module, run_id)
+    time.sleep(after)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate()
+    started = time.monotonic()
+    outcome = Outcome("SIGKILL + cleanup", module, run_id, True, 0.0)
+    if (state_root() / f"labs-{run_id}").exists():
+        # Everything a local-backend run makes lives in its environment, which cleanup takes down.
+        cleanup = subprocess.run([sys.executable, "-m", "fargatelab.cli", "cleanup", "--run-id", run_id],
+                                 capture_output=True, text=True, timeout=HANG_AFTER)
+        if cleanup.returncode != 0:
+            outcome.notes.append(f"cleanup exited {cleanup.returncode}: {cleanup.stderr.strip()[-200:]}")
+    else:
+        outcome.notes.append("killed before its environment existed")
+    outcome.time_to_end = time.monotonic() - started
+    outcome.leaked = leaks(run_id, None)
+    return outcome
+
+
+def kill_component_run(module: str, run_id: str, env_name: str, component: str, after: float) -> Outcome:
+    """Kill one component of ``env_name`` while a run waits on it: the run must fail promptly, naming it."""
+    env = LocalEnvironment(env_name)
+    run = _pytest(module, run_id, "--reuse", env_name, "-x")
+    time.sleep(after)
+    pid = next(c["pid"] for c in (env.state() or {}).get("components", []) if c["name"] == component)
+    os.kill(pid, signal.SIGKILL)
+    ended, took, out = _wait_end(run)
+    outcome = Outcome(f"{component} killed", module, run_id, ended, took)
+    if run.returncode == 0:
+        outcome.notes.append("the run passed although a component died")
+    elif f"{component}" not in out:
+        outcome.notes.append("no failure message names the dead component")
+    return outcome
