@@ -48,14 +48,12 @@ import json
 import logging
 import re
 import signal
-import ssl
 import sys
 import threading
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import quote, unquote, urlsplit
@@ -63,6 +61,7 @@ from urllib.parse import quote, unquote, urlsplit
 import yaml
 
 from ..eks_token import CLUSTER_ID_HEADER, TOKEN_LIFETIME, decode
+from .https_json import JsonHandler, https_server
 
 __all__ = [
     "TokenRejected",
@@ -338,37 +337,23 @@ class AuthenticatorServer:
     def __init__(self, host: str, port: int, cert: str, key: str, authenticator: Authenticator) -> None:
         auth = authenticator
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug(fmt, *args)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
-                self._reply(200 if urlsplit(self.path).path == "/healthz" else 404, {"status": "ok"})
+                self.reply(200 if self.route == "/healthz" else 404, {"status": "ok"})
 
             def do_POST(self) -> None:  # noqa: N802
-                if urlsplit(self.path).path != "/authenticate":
-                    self._reply(404, {"error": "not found"})
+                if self.route != "/authenticate":
+                    self.reply(404, {"error": "not found"})
                     return
                 try:
-                    body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                    body = self.read_json()
                 except ValueError:
-                    self._reply(400, {"error": "not JSON"})
+                    self.reply(400, {"error": "not JSON"})
                     return
-                self._reply(200, auth.review(body))
+                self.reply(200, auth.review(body))
 
-            def _reply(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        Handler.log = log
+        self.httpd = https_server(host, port, cert, key, Handler)
         self.port: int = self.httpd.server_address[1]
 
 

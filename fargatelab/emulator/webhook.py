@@ -11,11 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from ..rules.logging_config import (
     LOGGING_CONFIGMAP,
@@ -23,6 +20,7 @@ from ..rules.logging_config import (
     LOGGING_WEBHOOK_NAME,
     validate_logging_configmap,
 )
+from .https_json import JsonHandler, https_server
 from .kube import Clients
 from .mutation import LoggingState, fargate_patch
 from .profiles import ProfileCache
@@ -54,39 +52,21 @@ class WebhookServer:
         self.logging_state = logging_state
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug(fmt, *args)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self._reply(200, {"status": "ok"} if urlsplit(self.path).path == "/healthz" else {"error": "not found"})
+                self.reply(200, {"status": "ok"} if self.route == "/healthz" else {"error": "not found"})
 
             def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length", "0"))
-                review = json.loads(self.rfile.read(length))
-                request = review["request"]
-                # The API server appends ?timeout=… to the configured URL.
-                path = urlsplit(self.path).path
-                if path == "/mutate/pods":
-                    self._reply(200, server.mutate_pod(request))
-                elif path == "/validate/logging":
-                    self._reply(200, server.validate_logging(request))
+                request = self.read_json()["request"]
+                if self.route == "/mutate/pods":
+                    self.reply(200, server.mutate_pod(request))
+                elif self.route == "/validate/logging":
+                    self.reply(200, server.validate_logging(request))
                 else:
-                    self._reply(404, {"error": "not found"})
+                    self.reply(404, {"error": "not found"})
 
-            def _reply(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        Handler.log = log
+        self.httpd = https_server(host, port, cert, key, Handler)
         self.port = self.httpd.server_address[1]
 
     def mutate_pod(self, request: dict[str, Any]) -> dict[str, Any]:
