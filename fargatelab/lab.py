@@ -7,6 +7,7 @@ are, because it reads what a student made by following the documents.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -16,7 +17,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -110,8 +111,31 @@ class Lab:
             }))
         return name
 
+    def profiled_namespace(self, key: str) -> str:
+        """Replay mode: ``<key>-<run id>``, labelled with the run id, with a Fargate profile of the same name.
+
+        Cleanup removes both side by side: it starts deleting the namespace, deletes the profile meanwhile,
+        and waits until the namespace is gone last.
+        """
+        name = self.name(key)
+        # Registered first, so it runs last.
+        self.on_cleanup(f"namespace {name} gone", lambda: self._wait_namespace_gone(name))
+        self.create_profile(key, [{"namespace": name}])
+        self.on_cleanup(f"namespace {name}", lambda: self._start_deleting_namespace(name))
+        self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}}}))
+        self.namespaces.append(name)
+        return name
+
     def _delete_namespace(self, name: str) -> None:
+        self._start_deleting_namespace(name)
+        self._wait_namespace_gone(name)
+
+    def _start_deleting_namespace(self, name: str) -> None:
         self.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+    def _wait_namespace_gone(self, name: str) -> None:
         self.wait(cond.ResourceDeleted(self.kube, f"/api/v1/namespaces/{name}"), timeout=120)
 
     def load(self, manifest: str) -> list[dict[str, Any]]:
@@ -232,7 +256,7 @@ class Lab:
                     podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
         # Registered before the call: an interrupt while the request is in flight must not leak it.
         self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
-        with self._profile_lock():
+        with self.cluster_lock("profiles"):
             _retry_in_use(lambda: eks.create_fargate_profile(**args))
             self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
                       self.timing.profile_active_timeout, interval=0.5)
@@ -242,7 +266,7 @@ class Lab:
 
     def delete_profile(self, name: str) -> None:
         eks = self.aws("eks")
-        with self._profile_lock():
+        with self.cluster_lock("profiles"):
             try:
                 _retry_in_use(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
                                                                  fargateProfileName=name))
@@ -262,12 +286,26 @@ class Lab:
                                ExitCode.AWS)
         return roles[0]
 
-    def _profile_lock(self) -> Any:
-        # One lock per cluster: the one-at-a-time rule is EKS's, per cluster, whoever asks.
+    # --- cluster-wide locks -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def cluster_lock(self, topic: str, shared: bool = False) -> Iterator[None]:
+        """Hold the lock ``topic`` of this cluster, for every process of every run on this machine.
+
+        One lock per cluster: environments side by side do not wait for each other. ``profiles`` keeps
+        EKS's one-profile-in-transition rule (it is EKS's, per cluster, whoever asks); a lab module that
+        changes something cluster-wide (kube-system's profile, aws-observability) takes one of its own,
+        and ``shared=True`` holds it beside other shared holders, only apart from an exclusive one.
+        """
         where = hashlib.sha256(f"{self.cluster.aws_endpoint}|{self.cluster.region}|{self.cluster.cluster_name}"
                                .encode()).hexdigest()[:12]
-        path = Path(tempfile.gettempdir()) / f"fargate-labs-profiles-{where}.lock"
-        return _FileLock(path)
+        path = Path(tempfile.gettempdir()) / f"fargate-labs-{topic}-{where}.lock"
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- diagnostics --------------------------------------------------------------------------
 
@@ -292,19 +330,6 @@ class Lab:
         except Exception as exc:
             out.append(("nodes", f"could not collect: {exc}"))
         return out
-
-
-class _FileLock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        self._f = open(self.path, "w")
-        fcntl.flock(self._f, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._f, fcntl.LOCK_UN)
-        self._f.close()
 
 
 def _retry_in_use(call: Callable[[], Any], attempts: int = 8, first_delay: float = 1.0) -> Any:

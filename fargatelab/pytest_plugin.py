@@ -7,6 +7,7 @@ the ``cluster`` fixture, so the harness's own tests run without one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -23,7 +24,7 @@ from .lab import Lab
 from .run_end import RunEnd, finish, record_backend, save_observations, start_meter
 from .timing import PROFILES, Timing, profile
 
-__all__ = ["pytest_addoption", "pytest_configure"]
+__all__ = ["ModuleLab", "new_lab", "pytest_addoption", "pytest_configure"]
 
 _BACKEND_KEY = pytest.StashKey[Backend]()
 _METER_KEY = pytest.StashKey[CostMeter]()
@@ -160,6 +161,16 @@ def aws(cluster: ClusterHandle) -> Callable[[str], Any]:
     return lambda service: session.client(service, endpoint_url=cluster.aws_endpoint)
 
 
+def new_lab(config: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any], timing: Timing,
+            record: list[tuple[str, object]] | None = None) -> Lab:
+    """A Lab in the run's ``--mode`` whose waits stop as soon as the backend loses a component.
+
+    For fixtures of the run's own (the 2048 games, say); the ``cluster`` fixture must have opened the backend.
+    """
+    backend = config.stash[_BACKEND_KEY]
+    return Lab(cluster, kube, aws, timing, mode=config.option.mode, liveness=backend.liveness, record=record)
+
+
 @pytest.fixture
 def lab(request: pytest.FixtureRequest, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
         timing: Timing) -> Iterator[Lab]:
@@ -167,9 +178,7 @@ def lab(request: pytest.FixtureRequest, cluster: ClusterHandle, kube: Kube, aws:
     for mark in request.node.iter_markers("needs"):
         if not cluster.can(mark.args[0]):
             pytest.skip(f"needs {mark.args[0]}: {Capability.REASONS.get(mark.args[0], mark.args[0])}")
-    backend = request.config.stash[_BACKEND_KEY]
-    the_lab = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=backend.liveness,
-                  record=request.node.user_properties)
+    the_lab = new_lab(request.config, cluster, kube, aws, timing, record=request.node.user_properties)
     request.node.stash[_LAB_KEY] = the_lab
     try:
         yield the_lab
@@ -179,6 +188,39 @@ def lab(request: pytest.FixtureRequest, cluster: ClusterHandle, kube: Kube, aws:
 
 
 _LAB_KEY = pytest.StashKey[Lab]()
+
+#: ``module_lab(lock=None)``: the ``with`` that gives a module's shared setup its Lab
+ModuleLab = Callable[..., contextlib.AbstractContextManager[Lab]]
+
+
+@pytest.fixture(scope="module")
+def module_lab(pytestconfig: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
+               timing: Timing) -> ModuleLab:
+    """Makes the Lab of a module's shared setup, for a module-scoped fixture::
+
+        @pytest.fixture(scope="module")
+        def namespace(module_lab: ModuleLab) -> Iterator[str]:
+            with module_lab() as setup:
+                yield setup.profiled_namespace("sizing")
+
+    The Lab records its steps in a list of its own (hand ``setup.record`` to each test's ``lab`` to report
+    them, and add the module's namespaces to ``lab.namespaces`` for its diagnostics). Leaving the ``with``
+    undoes what the setup made, unless --keep. ``lock="kube-system"``: in replay mode, the cluster lock of
+    that name (see :meth:`Lab.cluster_lock`) is taken before the Lab is handed out and held until its
+    cleanup is done; check mode changes nothing, so takes none.
+    """
+
+    @contextlib.contextmanager
+    def make(lock: str | None = None) -> Iterator[Lab]:
+        setup = new_lab(pytestconfig, cluster, kube, aws, timing, record=[])
+        with setup.cluster_lock(lock) if lock and setup.replay else contextlib.nullcontext():
+            try:
+                yield setup
+            finally:
+                if not pytestconfig.option.keep:
+                    setup.cleanup()
+
+    return make
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

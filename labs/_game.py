@@ -38,6 +38,7 @@ from fargatelab import conditions as cond
 from fargatelab.handle import ClusterHandle
 from fargatelab.kube import Kube
 from fargatelab.lab import Lab, expect
+from fargatelab.pytest_plugin import new_lab
 from fargatelab.timing import Timing
 from fargatelab.vpc import cluster_subnets
 
@@ -298,15 +299,6 @@ def _deploy(lab: Lab, variant: Variant) -> Game:
     return Game(variant, lab, namespace, list(lab.record))
 
 
-def _backend_liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover - an older plugin
-        return None
-    backend = config.stash.get(_BACKEND_KEY, None)
-    return getattr(backend, "liveness", None)
-
-
 #: The process's games: a test module imports the ``games`` fixture, so each module holds its own session-scoped
 #: definition of it; all of them hand out this one registry.
 _shared: Games | None = None
@@ -325,8 +317,7 @@ def games(pytestconfig: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: 
                 return aws(service)
 
         def make_lab() -> Lab:
-            return Lab(cluster, kube, client, timing, mode=pytestconfig.option.mode,
-                       liveness=_backend_liveness(pytestconfig), record=[])
+            return new_lab(pytestconfig, cluster, kube, client, timing, record=[])
 
         _shared = Games(make_lab, keep=pytestconfig.option.keep)
     built = _shared

@@ -16,18 +16,14 @@ one worker, one after the other (the lock keeps them apart under ``--dist loadfi
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
-import tempfile
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from fargatelab import conditions as cond
 from fargatelab.lab import Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Documented extras — CoreDNS on Fargate", "001"),
@@ -41,29 +37,6 @@ PROFILE_LABEL = "eks.amazonaws.com/fargate-profile"
 PATCH = '[{"op": "remove", "path": "/spec/template/metadata/annotations/eks.amazonaws.com~1compute-type"}]'
 DOCUMENTED_PATCH = f"kubectl patch deployment coredns -n kube-system --type json -p='{PATCH}'"
 DEPLOYMENT = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
-
-
-@contextlib.contextmanager
-def kube_system_lock(lab: Lab) -> Iterator[None]:
-    """One module at a time changes kube-system's Fargate profile (shared with test_kube_system_sizing)."""
-    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
-    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
-                           .encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"fargate-labs-kube-system-{where}.lock"
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
 
 
 def _live_pods(lab: Lab) -> list[dict[str, Any]]:
@@ -99,25 +72,19 @@ def _restore(lab: Lab, original: dict[str, str], replicas: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def kube_system(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[str | None]:
+def kube_system(module_lab: ModuleLab) -> Iterator[str | None]:
     """The kube-system profile's name (replay), or None in check mode (the student's own profile)."""
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    if not setup.replay:
-        yield None
-        return
-    with kube_system_lock(setup):
-        try:
-            original = _template_annotations(setup)
-            replicas = setup.kube.deployment(KUBE_SYSTEM, "coredns")["spec"].get("replicas", 1)
-            # Registered first so it runs last: after the profile is gone, the annotation goes back.
-            setup.on_cleanup("CoreDNS template annotation", lambda: _restore(setup, original, replicas))
-            setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
-            profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])
-            yield profile["fargateProfileName"]
-        finally:
-            if not request.config.option.keep:
-                setup.cleanup()
+    with module_lab(lock=KUBE_SYSTEM) as setup:
+        if not setup.replay:
+            yield None
+            return
+        original = _template_annotations(setup)
+        replicas = setup.kube.deployment(KUBE_SYSTEM, "coredns")["spec"].get("replicas", 1)
+        # Registered first so it runs last: after the profile is gone, the annotation goes back.
+        setup.on_cleanup("CoreDNS template annotation", lambda: _restore(setup, original, replicas))
+        setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
+        profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])
+        yield profile["fargateProfileName"]
 
 
 @pytest.mark.replay_only  # the student has already patched CoreDNS (the documented end state)

@@ -18,14 +18,14 @@ Fargate node.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from fargatelab import conditions as cond
-from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.lab import Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Fargate limits — DaemonSets", "000"),
@@ -36,34 +36,6 @@ NAMESPACE = "fargate-game-2048"
 TAG = "daemonset"
 GAME = "app.kubernetes.io/name=app-2048"
 PROBE = "app.kubernetes.io/name=daemonset-probe"
-
-
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
-
-
-def profiled_namespace(setup: Lab, key: str) -> str:
-    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
-    name = setup.name(key)
-
-    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
-        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def gone() -> None:  # runs last
-        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
-
-    setup.on_cleanup(f"namespace {name} gone", gone)
-    setup.create_profile(key, [{"namespace": name}])
-    setup.on_cleanup(f"namespace {name}", start_deleting)
-    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
-    setup.namespaces.append(name)
-    return name
 
 
 @dataclass
@@ -86,19 +58,18 @@ def _daemonset(lab: Lab, namespace: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def probe(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[Probe]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    if not setup.replay:
-        yield Probe(NAMESPACE, setup.record)
-        return
-    try:
-        namespace = profiled_namespace(setup, f"{NAMESPACE}-{TAG}")
+def probe(module_lab: ModuleLab) -> Iterator[Probe]:
+    with module_lab() as setup:
+        if not setup.replay:
+            yield Probe(NAMESPACE, setup.record)
+            return
+        kube = setup.kube
+        namespace = setup.profiled_namespace(f"{NAMESPACE}-{TAG}")
         setup.apply("fargate_2048_full.yaml",
                     "kubectl apply -f ~/environment/myeks/alb-controller/fargate_2048_full.yaml",
                     docs=_localised(setup, "fargate_2048_full.yaml", ("Deployment",)))
         replicas = kube.deployment(namespace, "deployment-2048")["spec"].get("replicas", 1)
-        setup.wait(cond.PodsRunning(kube, namespace, GAME, replicas), timing.pod_ready_timeout + 30)
+        setup.wait(cond.PodsRunning(kube, namespace, GAME, replicas), setup.timing.pod_ready_timeout + 30)
         setup.apply("daemonset.yaml", docs=_localised(setup, "daemonset.yaml", ("DaemonSet",)))
 
         def counted() -> tuple[bool, str]:
@@ -108,9 +79,6 @@ def probe(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, tim
 
         setup.wait(cond.condition("DaemonSet daemonset-probe counted by its controller", counted), 60)
         yield Probe(namespace, setup.record, len(kube.fargate_nodes()))
-    finally:
-        if not request.config.option.keep:
-            setup.cleanup()
 
 
 def _pods_of_daemonsets_on_fargate(lab: Lab) -> list[str]:

@@ -16,7 +16,6 @@ with a profile of the same name.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -24,7 +23,8 @@ from typing import Any, Iterator
 import pytest
 
 from fargatelab import conditions as cond
-from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.lab import Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Lab 6 — the TTL-cleaned Job", "003"),
@@ -51,41 +51,11 @@ def _namespace_key(lab: Lab) -> str:
     return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
 
 
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
-
-
-def profiled_namespace(setup: Lab, key: str) -> str:
-    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
-    name = setup.name(key)
-
-    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
-        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def gone() -> None:  # runs last
-        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
-
-    setup.on_cleanup(f"namespace {name} gone", gone)
-    setup.create_profile(key, [{"namespace": name}])
-    setup.on_cleanup(f"namespace {name}", start_deleting)
-    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
-    setup.namespaces.append(name)
-    return name
-
-
 @pytest.fixture(scope="module")
-def jobs(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[Jobs]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    try:
+def jobs(module_lab: ModuleLab) -> Iterator[Jobs]:
+    with module_lab() as setup:
         if setup.replay:
-            namespace = profiled_namespace(setup, _namespace_key(setup))
+            namespace = setup.profiled_namespace(_namespace_key(setup))
             docs = setup.load("jobs-ttl.yaml")
             for doc in docs:
                 doc["metadata"]["namespace"] = _namespace_key(setup)
@@ -93,9 +63,6 @@ def jobs(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timi
         else:
             namespace = setup.namespace(NAMESPACE)
         yield Jobs(namespace, setup.record, {})
-    finally:
-        if not request.config.option.keep:
-            setup.cleanup()
 
 
 def _attach(lab: Lab, jobs: Jobs) -> None:

@@ -20,19 +20,15 @@ the cluster-wide kube-system lock of ``test_coredns`` while it exists; both modu
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from fargatelab import conditions as cond
 from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Documented extras — kube-ops-view in kube-system", "003"),
@@ -49,29 +45,6 @@ DEFAULT_TOLERATIONS = [
     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
 ]
-
-
-@contextlib.contextmanager
-def kube_system_lock(lab: Lab) -> Iterator[None]:
-    """One module at a time changes kube-system's Fargate profile (shared with test_coredns)."""
-    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
-    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
-                           .encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"fargate-labs-kube-system-{where}.lock"
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
 
 
 @dataclass
@@ -98,24 +71,18 @@ def _apply_in_kube_system(lab: Lab) -> None:
 
 
 @pytest.fixture(scope="module")
-def ops_view(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[OpsView]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    if not setup.replay:
-        setup.ensure(MANIFEST, DOCUMENTED_INSTALL)
-        yield OpsView(KUBE_SYSTEM, setup.record)
-        return
-    with kube_system_lock(setup):
-        try:
-            setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
-            profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])["fargateProfileName"]
-            _apply_in_kube_system(setup)
-            replicas = kube.deployment(KUBE_SYSTEM, "kube-ops-view")["spec"].get("replicas", 1)
-            setup.wait(cond.PodsRunning(kube, KUBE_SYSTEM, SELECTOR, replicas), timing.pod_ready_timeout)
-            yield OpsView(profile, setup.record)
-        finally:
-            if not request.config.option.keep:
-                setup.cleanup()
+def ops_view(module_lab: ModuleLab) -> Iterator[OpsView]:
+    with module_lab(lock=KUBE_SYSTEM) as setup:
+        if not setup.replay:
+            setup.ensure(MANIFEST, DOCUMENTED_INSTALL)
+            yield OpsView(KUBE_SYSTEM, setup.record)
+            return
+        setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
+        profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])["fargateProfileName"]
+        _apply_in_kube_system(setup)
+        replicas = setup.kube.deployment(KUBE_SYSTEM, "kube-ops-view")["spec"].get("replicas", 1)
+        setup.wait(cond.PodsRunning(setup.kube, KUBE_SYSTEM, SELECTOR, replicas), setup.timing.pod_ready_timeout)
+        yield OpsView(profile, setup.record)
 
 
 def _pod(lab: Lab, view: OpsView) -> dict[str, Any]:

@@ -23,23 +23,19 @@ for at most ``PROPAGATION`` seconds. Pods run in ``study-aews-logging-<run id>``
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
-import hashlib
 import json
 import re
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from fargatelab import conditions as cond
-from fargatelab.lab import MANIFESTS, RUN_ID_LABEL, Lab, expect
+from fargatelab.lab import MANIFESTS, Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Documented extras — Fargate logging", "003"),
@@ -71,28 +67,6 @@ def _namespace_key(lab: Lab) -> str:
     return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
 
 
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
-
-
-@contextlib.contextmanager
-def _observability_lock(lab: Lab) -> Iterator[None]:
-    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
-    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
-                           .encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"fargate-labs-aws-observability-{where}.lock"
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _snapshot(lab: Lab) -> tuple[bool, dict[str, Any] | None]:
     """(namespace aws-observability exists, the aws-logging ConfigMap as it is or None)."""
     exists = lab.kube.exists(f"/api/v1/namespaces/{OBSERVABILITY}")
@@ -118,45 +92,19 @@ def _restored(lab: Lab, namespace_existed: bool) -> None:
         lab.wait(cond.ResourceDeleted(lab.kube, f"/api/v1/namespaces/{OBSERVABILITY}"), 120)
 
 
-def profiled_namespace(setup: Lab, key: str) -> str:
-    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
-    name = setup.name(key)
-
-    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
-        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def gone() -> None:  # runs last
-        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
-
-    setup.on_cleanup(f"namespace {name} gone", gone)
-    setup.create_profile(key, [{"namespace": name}])
-    setup.on_cleanup(f"namespace {name}", start_deleting)
-    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
-    setup.namespaces.append(name)
-    return name
-
-
 @pytest.fixture(scope="module")
-def logging_lab(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[Logging]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    if not setup.replay:
-        yield Logging(setup.namespace(NAMESPACE), setup.record)
-        return
-    with _observability_lock(setup):
-        try:
-            namespace_existed, configmap = _snapshot(setup)
-            # aws-observability goes back to how this module found it: started first, waited for last,
-            # so its namespace and the module's go side by side.
-            setup.on_cleanup("aws-observability as it was", lambda: _restored(setup, namespace_existed))
-            namespace = profiled_namespace(setup, _namespace_key(setup))
-            setup.on_cleanup("put back aws-observability", lambda: _restore(setup, namespace_existed, configmap))
-            yield Logging(namespace, setup.record)
-        finally:
-            if not request.config.option.keep:
-                setup.cleanup()
+def logging_lab(module_lab: ModuleLab) -> Iterator[Logging]:
+    with module_lab(lock=OBSERVABILITY) as setup:
+        if not setup.replay:
+            yield Logging(setup.namespace(NAMESPACE), setup.record)
+            return
+        namespace_existed, configmap = _snapshot(setup)
+        # aws-observability goes back to how this module found it: started first, waited for last,
+        # so its namespace and the module's go side by side.
+        setup.on_cleanup("aws-observability as it was", lambda: _restored(setup, namespace_existed))
+        namespace = setup.profiled_namespace(_namespace_key(setup))
+        setup.on_cleanup("put back aws-observability", lambda: _restore(setup, namespace_existed, configmap))
+        yield Logging(namespace, setup.record)
 
 
 def _attach(lab: Lab, logging: Logging) -> None:

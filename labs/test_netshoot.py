@@ -16,21 +16,16 @@ The in-pod probes need real containers and are skipped on the local backend with
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import ipaddress
-import json
 import re
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from fargatelab import conditions as cond
-from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.lab import Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 from fargatelab.vpc import cluster_subnets
 
 pytestmark = [
@@ -76,52 +71,9 @@ def _apply(lab: Lab, manifest: str) -> None:
     lab.apply(manifest, documented, docs=docs)
 
 
-@contextlib.contextmanager
-def _logging_state_lock(lab: Lab) -> Iterator[None]:
-    """Shared hold on the cluster's aws-logging state while pods are admitted (test_logging holds it exclusively)."""
-    # Per cluster, like the profile lock of fargatelab.lab: environments side by side do not wait for each other.
-    where = hashlib.sha256(f"{lab.cluster.aws_endpoint}|{lab.cluster.region}|{lab.cluster.cluster_name}"
-                           .encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"fargate-labs-aws-observability-{where}.lock"
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _logging_annotation_now(lab: Lab) -> str:
     present = lab.kube.exists("/api/v1/namespaces/aws-observability/configmaps/aws-logging")
     return LOGGING_ENABLED if present else LOGGING_NOT_FOUND
-
-
-def profiled_namespace(setup: Lab, key: str) -> str:
-    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
-    name = setup.name(key)
-
-    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
-        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def gone() -> None:  # runs last
-        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
-
-    setup.on_cleanup(f"namespace {name} gone", gone)
-    setup.create_profile(key, [{"namespace": name}])
-    setup.on_cleanup(f"namespace {name}", start_deleting)
-    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
-    setup.namespaces.append(name)
-    return name
-
-
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
 
 
 def _wait_replicas(lab: Lab, namespace: str, deployment: str, selector: str) -> None:
@@ -131,17 +83,16 @@ def _wait_replicas(lab: Lab, namespace: str, deployment: str, selector: str) -> 
 
 
 @pytest.fixture(scope="module")
-def netshoot(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[Netshoot]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    try:
+def netshoot(module_lab: ModuleLab) -> Iterator[Netshoot]:
+    with module_lab() as setup:
         setup.step("kubectl create ns study-aews")
         if setup.replay:
-            namespace = profiled_namespace(setup, _namespace_key(setup))
+            namespace = setup.profiled_namespace(_namespace_key(setup))
             profile: str | None = namespace  # the profile is named after its namespace
         else:
             namespace, profile = setup.namespace(NAMESPACE), None
-        with _logging_state_lock(setup):
+        # Shared hold on the cluster's aws-logging state while pods are admitted (test_logging holds it exclusively).
+        with setup.cluster_lock("aws-observability", shared=True):
             before = _logging_annotation_now(setup)
             _apply(setup, "netshoot.yaml")
             _apply(setup, "sample-app.yaml")
@@ -149,9 +100,6 @@ def netshoot(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, 
             _wait_replicas(setup, namespace, "sample-app", "app=nginx")
             after = _logging_annotation_now(setup)
         yield Netshoot(namespace, profile, before if before == after else None, setup.record)
-    finally:
-        if not request.config.option.keep:
-            setup.cleanup()
 
 
 def _attach(lab: Lab, ns: Netshoot) -> None:

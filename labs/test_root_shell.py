@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from fargatelab import conditions as cond
-from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.lab import Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Lab 5 — the root-shell pod is rejected", "002"),
@@ -43,34 +44,10 @@ def _namespace_key(lab: Lab) -> str:
     return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
 
 
-def profiled_namespace(setup: Lab, key: str) -> str:
-    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
-    name = setup.name(key)
-
-    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
-        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def gone() -> None:  # runs last
-        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
-
-    setup.on_cleanup(f"namespace {name} gone", gone)
-    setup.create_profile(key, [{"namespace": name}])
-    setup.on_cleanup(f"namespace {name}", start_deleting)
-    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
-    setup.namespaces.append(name)
-    return name
-
-
 @pytest.fixture(scope="module")
-def namespace(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[str]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode)
-    try:
-        yield profiled_namespace(setup, _namespace_key(setup)) if setup.replay else setup.namespace(NAMESPACE)
-    finally:
-        if not request.config.option.keep:
-            setup.cleanup()
+def namespace(module_lab: ModuleLab) -> Iterator[str]:
+    with module_lab() as setup:
+        yield setup.profiled_namespace(_namespace_key(setup)) if setup.replay else setup.namespace(NAMESPACE)
 
 
 def _failed_scheduling(lab: Lab, namespace: str, name: str) -> list[tuple[str, str, str]]:

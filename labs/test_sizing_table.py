@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
 from fargatelab.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Fargate pod sizing", "003"),
@@ -28,43 +28,10 @@ pytestmark = [
 ]
 
 
-def _liveness(config: pytest.Config) -> Any:
-    try:
-        from fargatelab.pytest_plugin import _BACKEND_KEY
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(config.stash.get(_BACKEND_KEY, None), "liveness", None)
-
-
-def profiled_namespace(setup: Lab, key: str) -> str:
-    """``<key>-<run id>`` with a Fargate profile of the same name; cleanup removes both side by side."""
-    name = setup.name(key)
-
-    def start_deleting() -> None:  # runs first: the namespace goes while the profile is deleted
-        setup.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def gone() -> None:  # runs last
-        setup.wait(cond.ResourceDeleted(setup.kube, f"/api/v1/namespaces/{name}"), 120)
-
-    setup.on_cleanup(f"namespace {name} gone", gone)
-    setup.create_profile(key, [{"namespace": name}])
-    setup.on_cleanup(f"namespace {name}", start_deleting)
-    setup.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {RUN_ID_LABEL: setup.cluster.run_id}}}))
-    setup.namespaces.append(name)
-    return name
-
-
 @pytest.fixture(scope="module")
-def namespace(request: pytest.FixtureRequest, cluster: Any, kube: Any, aws: Any, timing: Any) -> Iterator[str]:
-    setup = Lab(cluster, kube, aws, timing, mode=request.config.option.mode, liveness=_liveness(request.config),
-                record=[])
-    try:
-        yield profiled_namespace(setup, "sizing")
-    finally:
-        if not request.config.option.keep:
-            setup.cleanup()
+def namespace(module_lab: ModuleLab) -> Iterator[str]:
+    with module_lab() as setup:
+        yield setup.profiled_namespace("sizing")
 
 
 def _c(cpu: str | None = None, memory: str | None = None, limits: dict[str, str] | None = None,
