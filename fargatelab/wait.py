@@ -12,6 +12,12 @@ right now, so a timeout reports expected vs actual instead of just "timed out".
 Traceback (most recent call last):
 ...
 fargatelab.wait.WaitTimeout: timed out after 0.0s waiting for never; last seen: still no
+
+A check that returns what it found, or something falsy while it has not, waits with :func:`until`:
+
+>>> answers = iter([None, [], ["pod-a"]])
+>>> until(lambda: next(answers), timeout=5, what="a pod", interval=0.001)
+['pod-a']
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar, cast
 
-__all__ = ["Condition", "WaitTimeout", "ComponentDied", "WaitStatus", "condition", "for_", "progress_enabled",
-           "add_progress_sink", "remove_progress_sink"]
+__all__ = ["Condition", "WaitTimeout", "ComponentDied", "WaitStatus", "condition", "for_", "until",
+           "progress_enabled", "add_progress_sink", "remove_progress_sink"]
 
 Probe = Callable[[], tuple[bool, str]]
+T = TypeVar("T")
 
 #: A liveness check of the environment: returns the name of a dead component, or None.
 Liveness = Callable[[], "str | None"]
@@ -146,3 +153,20 @@ def for_(
             raise WaitTimeout(cond.name, timeout, observed)
         _progress(status())
         time.sleep(interval)
+
+
+def until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy, and return that.
+
+    :func:`for_` for a check that returns what it found rather than ``(done, observed)``: ``what`` names
+    the wait, an exception counts as "not yet", and a timeout is a :class:`WaitTimeout` with the last
+    answer.
+    """
+    answer: list[T | None] = [None]
+
+    def probe() -> tuple[bool, str]:
+        answer[0] = check()
+        return bool(answer[0]), repr(answer[0])
+
+    for_(condition(what, probe), timeout, interval)
+    return cast(T, answer[0])

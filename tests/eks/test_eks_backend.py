@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pytest
 from kubernetes import client, config, watch
 
+from fargatelab import wait
 from fargatelab.backends import BackendOptions
 from fargatelab.backends.eks import SANDBOX_TAG, EksBackend, role_name
 from fargatelab.cleanup import ROLE_PATH, delete_run, find_leftovers, run_load_balancers, run_target_groups
@@ -58,22 +59,6 @@ def labs(shell: dict[str, str], *args: str, timeout: float = 900, **kw: Any) -> 
         return subprocess.Popen(command, env=shell, cwd=REPO, stdout=kw.pop("stdout"), stderr=subprocess.STDOUT,
                                 start_new_session=True, text=True)
     return subprocess.run(command, env=shell, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-        time.sleep(interval)
 
 
 def options(run_id: str, **kw: Any) -> BackendOptions:
@@ -321,7 +306,7 @@ def test_interrupted_run_is_cleaned_up_by_the_cleanup_command(eks_env: ClusterHa
     core = client.CoreV1Api(api)
     namespace = f"study-aews-{run_id}"
     try:
-        wait_until(lambda: [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"],
+        wait.until(lambda: [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"],
                    240, f"a running pod in {namespace}")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # no teardown, no final cleanup: as if the machine died
@@ -330,7 +315,7 @@ def test_interrupted_run_is_cleaned_up_by_the_cleanup_command(eks_env: ClusterHa
     # The run left a namespace, a Fargate profile and its pod execution role; add a load balancer to it.
     _ingress(api, namespace, run_id)
     elbv2 = aws("elbv2")
-    wait_until(lambda: run_load_balancers(elbv2, run_id, [CLUSTER]) and run_target_groups(elbv2, run_id, [CLUSTER]),
+    wait.until(lambda: run_load_balancers(elbv2, run_id, [CLUSTER]) and run_target_groups(elbv2, run_id, [CLUSTER]),
                120, "the controller's ALB for the leftover Ingress")
 
     leaks = fargate_lab(shell, "leaks", "--run-id", run_id, "--cluster", CLUSTER, "--region", REGION)

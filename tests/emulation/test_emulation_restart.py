@@ -4,50 +4,29 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
-import boto3
 import pytest
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab import conditions as cond
+from fargatelab import wait
+from fargatelab.environment import LocalEnvironment
 from fargatelab.kube import Kube
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
-    os.environ["FARGATE_LABS_STATE"] = str(tmp_path_factory.mktemp("state"))
-    environment = LocalEnvironment("restart")
-    try:
-        environment.up(EnvironmentConfig(name="restart", timing_scale=4), progress=lambda _: None)  # placement takes 2 s
-        yield environment
-    finally:
-        environment.down(quiet=True)
-        del os.environ["FARGATE_LABS_STATE"]
+def env(local_environment: Callable[..., LocalEnvironment]) -> LocalEnvironment:
+    return local_environment("restart", timing_scale=4)  # placement takes 2 s
 
 
-def wait_for(check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; last seen: {last!r}")
-
-
-def test_restart_mid_rollout_binds_each_pod_once(env: LocalEnvironment) -> None:
+def test_restart_mid_rollout_binds_each_pod_once(env: LocalEnvironment,
+                                                 aws: Callable[[str], Any], pod_execution_role: str) -> None:
     h = env.handle()
-    aws = dict(endpoint_url=h.aws_endpoint, region_name=h.region, aws_access_key_id="testing",
-               aws_secret_access_key="testing")
-    eks, iam = boto3.client("eks", **aws), boto3.client("iam", **aws)
-    role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
-    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="restart", podExecutionRoleArn=role,
-                               selectors=[{"namespace": "restart"}])
-    wait_for(lambda: eks.describe_fargate_profile(clusterName=h.cluster_name, fargateProfileName="restart")[
-        "fargateProfile"]["status"] == "ACTIVE")
+    eks = aws("eks")
+    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="restart",
+                               podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "restart"}])
+    wait.for_(cond.ProfileStatus(eks, h.cluster_name, "restart", "ACTIVE"), 60, 0.3)
     kube = Kube(h.kubeconfig)
     kube.kubectl("create", "namespace", "restart")
     kube.kubectl("-n", "restart", "create", "deployment", "web", "--image=nginx", "--replicas=6")
@@ -55,13 +34,13 @@ def test_restart_mid_rollout_binds_each_pod_once(env: LocalEnvironment) -> None:
     emulator = next(c for c in env.state()["components"] if c["name"] == "emulator")  # type: ignore[index]
     # Killed once all six pods went through the webhook (pods created while it is down would go to the
     # default scheduler, as on EKS) but before all are placed.
-    wait_for(lambda: len([p for p in kube.pods("restart") if p["spec"]["schedulerName"] == "fargate-scheduler"]) == 6,
-             30)
+    wait.until(lambda: len([p for p in kube.pods("restart") if p["spec"]["schedulerName"] == "fargate-scheduler"]) == 6,
+               30, "all six pods admitted by the webhook", 0.3)
     bound_before = sum(1 for p in kube.pods("restart") if p["spec"].get("nodeName"))
     os.kill(emulator["pid"], signal.SIGKILL)
-    assert "emulator" in wait_for(lambda: env.dead_components(), 10)
+    assert "emulator" in wait.until(lambda: env.dead_components(), 10, "the emulator's death noticed", 0.3)
     env.restart("emulator")
-    wait_for(lambda: Path(emulator["log"]).read_text().count("READY") >= 2, 30)
+    wait.until(lambda: Path(emulator["log"]).read_text().count("READY") >= 2, 30, "the emulator ready again", 0.3)
 
     last_seen: dict[str, Any] = {}
 
@@ -77,7 +56,7 @@ def test_restart_mid_rollout_binds_each_pod_once(env: LocalEnvironment) -> None:
         return None
 
     try:
-        pods, nodes = wait_for(settled, 60)
+        pods, nodes = wait.until(settled, 60, "six pods Running on six Fargate nodes", 0.3)
     except AssertionError:
         log = Path(emulator["log"]).read_text()[-4000:]
         raise AssertionError(f"did not settle: {last_seen}\nemulator log:\n{log}") from None

@@ -16,6 +16,9 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
+from fargatelab import conditions as cond
+from fargatelab import wait
+
 WORKER = "ip-10-11-64-10.ap-northeast-2.compute.internal"
 
 
@@ -45,17 +48,6 @@ def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
     return json.loads(out) if "-o" in args and "json" in args else out
 
 
-def wait_for(check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out; last seen: {last!r}")
-
-
 def test_pods_run_on_the_worker_with_a_shadow_fargate_node_each(hosted: dict[str, str]) -> None:
     worker = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": WORKER, "labels": {
         "eks.amazonaws.com/compute-type": "ec2", "kubernetes.io/hostname": WORKER, "kubernetes.io/os": "linux"}},
@@ -69,8 +61,7 @@ def test_pods_run_on_the_worker_with_a_shadow_fargate_node_each(hosted: dict[str
     role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
     eks.create_fargate_profile(clusterName="eksworkshop", fargateProfileName="hosted", podExecutionRoleArn=role,
                                selectors=[{"namespace": "hosted"}])
-    wait_for(lambda: eks.describe_fargate_profile(clusterName="eksworkshop", fargateProfileName="hosted")[
-        "fargateProfile"]["status"] == "ACTIVE")
+    wait.for_(cond.ProfileStatus(eks, "eksworkshop", "hosted", "ACTIVE"), 60)
     time.sleep(1)  # the emulation polls the profiles
     kubectl(hosted, "create", "namespace", "hosted")
     kubectl(hosted, "-n", "hosted", "create", "deployment", "web", "--image=nginx", "--replicas=3")
@@ -82,7 +73,7 @@ def test_pods_run_on_the_worker_with_a_shadow_fargate_node_each(hosted: dict[str
         node_ips = sorted(a["address"] for n in shadows for a in n["status"]["addresses"] if a["type"] == "InternalIP")
         return (pods, shadows) if len(ips) == 3 and ips == node_ips else None
 
-    pods, shadows = wait_for(settled)
+    pods, shadows = wait.until(settled, 60, "three pods Running, a shadow Fargate node each")
     assert {p["spec"]["nodeName"] for p in pods} == {WORKER}
     assert all(p["spec"]["schedulerName"] == "fargate-scheduler" for p in pods)
     for node in shadows:
@@ -91,5 +82,5 @@ def test_pods_run_on_the_worker_with_a_shadow_fargate_node_each(hosted: dict[str
         assert {"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"} in node["spec"]["taints"]
 
     kubectl(hosted, "-n", "hosted", "scale", "deployment", "web", "--replicas=1")
-    wait_for(lambda: len(kubectl(hosted, "get", "nodes", "-l", "eks.amazonaws.com/compute-type=fargate",
-                                 "-o", "json")["items"]) == 1)
+    wait.until(lambda: len(kubectl(hosted, "get", "nodes", "-l", "eks.amazonaws.com/compute-type=fargate",
+                                   "-o", "json")["items"]) == 1, 60, "one shadow Fargate node left")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Iterator
+from typing import Any, Callable
 
-import boto3
 import pytest
 
 from fargatelab import conditions as cond
 from fargatelab import wait
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.environment import LocalEnvironment
 from fargatelab.kube import Kube
 from fargatelab.timing import profile
 
@@ -19,27 +17,18 @@ SCALE = 0.05  # profile creation 240 s -> 12 s, pod start-up 52 s -> 2.6 s
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnvironment]:
-    os.environ["FARGATE_LABS_STATE"] = str(tmp_path_factory.mktemp("state"))
-    environment = LocalEnvironment("timing")
-    try:
-        environment.up(EnvironmentConfig(name="timing", timing="eks", timing_scale=SCALE), progress=lambda _: None)
-        yield environment
-    finally:
-        environment.down(quiet=True)
-        del os.environ["FARGATE_LABS_STATE"]
+def env(local_environment: Callable[..., LocalEnvironment]) -> LocalEnvironment:
+    return local_environment("timing", timing="eks", timing_scale=SCALE)
 
 
-def test_profile_and_pod_take_the_documented_time(env: LocalEnvironment) -> None:
+def test_profile_and_pod_take_the_documented_time(env: LocalEnvironment,
+                                                  aws: Callable[[str], Any], pod_execution_role: str) -> None:
     t = profile("eks", SCALE)
     h = env.handle()
-    aws = dict(endpoint_url=h.aws_endpoint, region_name=h.region, aws_access_key_id="testing",
-               aws_secret_access_key="testing")
-    eks, iam = boto3.client("eks", **aws), boto3.client("iam", **aws)
-    role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
+    eks = aws("eks")
     created = time.monotonic()
-    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="slow", podExecutionRoleArn=role,
-                               selectors=[{"namespace": "slow"}])
+    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="slow",
+                               podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "slow"}])
     wait.for_(cond.ProfileStatus(eks, h.cluster_name, "slow", "ACTIVE"), t.profile_active_timeout, 0.2)
     assert time.monotonic() - created >= t.profile_create - 0.5
 

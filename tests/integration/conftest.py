@@ -20,30 +20,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from fargatelab import conditions as cond
+from fargatelab import wait
 from fargatelab.emulator.kube import Clients, connect, status_of
 from fargatelab.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import HarnessError
 from fargatelab.handle import ClusterHandle
-
-__all__ = ["wait_until"]
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy (API errors count as 'not yet'); return that."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except Exception as exc:  # the cluster may be mid-change: an error is an observation
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-        time.sleep(interval)
-
 
 @pytest.fixture(scope="session")
 def environment() -> Iterator[ClusterHandle]:
@@ -115,14 +97,12 @@ def fargate_namespace(environment: ClusterHandle, kube: Clients, aws: Callable[[
         _retry_in_use(lambda: eks.create_fargate_profile(
             clusterName=environment.cluster_name, fargateProfileName=name,
             podExecutionRoleArn=seed["pod_execution_role_arn"], selectors=[{"namespace": name}]))
-        wait_until(lambda: eks.describe_fargate_profile(clusterName=environment.cluster_name,
-                                                        fargateProfileName=name)["fargateProfile"]["status"]
-                   == "ACTIVE", 300, f"Fargate profile {name} ACTIVE")
+        wait.for_(cond.ProfileStatus(eks, environment.cluster_name, name, "ACTIVE"), 300)
         # The admission webhook learns of the profile a moment later; a pod created before that stays off
         # Fargate (Pending for good), so wait until a dry-run pod comes back mutated for Fargate.
         probe = {"metadata": {"generateName": "probe-"},
                  "spec": {"containers": [{"name": "probe", "image": "busybox"}]}}
-        wait_until(lambda: kube.core.create_namespaced_pod(name, probe, dry_run="All").spec.scheduler_name
+        wait.until(lambda: kube.core.create_namespaced_pod(name, probe, dry_run="All").spec.scheduler_name
                    == "fargate-scheduler", 60, f"the webhook to place pods of {name} on Fargate")
         return name
 

@@ -12,13 +12,13 @@ import json
 import re
 import threading
 import urllib.request
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from fargatelab import wait
 from fargatelab.emulator.kube import Clients, status_of
 from fargatelab.emulator.lbc import LoadBalancerController, dns_digits
 from fargatelab.emulator.lbc_aws import read_inventory
@@ -33,19 +33,7 @@ TIMEOUT = 90.0
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except Exception as exc:  # mid-change: an error is an observation
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-        time.sleep(0.3)
+    return wait.until(check, timeout, what, interval=0.3)
 
 
 @dataclass
