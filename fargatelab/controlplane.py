@@ -137,15 +137,23 @@ def apiserver_command(
     ]
 
 
-def controller_manager_command(bins: Binaries, creds: Credentials, kubeconfig: Path) -> list[str]:
+def _component_flags(kubeconfig: Path) -> list[str]:
+    """How kube-controller-manager and kube-scheduler run here: one kubeconfig for the API server and for
+    authenticating and authorizing requests, the only instance (no leader election), no serving port."""
     return [
-        bins.path("kube-controller-manager"),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--leader-elect=false",
         "--bind-address=127.0.0.1",
         "--secure-port=0",
+    ]
+
+
+def controller_manager_command(bins: Binaries, creds: Credentials, kubeconfig: Path) -> list[str]:
+    return [
+        bins.path("kube-controller-manager"),
+        *_component_flags(kubeconfig),
         "--controllers=*",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={creds.service_account.key}",
@@ -159,12 +167,7 @@ def controller_manager_command(bins: Binaries, creds: Credentials, kubeconfig: P
 def scheduler_command(bins: Binaries, kubeconfig: Path) -> list[str]:
     return [
         bins.path("kube-scheduler"),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--leader-elect=false",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
+        *_component_flags(kubeconfig),
         "--profiling=false",
         "--v=1",
     ]

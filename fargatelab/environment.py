@@ -123,13 +123,7 @@ class LocalEnvironment:
         if state is None:
             return False
         run_id = state.get("run_id", "")
-        pids = [c["pid"] for c in state.get("components", []) if process.alive(c["pid"], run_id)]
-        if run_id:
-            pids += [p for p in process.tagged_pids(run_id) if p not in pids]
-        process.stop(pids)
-        if state.get("etcd_data"):
-            shutil.rmtree(state["etcd_data"], ignore_errors=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove(state, [c["pid"] for c in state.get("components", []) if process.alive(c["pid"], run_id)])
         progress(f"removed stale state of environment {self.name!r} (run {run_id or 'unknown'})")
         return True
 
@@ -356,16 +350,20 @@ class LocalEnvironment:
                                ExitCode.NOT_RUNNING)
         run_id = state.get("run_id", "")
         # Reverse order: the emulation and kwok stop before the API server they talk to.
-        pids = [c["pid"] for c in reversed(state.get("components", []))
-                if process.alive(c["pid"], run_id or None)]
+        self._remove(state, [c["pid"] for c in reversed(state.get("components", []))
+                             if process.alive(c["pid"], run_id or None)])
+        if not quiet:
+            progress(f"environment {self.name!r} (run {run_id}) stopped and removed")
+
+    def _remove(self, state: dict[str, Any], pids: list[int]) -> None:
+        """Stop ``pids``, then every other process tagged with the state's run; delete the state and etcd's data."""
+        run_id = state.get("run_id", "")
         if run_id:
             pids += [p for p in process.tagged_pids(run_id) if p not in pids]
         process.stop(pids)
         if state.get("etcd_data"):
             shutil.rmtree(state["etcd_data"], ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
-        if not quiet:
-            progress(f"environment {self.name!r} (run {run_id}) stopped and removed")
 
     def restart(self, component: str) -> None:
         """Start ``component`` again with the command it was started with (after a crash, say)."""
