@@ -10,8 +10,9 @@ import json
 import os
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes import client, config
 
@@ -33,13 +34,17 @@ class CommandResult:
 
 
 class Kube:
-    def __init__(self, kubeconfig: str, kubectl: str = "kubectl") -> None:
+    def __init__(self, kubeconfig: str, kubectl: str = "kubectl",
+                 liveness: Callable[[], str | None] | None = None) -> None:
         if not os.path.isfile(kubeconfig):
             raise HarnessError(
-                f"kubeconfig {kubeconfig} does not exist: run `fargate-lab up`, or pass --kubeconfig",
+                f"kubeconfig {kubeconfig} does not exist: run `fargate-lab up` (local backend), "
+                "or point KUBECONFIG at your cluster's",
                 ExitCode.BAD_INPUT,
             )
         self.kubeconfig = kubeconfig
+        #: names a dead component of the environment, so a blocking command stops at once
+        self.liveness = liveness
         self.kubectl_path = kubectl
         cfg = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
@@ -52,13 +57,34 @@ class Kube:
     # --- documented commands ------------------------------------------------------------------
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> CommandResult:
-        """Run kubectl as a student would type it; ``check`` raises with stderr on failure."""
-        argv = [self.kubectl_path, *args]
-        proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, KUBECONFIG=self.kubeconfig))
-        result = CommandResult(shlex.join(["kubectl", *args]), proc.returncode, proc.stdout, proc.stderr)
+        """Run kubectl as a student would type it; ``check`` raises with stderr on failure.
+
+        A command that blocks (``rollout status``, ``delete --wait``) is stopped as soon as the
+        environment loses a component, instead of running into its timeout.
+        """
+        from .wait import ComponentDied
+
+        command = shlex.join(["kubectl", *args])
+        proc = subprocess.Popen([self.kubectl_path, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, KUBECONFIG=self.kubeconfig))
+        deadline = time.monotonic() + timeout
+        pending_input = stdin
+        while True:
+            try:
+                out, err = proc.communicate(input=pending_input, timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pending_input = None  # communicate() already sent it
+                dead = self.liveness() if self.liveness else None
+                if dead or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.communicate()
+                    if dead:
+                        raise ComponentDied(f"{dead} died while `{command}` was running") from None
+                    raise subprocess.TimeoutExpired(command, timeout) from None
+        result = CommandResult(command, proc.returncode, out, err)
         if check and not result.ok:
-            raise AssertionError(f"`{result.command}` failed ({proc.returncode}): {proc.stderr.strip()}")
+            raise AssertionError(f"`{result.command}` failed ({proc.returncode}): {err.strip()}")
         return result
 
     # --- reads --------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ import hashlib
 import fcntl
 import json
 import os
+import signal
+import sys
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -85,14 +88,26 @@ class Lab:
         self._cleanups.append((what, action))
 
     def cleanup(self) -> None:
-        """Undo what the scenario created, newest first, each waiting until it is really gone."""
+        """Undo what the scenario created, newest first, each waiting until it is really gone.
+
+        Ctrl-C does not cut cleanup short (that is how resources leak): an interrupt while it runs is
+        held back, the action it hit is tried once more, and the interrupt is raised when all is undone.
+        """
         errors = []
-        while self._cleanups:
-            what, action = self._cleanups.pop()
-            try:
-                action()
-            except Exception as exc:
-                errors.append(f"{what}: {exc}")
+        with _sigint_deferred() as held:
+            while self._cleanups:
+                what, action = self._cleanups.pop()
+                for attempt in (1, 2):
+                    try:
+                        action()
+                        break
+                    except KeyboardInterrupt:
+                        held.append(what)
+                    except Exception as exc:
+                        errors.append(f"{what}: {exc}")
+                        break
+        if held:
+            raise KeyboardInterrupt(f"interrupted during cleanup (finished anyway: {', '.join(held)})")
         if errors:
             raise AssertionError("cleanup failed: " + "; ".join(errors))
 
@@ -330,6 +345,26 @@ class Lab:
         except Exception as exc:
             out.append(("nodes", f"could not collect: {exc}"))
         return out
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[list[str]]:
+    """Hold back SIGINT for the duration; what was interrupted is collected in the yielded list."""
+    held: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(_signum: int, _frame: object) -> None:
+        held.append("Ctrl-C")
+        print("fargate-labs: cleaning up what this step created; it finishes before the run stops",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _retry_in_use(call: Callable[[], Any], attempts: int = 8, first_delay: float = 1.0) -> Any:

@@ -143,8 +143,9 @@ def timing(cluster: ClusterHandle, pytestconfig: pytest.Config) -> Timing:
 
 
 @pytest.fixture(scope="session")
-def kube(cluster: ClusterHandle) -> Kube:
-    return Kube(cluster.kubeconfig)
+def kube(cluster: ClusterHandle, pytestconfig: pytest.Config) -> Kube:
+    backend = pytestconfig.stash.get(_BACKEND_KEY, None)
+    return Kube(cluster.kubeconfig, liveness=backend.liveness if backend is not None else None)
 
 
 @pytest.fixture(scope="session")
