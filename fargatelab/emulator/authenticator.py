@@ -338,9 +338,6 @@ class AuthenticatorServer:
         auth = authenticator
 
         class Handler(JsonHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.reply(200 if self.route == "/healthz" else 404, {"status": "ok"})
-
             def do_POST(self) -> None:  # noqa: N802
                 if self.route != "/authenticate":
                     self.reply(404, {"error": "not found"})

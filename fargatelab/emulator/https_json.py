@@ -1,8 +1,9 @@
 """The HTTPS server of the webhooks the API server calls (admission, TokenReview): JSON in, JSON out.
 
-A handler subclasses :class:`JsonHandler`, sets ``log`` to its module's logger and writes ``do_GET`` and
-``do_POST`` with :attr:`~JsonHandler.route`, :meth:`~JsonHandler.read_json` and :meth:`~JsonHandler.reply`;
-:func:`https_server` serves it over TLS, one thread a request.
+A handler subclasses :class:`JsonHandler`, sets ``log`` to its module's logger and writes ``do_POST``
+with :attr:`~JsonHandler.route`, :meth:`~JsonHandler.read_json` and :meth:`~JsonHandler.reply`
+(``do_GET`` is shared: ``/healthz``, else 404); :func:`https_server` serves it over TLS, one thread a
+request.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ class JsonHandler(BaseHTTPRequestHandler):
     def route(self) -> str:
         """The request's path without its query string (the API server appends ``?timeout=…`` to a webhook's URL)."""
         return urlsplit(self.path).path
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        """Health checks: ``/healthz`` answers ok; any other path is not found."""
+        if self.route == "/healthz":
+            self.reply(200, {"status": "ok"})
+        else:
+            self.reply(404, {"error": "not found"})
 
     def read_json(self) -> Any:
         """The request body, parsed; ValueError if it is not JSON."""

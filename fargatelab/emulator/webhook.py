@@ -53,9 +53,6 @@ class WebhookServer:
         server = self
 
         class Handler(JsonHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self.reply(200, {"status": "ok"} if self.route == "/healthz" else {"error": "not found"})
-
             def do_POST(self) -> None:  # noqa: N802
                 request = self.read_json()["request"]
                 if self.route == "/mutate/pods":
