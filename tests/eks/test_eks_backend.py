@@ -304,7 +304,7 @@ def test_interrupted_run_is_cleaned_up_by_the_cleanup_command(eks_env: ClusterHa
     config.load_kube_config(config_file=eks_env.kubeconfig, client_configuration=cfg)
     api = client.ApiClient(cfg)
     core = client.CoreV1Api(api)
-    namespace = f"study-aews-{run_id}"
+    namespace = f"study-lab1-{run_id}"  # Lab 1's wildcard step
     try:
         wait.until(lambda: [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"],
                    240, f"a running pod in {namespace}")
