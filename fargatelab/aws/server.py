@@ -6,6 +6,7 @@ stderr. SIGTERM/SIGINT shut the server down and exit 0.
 
 Besides the AWS APIs the server answers, under ``/_fargatelab/``:
   GET    seed    the ids returned by ``seed_workshop`` (JSON)
+  GET    secret?access_key_id=ID  the secret of a key moto issued (for the token-review webhook)
   GET    inject  pending injected faults
   POST   inject  {"action": "CreateFargateProfile", "error": "ResourceInUseException",
                   "count": 1, "message": optional, "status": optional HTTP status}
@@ -153,6 +154,29 @@ def faults_from_env() -> list[Fault]:
     return [Fault.parse(f) for f in (loaded if isinstance(loaded, list) else [loaded])]
 
 
+def _secret_of(access_key_id: str) -> str | None:
+    """The secret of an access key moto issued (IAM user keys, STS session credentials).
+
+    moto checks no signature; the token-review webhook does, and asks here for the secret it needs
+    (loopback only, dummy credentials only).
+    """
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    for account_backends in iam_backends.values():
+        for backend in account_backends.values():
+            for user in backend.users.values():
+                for key in user.access_keys:
+                    if key.access_key_id == access_key_id:
+                        return str(key.secret_access_key)
+    for sts_account in sts_backends.values():
+        for sts in sts_account.values():
+            for role in getattr(sts, "assumed_roles", []):
+                if role.access_key_id == access_key_id:
+                    return str(role.secret_access_key)
+    return None
+
+
 def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
     """Wrap moto's WSGI app with the ``/_fargatelab/`` control endpoints."""
     from werkzeug.wrappers import Request, Response
@@ -161,6 +185,9 @@ def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[byt
         what = request.path[len(_PREFIX) :]
         if what == "seed" and request.method == "GET":
             return _json(seed)
+        if what == "secret" and request.method == "GET":
+            secret = _secret_of(request.args.get("access_key_id", ""))
+            return _json({"secret": secret} if secret else {"error": "unknown access key"}, 200 if secret else 404)
         if what != "inject":
             return _json({"error": f"unknown endpoint {request.path}"}, 404)
         if request.method == "POST":

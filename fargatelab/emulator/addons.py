@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client
+
 from ..controlplane import CLUSTER_DNS_IP
 from .kube import Clients, status_of
 
-__all__ = ["coredns_objects", "install_addons"]
+__all__ = ["coredns_objects", "install_addons", "view_rbac"]
 
 
 def coredns_objects() -> list[dict[str, Any]]:
@@ -58,6 +60,19 @@ def coredns_objects() -> list[dict[str, Any]]:
     return [deployment, service]
 
 
+def view_rbac() -> list[dict[str, Any]]:
+    """Read-only access for the ``fargate-labs:view`` group (see the authenticator): get, list, watch."""
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "fargate-labs-view"},
+         "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "fargate-labs-view"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "fargate-labs-view"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "fargate-labs:view"}]},
+    ]
+
+
 def install_addons(clients: Clients) -> None:
     """Create what is missing; leave what exists (a user may have patched CoreDNS already)."""
     deployment, service = coredns_objects()
@@ -76,6 +91,14 @@ def install_addons(clients: Clients) -> None:
                 raise
         try:
             create()
+        except Exception as exc:
+            if status_of(exc) != 409:
+                raise
+    role, binding = view_rbac()
+    rbac = client.RbacAuthorizationV1Api(clients.api)
+    for create_rbac, body in ((rbac.create_cluster_role, role), (rbac.create_cluster_role_binding, binding)):
+        try:
+            create_rbac(body, _preload_content=False)
         except Exception as exc:
             if status_of(exc) != 409:
                 raise

@@ -29,7 +29,10 @@ Mapping (what EKS does for the cluster creator, applied to the cluster's whole a
   ``arn:aws:iam::<account>:user/<name>``;
 * ``arn:aws:iam::<account>:root`` -> username ``arn:aws:iam::<account>:root``;
 * every identity of the cluster's account (``--account-id``, else the account the moto seed reports)
-  gets the group ``system:masters``; identities of other accounts are not authenticated.
+  gets the group ``system:masters``, except a user or role whose name ends in ``ReadOnly``: it gets
+  ``fargate-labs:view`` (read-only RBAC, installed with the add-ons), the local stand-in for an EKS access
+  entry with AmazonEKSViewPolicy, so check mode can be run as students run it;
+  identities of other accounts are not authenticated.
 
 The user's uid is ``aws-iam-authenticator:<account>:<user id>`` and its extra fields carry ``arn``,
 ``canonicalArn``, ``sessionName`` and ``accessKeyId``, as on EKS.
@@ -247,7 +250,26 @@ def caller_identity(parsed: ParsedToken, cluster: str, timeout: float = 10.0) ->
 
 _ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/(?:.*/)?([^/]+)/([^/]+)$")
 _USER = re.compile(r"^arn:(aws[a-z-]*):(?:iam|sts)::(\d{12}):user/(?:.*/)?([^/]+)$")
+#: the group of read-only identities; the add-ons bind it to a get/list/watch ClusterRole
+VIEW_GROUP = "fargate-labs:view"
+
 _ROOT = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):root$")
+
+
+def _issued_secret(endpoints: list[str], access_key_id: str) -> str | None:
+    """Ask the moto server for the secret of a key it issued (a student's own IAM user, say)."""
+    import urllib.parse
+    import urllib.request
+
+    for endpoint in endpoints:
+        url = f"{endpoint.rstrip('/')}/_fargatelab/secret?{urllib.parse.urlencode({'access_key_id': access_key_id})}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - the local moto server
+                secret = json.loads(resp.read()).get("secret")
+                return str(secret) if secret else None
+        except OSError:
+            continue
+    return None
 
 
 def map_identity(identity: Identity, account: str) -> dict[str, Any] | None:
@@ -260,6 +282,9 @@ def map_identity(identity: Identity, account: str) -> dict[str, Any] | None:
     ['system:masters']
     >>> map_identity(Identity("arn:aws:iam::999999999999:user/x", "999999999999", "AIDA"), "123456789012") is None
     True
+    >>> map_identity(Identity("arn:aws:iam::123456789012:user/StudentReadOnly", "123456789012", "AIDA"),
+    ...              "123456789012")["groups"]
+    ['fargate-labs:view']
     """
     if identity.account != account:
         return None
@@ -274,10 +299,11 @@ def map_identity(identity: Identity, account: str) -> dict[str, Any] | None:
         username = canonical = identity.arn
     else:
         return None
+    read_only = canonical.rsplit("/", 1)[-1].lower().endswith("readonly")
     return {
         "username": username,
         "uid": f"aws-iam-authenticator:{identity.account}:{identity.user_id}",
-        "groups": ["system:masters"],
+        "groups": [VIEW_GROUP if read_only else "system:masters"],
         "extra": {"arn": [identity.arn], "canonicalArn": [canonical], "sessionName": [session],
                   "accessKeyId": [identity.access_key_id]},
     }
@@ -299,7 +325,7 @@ class Authenticator:
     def authenticate(self, token: str) -> dict[str, Any]:
         """UserInfo for ``token``; TokenRejected says why not."""
         parsed = parse_token(token, self.sts_endpoints, self.clock())
-        secret = self.secrets.get(parsed.access_key_id)
+        secret = self.secrets.get(parsed.access_key_id) or _issued_secret(self.sts_endpoints, parsed.access_key_id)
         if secret is None:
             raise TokenRejected(f"cannot verify a signature by unknown access key {parsed.access_key_id}")
         if not verify_signature(parsed, self.cluster, secret):

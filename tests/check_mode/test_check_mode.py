@@ -1,0 +1,98 @@
+"""Check mode as a student runs it: read-only credentials, documented names, nothing written.
+
+The student follows the documents by hand (the profile of Lab 1, the manifest of Lab 2), then runs the
+self-check with an identity that can only read (an IAM user named ``…ReadOnly``: the local environment's
+stand-in for an EKS access entry with AmazonEKSViewPolicy).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from fargatelab import wait
+from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.kube import Kube
+from fargatelab.lab import MANIFESTS
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ["labs/test_fargate_profile.py", "labs/test_game_2048_ingress.py"]
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An environment where a student did Labs 1 and 2, and that student's read-only shell."""
+    import boto3
+
+    state = tmp_path_factory.mktemp("state")
+    os.environ["FARGATE_LABS_STATE"] = str(state)
+    env = LocalEnvironment("student")
+    try:
+        handle = env.up(EnvironmentConfig(name="student"), progress=lambda _: None)
+        admin = dict(endpoint_url=handle.aws_endpoint, region_name=handle.region, aws_access_key_id="testing",
+                     aws_secret_access_key="testing")
+        eks, iam = boto3.client("eks", **admin), boto3.client("iam", **admin)
+        role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
+        eks.create_fargate_profile(clusterName=handle.cluster_name, fargateProfileName="fargate-game-2048",
+                                   podExecutionRoleArn=role, selectors=[{"namespace": "fargate-game-2048"}])
+        wait.until(lambda: eks.describe_fargate_profile(clusterName=handle.cluster_name,
+                                                        fargateProfileName="fargate-game-2048")
+                   ["fargateProfile"]["status"] == "ACTIVE", 60, "the student's profile")
+        kube = Kube(handle.kubeconfig)
+        kube.kubectl("apply", "-f", str(MANIFESTS / "fargate_2048_full.yaml"))
+        kube.kubectl("-n", "fargate-game-2048", "rollout", "status", "deployment", "deployment-2048", "--timeout=120s")
+        iam.create_user(UserName="StudentReadOnly")
+        key = iam.create_access_key(UserName="StudentReadOnly")["AccessKey"]
+        shell = dict(os.environ, AWS_ENDPOINT_URL=handle.aws_endpoint, AWS_REGION=handle.region,
+                     AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
+        shell.pop("KUBECONFIG", None)
+        yield {"shell": shell, "kube": kube, "handle": handle}
+    finally:
+        env.down(quiet=True)
+        del os.environ["FARGATE_LABS_STATE"]
+
+
+def self_check(shell: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    # The student did the fargate-game-2048 variant of Lab 2, not the study-aews one; the game page needs a
+    # real ALB, which the local environment behind the eks backend does not serve.
+    return subprocess.run([sys.executable, "-m", "pytest", *MODULES, "--backend", "eks", "--mode", "check",
+                           "--cluster", "eksworkshop", "--region", "ap-northeast-2", "-p", "no:cacheprovider", "-q",
+                           "-k", "not study-aews and not game_page",
+                           "--reports-dir", str(tmp_path / "reports")],
+                          cwd=ROOT, env=shell, capture_output=True, text=True, timeout=600)
+
+
+def test_done_steps_pass_with_a_read_only_identity(student: dict[str, Any], tmp_path: Path) -> None:
+    before = student["kube"].get("/api/v1/namespaces")["items"]
+    result = self_check(student["shell"], tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout.splitlines()[-1]
+    after = student["kube"].get("/api/v1/namespaces")["items"]
+    assert [n["metadata"]["name"] for n in after] == [n["metadata"]["name"] for n in before], "check mode wrote"
+
+
+def test_the_identity_really_is_read_only(student: dict[str, Any], tmp_path: Path) -> None:
+    from fargatelab.backends.eks import connect
+
+    os.environ.update({k: student["shell"][k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+    try:
+        _conn, _desc, kubeconfig = connect("eksworkshop", "ap-northeast-2", "readonly")
+        kube = Kube(str(kubeconfig))
+        assert kube.kubectl("auth", "can-i", "list", "pods", "-A", check=False).stdout.strip() == "yes"
+        assert kube.kubectl("auth", "can-i", "create", "pods", "-n", "fargate-game-2048",
+                            check=False).stdout.strip() == "no"
+    finally:
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.pop(k, None)
+
+
+def test_an_undone_step_is_named_with_its_command(student: dict[str, Any], tmp_path: Path) -> None:
+    student["kube"].kubectl("-n", "fargate-game-2048", "delete", "ingress", "ingress-2048", "--wait=true")
+    result = self_check(student["shell"], tmp_path)
+    assert result.returncode == 1, result.stdout[-4000:]
+    assert "missing: Ingress fargate-game-2048/ingress-2048; run: kubectl apply -f" in result.stdout, result.stdout[-4000:]
