@@ -82,7 +82,8 @@ def test_manifest_in_a_namespace_the_run_does_not_own(env: tuple[LocalEnvironmen
         """)
     result = run_synthetic_lab(tmp_path, shell, "hostile.yaml", hostile, "hostile")
     assert result.returncode == 1, result.stdout
-    lines = [line for line in result.stdout.splitlines() if "which this run does not own" in line]
+    lines = [line for line in result.stdout.splitlines()
+             if line.startswith("fargate-labs: manifest") and "which this run does not own" in line]
     assert len(lines) == 1 and "'kube-system'" in lines[0], result.stdout
     kube = Kube(environment.handle().kubeconfig)
     assert created_by(kube, "hostile") == []
