@@ -52,6 +52,10 @@ def main() -> int:
                                                  rng.uniform(3, 12))
                 finally:
                     victim.down(quiet=True)
+            if "ended before the fault" in outcome.notes:
+                print(f"{i + 1:>3} {outcome.fault:<22} {module:<28} ended before the fault: nothing injected",
+                      flush=True)
+                continue
             outcomes.append(outcome)
             status = "clean" if outcome.clean and not outcome.notes else "PROBLEM"
             print(f"{i + 1:>3} {outcome.fault:<22} {module:<28} ended in {outcome.time_to_end:6.1f}s  {status}"
