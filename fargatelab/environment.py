@@ -201,13 +201,7 @@ class LocalEnvironment:
         server = f"https://127.0.0.1:{api_port}"
         # moto is the slowest to start (imports and seeding) and needs only the endpoint and CA, so it
         # goes first and comes up while etcd and the API server do.
-        aws_port = process.free_port()
-        self._launch(state, "moto", [
-            sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
-            "--region", config.region, "--cluster-name", config.cluster_name, "--endpoint", server,
-            "--ca-file", str(creds.ca), "--run-id", state["run_id"], *_profile_delays(config),
-        ], aws_port)
-        state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+        self._start_moto(config, state, server, creds.ca)
 
         etcd_port, peer_port = process.free_port(), process.free_port()
         Path(state["etcd_data"]).mkdir(parents=True, exist_ok=True)
@@ -267,6 +261,16 @@ class LocalEnvironment:
         return apiserver_flags(webhook_kubeconfig(self.dir / "authenticator.kubeconfig",
                                                   f"https://127.0.0.1:{port}/authenticate", creds.ca))
 
+    def _start_moto(self, config: EnvironmentConfig, state: dict[str, Any], endpoint: str, ca: Path) -> None:
+        """The AWS side: moto seeded with the workshop, its cluster record pointing at ``endpoint``."""
+        aws_port = process.free_port()
+        self._launch(state, "moto", [
+            sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
+            "--region", config.region, "--cluster-name", config.cluster_name, "--endpoint", endpoint,
+            "--ca-file", str(ca), "--run-id", state["run_id"], *_profile_delays(config),
+        ], aws_port)
+        state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+
     def _start_fargate(self, bins: Binaries, config: EnvironmentConfig, state: dict[str, Any],
                        kwok_kubeconfig: Path, emulator_kubeconfig: Path, webhook: cp.CertPair, ca: Path,
                        webhook_host: str = "127.0.0.1") -> None:
@@ -321,13 +325,7 @@ class LocalEnvironment:
         try:
             webhook_ca = Authority(self.dir / "pki")
             webhook = webhook_ca.issue("webhook", "fargate-labs-webhook", hosts=(webhook_host,), server=True)
-            aws_port = process.free_port()
-            self._launch(state, "moto", [
-                sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
-                "--region", options.region, "--cluster-name", options.cluster, "--endpoint", cluster["server"],
-                "--ca-file", str(api_ca), "--run-id", options.run_id, *_profile_delays(config),
-            ], aws_port)
-            state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+            self._start_moto(config, state, cluster["server"], api_ca)
             kc = Path(kubeconfig)
             self._start_fargate(bins, config, state, kc, kc, webhook, webhook_ca.cert_path, webhook_host)
             dead = self._first_dead(state)

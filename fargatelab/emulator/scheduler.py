@@ -78,9 +78,9 @@ class FargateScheduler:
         return items
 
     def _fargate_nodes(self) -> list[dict[str, Any]]:
-        nodes = _loads(self.c.core.list_node(label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
-                                             _preload_content=False))["items"]
-        return [n for n in nodes if is_fargate_node(n)]
+        nodes: list[dict[str, Any]] = _loads(self.c.core.list_node(
+            label_selector=f"{COMPUTE_TYPE_LABEL}=fargate", _preload_content=False))["items"]
+        return nodes
 
     def _claim(self, namespace: str) -> Callable[[str], tuple[str, str | None] | None]:
         """(bound PV, its CSI driver or None) of a claim; None only when the claim is not bound."""
