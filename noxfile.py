@@ -17,6 +17,10 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 
+#: How the labs run (scripts/benchmark.py times exactly this). Four workers on two cores: a lab mostly
+#: waits on the cluster, and the longest (the Job TTL) starts first and sets the run's length.
+LABS_PYTEST_ARGS = ["labs", "-n", "4", "--dist", "loadgroup", "-p", "no:cacheprovider"]
+
 
 def _install(session: nox.Session) -> None:
     session.install("-c", "constraints.txt", "-e", ".[dev]")
@@ -36,10 +40,7 @@ def labs(session: nox.Session) -> None:
     _install(session)
     _provision(session)
     args = session.posargs or []
-    session.run(
-        "python", "-m", "pytest", "labs", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
-        "--reports-dir=reports", *args,
-    )
+    session.run("python", "-m", "pytest", *LABS_PYTEST_ARGS, "--reports-dir=reports", *args)
 
 
 @nox.session(python=PYTHON)

@@ -13,6 +13,7 @@ __all__ = [
     "PodPending",
     "JobCompleted",
     "ResourceDeleted",
+    "NamespacesDeleted",
     "ProfileStatus",
     "ProfileDeleted",
     "FargateNodesFor",
@@ -79,6 +80,16 @@ def ResourceDeleted(kube: Kube, path: str) -> Condition:  # noqa: N802
         return (not kube.exists(path)), "still exists"
 
     return condition(f"{path} deleted", probe)
+
+
+def NamespacesDeleted(kube: Kube, names: list[str]) -> Condition:  # noqa: N802
+    """None of ``names`` is left, not even Terminating."""
+
+    def probe() -> tuple[bool, str]:
+        left = [n for n in names if kube.exists(f"/api/v1/namespaces/{n}")]
+        return not left, f"still there: {', '.join(left)}"
+
+    return condition(f"namespaces {', '.join(names)} deleted", probe)
 
 
 def ProfileStatus(eks: Any, cluster: str, name: str, status: str) -> Condition:  # noqa: N802

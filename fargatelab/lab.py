@@ -49,7 +49,7 @@ def expect(fact: str, actual: Any, expected: Any) -> None:
 class Lab:
     def __init__(self, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any], timing: Timing,
                  mode: str = "replay", liveness: wait.Liveness | None = None,
-                 record: list[tuple[str, object]] | None = None) -> None:
+                 record: list[tuple[str, object]] | None = None, settle: list[str] | None = None) -> None:
         self.cluster = cluster
         self.kube = kube
         self.aws = aws
@@ -59,6 +59,11 @@ class Lab:
         self.record = record if record is not None else []
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
         self.namespaces: list[str] = []
+        #: namespaces whose deletion this Lab's cleanup holds
+        self._deletes: set[str] = set()
+        #: where namespaces only this run can use are handed over once their deletion has started, to be
+        #: seen gone at the end of the run, all together (None: wait for each one here)
+        self.settle = settle
 
     # --- names --------------------------------------------------------------------------------
 
@@ -120,6 +125,7 @@ class Lab:
             self.namespaces.append(name)
         if self.replay and not self.kube.exists(f"/api/v1/namespaces/{name}"):
             self.on_cleanup(f"namespace {name}", lambda: self._delete_namespace(name))
+            self._deletes.add(name)
             self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}},
@@ -137,6 +143,7 @@ class Lab:
         self.on_cleanup(f"namespace {name} gone", lambda: self._wait_namespace_gone(name))
         self.create_profile(key, [{"namespace": name}])
         self.on_cleanup(f"namespace {name}", lambda: self._start_deleting_namespace(name))
+        self._deletes.add(name)
         self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}}}))
@@ -151,7 +158,15 @@ class Lab:
         self.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
     def _wait_namespace_gone(self, name: str) -> None:
+        if self.settle is not None and self._run_owned(name):
+            # Nothing else will use this name, so nothing has to wait for it to be free: the namespace
+            # controller takes 5 s or more per namespace, and the run waits for all of them at once.
+            self.settle.append(name)
+            return
         self.wait(cond.ResourceDeleted(self.kube, f"/api/v1/namespaces/{name}"), timeout=120)
+
+    def _run_owned(self, namespace: str) -> bool:
+        return self.replay and namespace.endswith(f"-{self.cluster.run_id}")
 
     def load(self, manifest: str) -> list[dict[str, Any]]:
         path = MANIFESTS / manifest
@@ -203,8 +218,15 @@ class Lab:
             if doc.get("kind") == "Namespace":
                 name = doc["metadata"]["name"]
                 self.on_cleanup(f"namespace {name}", functools.partial(self._delete_namespace, name))
-        self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(f.name))
-        self.kube.kubectl("apply", "-f", f.name)
+                self._deletes.add(name)
+        objects = [d for d in localised if d.get("kind") != "Namespace"]
+        # Objects inside a namespace this Lab deletes next go with it: no need to watch each one go.
+        wait = not all(d["metadata"].get("namespace") in self._deletes for d in objects)
+        self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(objects, wait))
+        try:
+            self.kube.kubectl("apply", "-f", f.name)
+        finally:
+            Path(f.name).unlink(missing_ok=True)
         return localised
 
     def _require_owned_namespaces(self, manifest: str, original: list[dict[str, Any]],
@@ -251,9 +273,10 @@ class Lab:
                     f"run: {documented_command or f'kubectl apply -f {manifest}'}")
         return docs
 
-    def _delete_objects(self, path: str) -> None:
-        self.kube.kubectl("delete", "-f", path, "--ignore-not-found", "--wait=true", "--timeout=120s", check=False)
-        Path(path).unlink(missing_ok=True)
+    def _delete_objects(self, objects: list[dict[str, Any]], wait: bool) -> None:
+        if objects:
+            self.kube.kubectl("delete", "-f", "-", "--ignore-not-found", f"--wait={str(wait).lower()}",
+                              "--timeout=120s", check=False, stdin=yaml.safe_dump_all(objects))
 
     # --- Fargate profiles ---------------------------------------------------------------------
 
@@ -274,7 +297,7 @@ class Lab:
         with self.cluster_lock("profiles"):
             _retry_in_use(lambda: eks.create_fargate_profile(**args))
             self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
-                      self.timing.profile_active_timeout, interval=0.5)
+                      self.timing.profile_active_timeout, interval=self._profile_poll)
         profile: dict[str, Any] = eks.describe_fargate_profile(
             clusterName=self.cluster.cluster_name, fargateProfileName=name)["fargateProfile"]
         return profile
@@ -288,7 +311,12 @@ class Lab:
             except eks.exceptions.ResourceNotFoundException:
                 return
             self.wait(cond.ProfileDeleted(eks, self.cluster.cluster_name, name),
-                      self.timing.profile_delete + 120, interval=0.5)
+                      self.timing.profile_delete + 120, interval=self._profile_poll)
+
+    @property
+    def _profile_poll(self) -> float:
+        # Others queue behind the profile lock while this one polls: poll finely when transitions are short.
+        return min(2.0, max(0.1, self.timing.profile_create / 5))
 
     def pod_execution_role(self) -> str:
         given = self.cluster.extra.get("pod_execution_role_arn")

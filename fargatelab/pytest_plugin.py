@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from . import conditions as cond
+from . import wait
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
 from .cost import CostMeter
 from .errors import HarnessError
@@ -29,6 +32,7 @@ __all__ = ["ModuleLab", "new_lab", "pytest_addoption", "pytest_configure"]
 _BACKEND_KEY = pytest.StashKey[Backend]()
 _METER_KEY = pytest.StashKey[CostMeter]()
 _END_KEY = pytest.StashKey[RunEnd]()
+_EARLY_START_KEY = pytest.StashKey[threading.Thread]()
 
 
 def _cluster_name(value: str) -> str:
@@ -71,14 +75,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "lab(name, document): the workshop lab and document a scenario replays")
+    config.addinivalue_line("markers", "lab(name, document, waits=0): the workshop lab and document a scenario "
+                            "replays; ``waits``: seconds of documented waiting no backend can shorten (a TTL, say)")
     config.addinivalue_line("markers", "needs(capability): skip unless the backend can do this")
     config.addinivalue_line("markers", "replay_only: the step changes the cluster, so check mode skips it")
     workerinput = getattr(config, "workerinput", None)
+    if getattr(config.option, "loadscopereorder", None) and "--loadscope-reorder" not in config.invocation_params.args:
+        # xdist would hand out the biggest groups first; the labs' own order (longest wait first) is better.
+        config.option.loadscopereorder = False
     if workerinput is not None:
         config.option.run_id = workerinput["fargatelab_run_id"]
     elif not config.option.run_id:
         config.option.run_id = uuid.uuid4().hex[:8]
+    if _starts_environment_early(config):
+        from .backends.local import start_in_background
+
+        config.stash[_EARLY_START_KEY] = start_in_background(_options(config))
+
+
+def _starts_environment_early(config: pytest.Config) -> bool:
+    """The xdist controller of a labs run that makes its own local environment: it starts the environment
+    while the workers start and collect, which takes about as long."""
+    if getattr(config, "workerinput", None) is not None or not getattr(config.option, "numprocesses", None):
+        return False
+    o = config.option
+    if o.backend != "local" or o.reuse or o.collectonly or getattr(o, "help", False):
+        return False
+    labs = Path(config.rootpath) / "labs"
+    paths = [Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(p == labs or labs in p.parents for p in paths)
 
 
 def pytest_configure_node(node: Any) -> None:
@@ -87,6 +112,9 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    early = config.stash.get(_EARLY_START_KEY, None)
+    if early is not None:
+        early.join()  # a start still under way finishes before it is taken down
     backend = config.stash.get(_BACKEND_KEY, None)
     if backend is not None:
         backend.close()
@@ -169,12 +197,29 @@ def new_lab(config: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Call
     For fixtures of the run's own (the 2048 games, say); the ``cluster`` fixture must have opened the backend.
     """
     backend = config.stash[_BACKEND_KEY]
-    return Lab(cluster, kube, aws, timing, mode=config.option.mode, liveness=backend.liveness, record=record)
+    return Lab(cluster, kube, aws, timing, mode=config.option.mode, liveness=backend.liveness, record=record,
+               settle=config.stash.get(_SETTLE_KEY, None))
+
+
+_SETTLE_KEY = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def namespaces_deleted_at_end(pytestconfig: pytest.Config, kube: Kube) -> Iterator[list[str]]:
+    """Namespaces only this run uses, whose deletion a scenario's cleanup started: the run (each xdist
+    worker, for its own) waits until all are gone at its end, together, instead of 5 s or more each."""
+    pending: list[str] = []
+    pytestconfig.stash[_SETTLE_KEY] = pending
+    yield pending
+    del pytestconfig.stash[_SETTLE_KEY]
+    if pending:
+        liveness = pytestconfig.stash[_BACKEND_KEY].liveness
+        wait.for_(cond.NamespacesDeleted(kube, sorted(set(pending))), 120, 0.5, liveness)
 
 
 @pytest.fixture
 def lab(request: pytest.FixtureRequest, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
-        timing: Timing) -> Iterator[Lab]:
+        timing: Timing, namespaces_deleted_at_end: list[str]) -> Iterator[Lab]:
     """One scenario's view of its lab: names, documented steps, waits, and cleanup in reverse order."""
     for mark in request.node.iter_markers("needs"):
         if not cluster.can(mark.args[0]):
@@ -196,7 +241,7 @@ ModuleLab = Callable[..., contextlib.AbstractContextManager[Lab]]
 
 @pytest.fixture(scope="module")
 def module_lab(pytestconfig: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
-               timing: Timing) -> ModuleLab:
+               timing: Timing, namespaces_deleted_at_end: list[str]) -> ModuleLab:
     """Makes the Lab of a module's shared setup, for a module-scoped fixture::
 
         @pytest.fixture(scope="module")
@@ -276,8 +321,21 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"cleanup error: {error}", red=True)
 
 
+def _documented_wait(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("lab")
+    return float(mark.kwargs.get("waits", 0)) if mark else 0.0
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Labs that must wait longest go first, the rest keep their order: on N workers the run then lasts
+    about as long as its longest lab, not that lab started last. (Every process sorts the same way, so
+    xdist's workers still agree on the collection.)"""
+    items.sort(key=lambda item: -_documented_wait(item))
+    _xdist_groups_on_pytest_9_2(config, items)
+
+
+def _xdist_groups_on_pytest_9_2(config: pytest.Config, items: list[pytest.Item]) -> None:
     """xdist ``--dist loadgroup`` on pytest >= 9.2: put the ``@<group>`` suffix where pytest keeps node ids now.
 
     pytest-xdist (<= 3.8) tells the controller an item's group by appending ``@<group>`` to ``item._nodeid``

@@ -94,6 +94,9 @@ class Step:
     output: list[tuple[str, str]] = field(default_factory=list)
     worker: str = ""
     index: int = 1 << 30
+    #: epoch seconds: when its setup started and its teardown ended (0: not known)
+    started: float = 0.0
+    finished: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -118,6 +121,12 @@ class LabResult:
     @property
     def duration(self) -> float:
         return sum(s.duration for s in self.steps)
+
+    @property
+    def wall(self) -> float:
+        """From its first step's start to its last step's end: what the lab adds to a run's wall time."""
+        timed = [s for s in self.steps if s.started and s.finished]
+        return max(s.finished for s in timed) - min(s.started for s in timed) if timed else self.duration
 
     def count(self, *outcomes: str) -> int:
         return sum(1 for s in self.steps if s.outcome in outcomes)
@@ -260,6 +269,10 @@ class RunReport:
             self.cluster.update(extra["cluster"])
         step.worker = str(extra.get("worker") or getattr(report, "worker_id", None) or step.worker)
         step.duration += float(getattr(report, "duration", 0.0) or 0.0)
+        start, stop = getattr(report, "start", 0.0) or 0.0, getattr(report, "stop", 0.0) or 0.0
+        if start:
+            step.started = min(step.started or start, start)
+        step.finished = max(step.finished, stop)
         # user_properties only grow during a test: the latest phase's list holds them all.
         props = _properties(report)
         if len(props) >= len(self._properties.get(step.nodeid, [])):
@@ -383,6 +396,7 @@ def summary_json(model: RunReport) -> dict[str, Any]:
         "labs": [
             {
                 "lab": lab.title, "document": lab.document, "module": lab.module, "ok": lab.ok,
+                "wall_seconds": round(lab.wall, 3),
                 "steps": [
                     {
                         "step": step_title(s.name), "test": s.nodeid, "outcome": s.outcome, "ok": s.ok,

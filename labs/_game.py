@@ -306,8 +306,9 @@ _shared: Games | None = None
 
 @pytest.fixture(scope="session")
 def games(pytestconfig: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
-          timing: Timing) -> Iterator[Games]:
-    """The 2048 deployments (``games(FARGATE_GAME, lab)``), built on first use and undone at session end."""
+          timing: Timing, namespaces_deleted_at_end: list[str]) -> Iterator[Games]:
+    """The 2048 deployments (``games(FARGATE_GAME, lab)``), built on first use and undone at session end
+    (before the run waits for the namespaces it deleted, theirs among them)."""
     global _shared
     if _shared is None:
         lock = threading.Lock()

@@ -27,7 +27,8 @@ from fargatelab.lab import Lab, expect
 from fargatelab.pytest_plugin import ModuleLab
 
 pytestmark = [
-    pytest.mark.lab("Lab 6 — the TTL-cleaned Job", "003"),
+    # sleep 10, then ttlSecondsAfterFinished: 60 - the longest documented wait, so the run starts here
+    pytest.mark.lab("Lab 6 — the TTL-cleaned Job", "003", waits=70),
     pytest.mark.xdist_group("job-ttl"),  # --dist loadgroup: the timeline stays on one worker, in order
 ]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-from typing import TYPE_CHECKING
+import threading
+from typing import IO, TYPE_CHECKING
 
 from ..environment import EnvironmentConfig, LocalEnvironment, state_root
 from ..handle import ClusterHandle
@@ -13,7 +14,49 @@ from ..handle import ClusterHandle
 if TYPE_CHECKING:
     from . import BackendOptions
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "start_in_background"]
+
+
+def _environment(options: BackendOptions) -> LocalEnvironment:
+    return LocalEnvironment(options.reuse or options.env_name or f"labs-{options.run_id}")
+
+
+def _lock(env: LocalEnvironment) -> IO[str]:
+    """The environment's start lock, held: whoever holds it is starting the environment (or finding it up)."""
+    root = state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / f".{env.name}.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def _config(options: BackendOptions, env: LocalEnvironment) -> EnvironmentConfig:
+    return EnvironmentConfig(name=env.name, cluster_name=options.cluster, region=options.region,
+                             timing=options.timing, timing_scale=options.timing_scale, run_id=options.run_id)
+
+
+def start_in_background(options: BackendOptions) -> threading.Thread:
+    """Start the run's environment while pytest-xdist's workers start and collect (the xdist controller).
+
+    The start lock is taken before this returns, so a worker that needs the cluster sooner waits for
+    this start instead of making its own. A start that fails is left to the workers: they try again and
+    report the error as always.
+    """
+    env = _environment(options)
+    lock = _lock(env)
+
+    def start() -> None:
+        try:
+            if not env.is_up():
+                env.up(_config(options, env), progress=lambda _line: None)
+        except Exception:  # noqa: BLE001 - reported by the workers' own attempt
+            pass
+        finally:
+            lock.close()
+
+    thread = threading.Thread(target=start, name=f"start {env.name}", daemon=True)
+    thread.start()
+    return thread
 
 
 class LocalBackend:
@@ -26,16 +69,10 @@ class LocalBackend:
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
         self.owned = options.reuse is None
-        self.env = LocalEnvironment(options.reuse or options.env_name or f"labs-{options.run_id}")
-        root = state_root()
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / f".{self.env.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        self.env = _environment(options)
+        with _lock(self.env):
             if not self.env.is_up():
-                self.env.up(EnvironmentConfig(
-                    name=self.env.name, cluster_name=options.cluster, region=options.region,
-                    timing=options.timing, timing_scale=options.timing_scale, run_id=options.run_id,
-                ))
+                self.env.up(_config(options, self.env))
         handle = self.env.handle()
         # The local backend emulates Fargate: no container runs, so nothing can be probed in a pod.
         self.handle: ClusterHandle = dataclasses.replace(

@@ -312,3 +312,22 @@ def test_write_reports_and_latest(tmp_path: Path) -> None:
     assert latest.resolve() == run2.resolve() and run1.exists()
     assert json.loads((latest / "summary.json").read_text())["run"]["run_id"] == "run2"
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("roundtrip", [False, True], ids=["in-process", "from an xdist worker"])
+def test_lab_wall_time_spans_its_steps_not_their_sum(roundtrip: bool) -> None:
+    """Steps of one lab that overlap (two workers) or wait between them: the lab's wall time is the span."""
+    def timed(nodeid: str, when: str, start: float, stop: float) -> TestReport:
+        rep = report(nodeid, when, duration=stop - start)
+        rep.start, rep.stop = start, stop
+        return rep
+
+    reports = [timed("labs/test_job_ttl.py::test_a", "setup", 1000.0, 1002.0),
+               timed("labs/test_job_ttl.py::test_a", "call", 1002.0, 1050.0),
+               timed("labs/test_job_ttl.py::test_a", "teardown", 1050.0, 1051.0),
+               timed("labs/test_job_ttl.py::test_b", "call", 1040.0, 1071.5)]
+    model = model_of(reports, roundtrip=roundtrip)
+    [lab] = model.labs()
+    assert lab.wall == pytest.approx(71.5)
+    assert lab.duration == pytest.approx(82.5)
+    assert summary_json(model)["labs"][0]["wall_seconds"] == 71.5

@@ -1,0 +1,118 @@
+"""A Lab's cleanup: newest first; a namespace only this run uses is deleted but seen gone at the run's end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from fargatelab.handle import ClusterHandle
+from fargatelab.kube import CommandResult
+from fargatelab.lab import Lab
+from fargatelab.timing import profile
+
+RUN = "r1234567"
+
+
+class RecordingKube:
+    """kubectl and reads as the Lab makes them; a deleted namespace stays Terminating until ``settle()``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.terminating: set[str] = set()
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> CommandResult:
+        self.calls.append(args)
+        if args[:2] == ("delete", "namespace"):
+            self.terminating.add(args[2])
+        elif args == ("apply", "-f", "-") and stdin and json.loads(stdin).get("kind") == "Namespace":
+            meta = json.loads(stdin)["metadata"]
+            self.namespaces[meta["name"]] = meta.get("labels", {})
+        return CommandResult(" ".join(args), 0, "", "")
+
+    def get(self, path: str) -> dict[str, Any]:
+        name = path.rsplit("/", 1)[-1]
+        if name not in self.namespaces:
+            raise LookupError(path)
+        return {"metadata": {"name": name, "labels": self.namespaces[name]}}
+
+    def exists(self, path: str) -> bool:
+        name = path.rsplit("/", 1)[-1]
+        return name in self.namespaces or name in self.terminating
+
+
+
+@pytest.fixture
+def kube() -> RecordingKube:
+    return RecordingKube()
+
+
+def lab_with(kube: RecordingKube, settle: list[str] | None) -> Lab:
+    cluster = ClusterHandle(kubeconfig="/dev/null", cluster_name="eksworkshop", region="ap-northeast-2", run_id=RUN)
+    return Lab(cluster, kube, lambda _service: None, profile("fast"), settle=settle)  # type: ignore[arg-type]
+
+
+def test_a_run_owned_namespace_is_deleted_now_and_awaited_at_the_end(kube: RecordingKube) -> None:
+    settle: list[str] = []
+    lab = lab_with(kube, settle)
+    name = lab.namespace("study-lab1")
+    assert name == f"study-lab1-{RUN}"
+
+    lab.cleanup()  # returns although the namespace is still Terminating
+
+    assert ("delete", "namespace", name, "--wait=false", "--ignore-not-found") in kube.calls
+    assert settle == [name]
+
+
+def test_without_a_run_end_the_cleanup_waits_itself(kube: RecordingKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = lab_with(kube, settle=None)
+    lab.namespace("study-lab1")
+    waited: list[str] = []
+
+    def wait(condition: Any, timeout: float, interval: float = 0.5) -> str:
+        waited.append(condition.name)
+        return "met"
+
+    monkeypatch.setattr(lab, "wait", wait)
+    lab.cleanup()
+    assert waited == [f"/api/v1/namespaces/study-lab1-{RUN} deleted"]
+
+
+def test_a_documented_namespace_is_waited_for_on_the_spot(kube: RecordingKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed name (``aws-observability``) may be made again by the next lab: it must be gone first."""
+    settle: list[str] = []
+    lab = lab_with(kube, settle)
+    waited: list[str] = []
+    monkeypatch.setattr(lab, "wait", lambda condition, timeout, interval=0.5: waited.append(condition.name) or "met")
+    lab.on_cleanup("aws-observability", lambda: lab._delete_namespace("aws-observability"))
+
+    lab.cleanup()
+    assert waited == ["/api/v1/namespaces/aws-observability deleted"]
+    assert settle == []
+
+
+def test_objects_of_a_namespace_being_deleted_are_not_waited_for(kube: RecordingKube) -> None:
+    """Deleting the namespace deletes them; kubectl is told not to wait for each (its namespace is waited for)."""
+    lab = lab_with(kube, settle=[])
+    lab.namespace("study-aews")
+    docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "study-aews"}}]
+    lab.apply("inline.yaml", docs=docs)
+    lab.cleanup()
+    deletes = [c for c in kube.calls if c[:3] == ("delete", "-f", "-")]
+    assert deletes and "--wait=false" in deletes[0]
+    assert kube.calls.index(deletes[0]) < kube.calls.index(
+        ("delete", "namespace", f"study-aews-{RUN}", "--wait=false", "--ignore-not-found"))
+
+
+def test_objects_in_a_namespace_another_lab_deletes_later_are_waited_for(kube: RecordingKube) -> None:
+    """A module's namespace outlives a test: what the test applied there must be gone when the test ends."""
+    module = lab_with(kube, settle=[])
+    module.namespace("study-aews")
+    lab = lab_with(kube, settle=[])
+    docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "study-aews"}}]
+    lab.apply("inline.yaml", docs=docs)
+    lab.cleanup()
+    [delete] = [c for c in kube.calls if c[:3] == ("delete", "-f", "-")]
+    assert "--wait=true" in delete
