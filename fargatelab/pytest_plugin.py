@@ -157,6 +157,7 @@ class _Borrowed:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self.handle = backend.handle
+        self.discards_cluster = backend.discards_cluster
 
     def liveness(self) -> str | None:
         return self._backend.liveness()
@@ -207,14 +208,21 @@ _SETTLE_KEY = pytest.StashKey[list[str]]()
 @pytest.fixture(scope="session")
 def namespaces_deleted_at_end(pytestconfig: pytest.Config, kube: Kube) -> Iterator[list[str]]:
     """Namespaces only this run uses, whose deletion a scenario's cleanup started: the run (each xdist
-    worker, for its own) waits until all are gone at its end, together, instead of 5 s or more each."""
+    worker, for its own) waits until all are gone at its end, together, instead of 5 s or more each.
+
+    Unless the cluster goes with the run (a local environment it made, without --keep): then they go
+    with it, and waiting for them would only make the run longer.
+    """
     pending: list[str] = []
     pytestconfig.stash[_SETTLE_KEY] = pending
     yield pending
     del pytestconfig.stash[_SETTLE_KEY]
-    if pending:
-        liveness = pytestconfig.stash[_BACKEND_KEY].liveness
-        wait.for_(cond.NamespacesDeleted(kube, sorted(set(pending))), 120, 0.5, liveness)
+    await_deleted_namespaces(pytestconfig.stash[_BACKEND_KEY], kube, pending)
+
+
+def await_deleted_namespaces(backend: Backend, kube: Kube, names: list[str], timeout: float = 120) -> None:
+    if names and not backend.discards_cluster:
+        wait.for_(cond.NamespacesDeleted(kube, sorted(set(names))), timeout, 0.5, backend.liveness)
 
 
 @pytest.fixture

@@ -404,6 +404,8 @@ def summary_json(model: RunReport) -> dict[str, Any]:
                         "expected": s.expected, "actual": s.actual, "missing": s.missing, "fix": s.fix,
                         "commands": s.commands, "documentation_defects": s.defects,
                         "duration_seconds": round(s.duration, 3),
+                        "worker": s.worker or None,
+                        "started_at": round(s.started, 3) or None, "finished_at": round(s.finished, 3) or None,
                     }
                     for s in lab.steps
                 ],

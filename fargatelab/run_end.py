@@ -63,7 +63,8 @@ def record_backend(root: Path, backend: str, mode: str, handle: ClusterHandle) -
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "backend.json").write_text(json.dumps({
         "backend": backend, "mode": mode, "cluster": handle.cluster_name, "region": handle.region,
-        "run_id": handle.run_id, "kubernetes_version": handle.kubernetes_version}, indent=2))
+        "run_id": handle.run_id, "kubernetes_version": handle.kubernetes_version,
+        "environment": handle.extra.get("environment")}, indent=2))
 
 
 def start_meter(handle: ClusterHandle) -> CostMeter:
@@ -98,6 +99,10 @@ def finish(root: Path, run_id: str, *, keep: bool, meter: CostMeter | None,
                              f"--region {used['region']}`")
         else:
             _eks_cleanup(end, used, run_id, directory, progress)
+    if used and used["backend"] == "local" and keep and used.get("environment") == f"labs-{run_id}":
+        name = used["environment"]
+        end.lines.append(f"kept environment {name} of run {run_id} (--keep): look with "
+                         f"`eval \"$(fargate-lab env --name {name})\"`, remove with `fargate-lab down --name {name}`")
     if meter is not None:
         save_observations(root, run_id, meter)
     observations = []

@@ -169,9 +169,10 @@ def test_busybox2_remains(lab: Lab, jobs: Jobs) -> None:
     _require(lab, jobs, "busybox2")
     lab.wait(cond.JobCompleted(lab.kube, jobs.namespace, "busybox2"), lab.timing.pod_ready_timeout + 40)
     if lab.replay:
-        # After busybox1's TTL has passed (the previous test waits for it when run in order).
+        # After busybox1's TTL has passed (the previous test waits for it when run in order), and past
+        # where busybox2's own would have run out (the timestamps count whole seconds).
         busybox2_done = _complete_at(lab.kube.job(jobs.namespace, "busybox2"))
-        time.sleep(max(0.0, busybox2_done + TTL + 2 - time.time()))
+        time.sleep(max(0.0, busybox2_done + TTL + 1 - time.time()))
     lab.step("kubectl get job,pod -n study-aews; kubectl get nodes")
     expect("busybox2 Job still exists",
            lab.kube.exists(f"/apis/batch/v1/namespaces/{jobs.namespace}/jobs/busybox2"), True)

@@ -108,8 +108,7 @@ def lab_figures() -> None:
         done = subprocess.run([sys.executable, "-m", "pytest", *labs_pytest_args(), "-q", f"--reports-dir={tmp}"],
                               cwd=ROOT)
         wall = time.monotonic() - started
-        [summary] = Path(tmp).glob("*/summary.json")
-        run = json.loads(summary.read_text())
+        run = json.loads((Path(tmp) / "latest" / "summary.json").read_text())
         print(f"{'labs, whole suite (wall, pytest included)':<44} {wall:8.1f} s"
               f"   ({run['verdict']}, exit {done.returncode})")
         print(f"{'labs, whole session as pytest reports it':<44} {run['run']['duration']:8.1f} s   (target <= 90 s)")
@@ -117,6 +116,15 @@ def lab_figures() -> None:
             summed = sum(step["duration_seconds"] for step in lab["steps"])
             print(f"  {lab['module']:<42} {lab['wall_seconds']:8.1f} s wall, {summed:6.1f} s summed over "
                   f"{len(lab['steps'])} steps")
+        steps = [step for lab in run["labs"] for step in lab["steps"] if step.get("started_at")]
+        if steps:
+            origin = min(step["started_at"] for step in steps)
+            print("workers (seconds from the first step's start):")
+            for worker in sorted({step["worker"] or "-" for step in steps}):
+                mine = [step for step in steps if (step["worker"] or "-") == worker]
+                busy = sum(step["duration_seconds"] for step in mine)
+                print(f"  {worker:<6} {min(s['started_at'] for s in mine) - origin:6.1f} -> "
+                      f"{max(s['finished_at'] for s in mine) - origin:6.1f}, busy {busy:6.1f} s, {len(mine)} steps")
 
 
 def main() -> None:

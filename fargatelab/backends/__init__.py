@@ -41,6 +41,8 @@ class BackendOptions:
 
 class Backend(Protocol):
     handle: ClusterHandle
+    #: the cluster is removed when the run ends, so what the run deletes need not be seen gone first
+    discards_cluster: bool
 
     def liveness(self) -> str | None:
         """The name of a dead component, or None while everything runs."""

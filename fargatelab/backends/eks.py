@@ -269,6 +269,9 @@ def connect(cluster: str, region: str, run_id: str) -> tuple[Connection, dict[st
 
 
 class EksBackend:
+    #: the cluster outlives the run: everything the run deletes is seen gone
+    discards_cluster = False
+
     def __init__(self, options: BackendOptions, progress: Progress = _stderr) -> None:
         self.options = options
         self.progress = progress

@@ -75,6 +75,7 @@ class KindBackend:
 
         os.environ.setdefault("KIND_VERSION", KIND_VERSION)
         self.options = options
+        self.discards_cluster = False  # never tried with a Docker engine: every deletion is awaited
         self.cluster = KindCluster(f"fargate-labs-{options.run_id}", image=NODE_IMAGE)
         self.env = LocalEnvironment(f"kind-{options.run_id}")
         config_file = Path(self.env.dir.parent) / f"kind-{options.run_id}.yaml"

@@ -70,6 +70,7 @@ class LocalBackend:
         self.options = options
         self.owned = options.reuse is None
         self.env = _environment(options)
+        self.discards_cluster = self.owned and not options.keep
         with _lock(self.env):
             if not self.env.is_up():
                 self.env.up(_config(options, self.env))
@@ -86,6 +87,7 @@ class LocalBackend:
         return f"{dead[0]} (see `fargate-lab status --name {self.env.name}`)" if dead else None
 
     def close(self) -> None:
-        if self.owned and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        # --keep leaves the run's environment up too: what it kept can only be looked at there.
+        if self.owned and not self.options.keep and os.environ.get("PYTEST_XDIST_WORKER") is None:
             self.env.down(quiet=True)
 

@@ -116,3 +116,42 @@ def test_objects_in_a_namespace_another_lab_deletes_later_are_waited_for(kube: R
     lab.cleanup()
     [delete] = [c for c in kube.calls if c[:3] == ("delete", "-f", "-")]
     assert "--wait=true" in delete
+
+
+class Backend:
+    def __init__(self, discards_cluster: bool) -> None:
+        self.discards_cluster = discards_cluster
+
+    def liveness(self) -> str | None:
+        return None
+
+
+def test_the_run_end_waits_until_every_handed_over_namespace_is_gone(kube: RecordingKube) -> None:
+    from fargatelab.pytest_plugin import await_deleted_namespaces
+
+    settle: list[str] = []
+    for documented in ("a", "b"):
+        lab_with(kube, settle).namespace(documented)
+    for name in list(kube.namespaces):
+        lab_with(kube, settle)._delete_namespace(name)
+    reads: list[str] = []
+    real_exists = kube.exists
+
+    def exists(path: str) -> bool:  # each namespace terminates after being read twice
+        reads.append(path)
+        if reads.count(path) > 2:
+            kube.terminating.discard(path.rsplit("/", 1)[-1])
+            kube.namespaces.pop(path.rsplit("/", 1)[-1], None)
+        return real_exists(path)
+
+    kube.exists = exists  # type: ignore[method-assign]
+    await_deleted_namespaces(Backend(discards_cluster=False), kube, settle, timeout=10)  # type: ignore[arg-type]
+    assert sorted(settle) == [f"a-{RUN}", f"b-{RUN}"]
+    assert not kube.namespaces and not kube.terminating
+
+
+def test_a_cluster_that_goes_with_the_run_is_not_waited_on(kube: RecordingKube) -> None:
+    from fargatelab.pytest_plugin import await_deleted_namespaces
+
+    kube.exists = lambda path: pytest.fail("read the cluster")  # type: ignore[method-assign]
+    await_deleted_namespaces(Backend(discards_cluster=True), kube, [f"a-{RUN}"])  # type: ignore[arg-type]

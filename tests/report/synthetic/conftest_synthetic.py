@@ -31,6 +31,7 @@ DIAGNOSTICS = [
 
 class FakeBackend:
     handle = HANDLE
+    discards_cluster = False
 
     def liveness(self) -> str | None:
         return None

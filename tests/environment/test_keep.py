@@ -1,0 +1,40 @@
+"""``--keep`` on the local backend: what the run made stays, and so does the environment it lives in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fargatelab.environment import LocalEnvironment
+from fargatelab.kube import Kube
+
+LAB = '''
+def test_makes_a_namespace(lab):
+    lab.namespace("kept")
+'''
+
+
+def test_keep_leaves_the_run_and_its_environment_up(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (tmp_path / "test_kept.py").write_text(LAB)
+    run_id = "keep0001"
+    shell = dict(os.environ, FARGATE_LABS_STATE=str(state))
+    os.environ["FARGATE_LABS_STATE"] = str(state)
+    environment = LocalEnvironment(f"labs-{run_id}")
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "test_kept.py", "-p", "fargatelab.pytest_plugin",
+                               "-p", "no:cacheprovider", "--run-id", run_id, "--keep", "-q"],
+                              cwd=tmp_path, env=shell, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert environment.is_up(), "the run's environment was taken down despite --keep"
+        kube = Kube(environment.handle().kubeconfig)
+        assert kube.exists(f"/api/v1/namespaces/kept-{run_id}")
+        assert (f"kept environment labs-{run_id} of run {run_id} (--keep): look with "
+                f"`eval \"$(fargate-lab env --name labs-{run_id})\"`, remove with "
+                f"`fargate-lab down --name labs-{run_id}`") in " ".join(done.stdout.split())
+    finally:
+        environment.down(quiet=True)
+        del os.environ["FARGATE_LABS_STATE"]
+    assert not environment.is_up()
