@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
+from .elbv2_listing import paged, with_tags
 from .lab import RUN_ID_LABEL, _retry_in_use
 
 __all__ = [
@@ -54,7 +55,6 @@ _CLUSTER_SCOPED = (
     ("IngressClass", "/apis/networking.k8s.io/v1/ingressclasses"),
     ("PersistentVolume", "/api/v1/persistentvolumes"),
 )
-_TAGS_PER_CALL = 20
 
 Progress = Callable[[str], None]
 
@@ -150,35 +150,6 @@ def _cluster_scoped(api: Any, run_id: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def _paged(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        items.extend(page[key])
-    return items
-
-
-def _with_tags(elbv2: Any, items: list[dict[str, Any]], arn_key: str) -> list[dict[str, Any]]:
-    arns = [i[arn_key] for i in items]
-    tags: dict[str, dict[str, str]] = {}
-    for start in range(0, len(arns), _TAGS_PER_CALL):
-        try:
-            descriptions = elbv2.describe_tags(ResourceArns=arns[start:start + _TAGS_PER_CALL])["TagDescriptions"]
-        except ClientError as exc:
-            if "NotFound" in _code(exc):  # deleted between the list and the tags: ask one by one
-                descriptions = []
-                for arn in arns[start:start + _TAGS_PER_CALL]:
-                    try:
-                        descriptions += elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
-                    except ClientError as inner:
-                        if "NotFound" not in _code(inner):
-                            raise
-            else:
-                raise
-        for desc in descriptions:
-            tags[desc["ResourceArn"]] = {t["Key"]: t.get("Value", "") for t in desc.get("Tags") or []}
-    return [{**i, "Tags": tags[i[arn_key]]} for i in items if i[arn_key] in tags]
-
-
 def _ours(tags: dict[str, str], run_id: str, clusters: Iterable[str] | None) -> bool:
     if tags.get(RUN_ID_TAG) == run_id:
         return True
@@ -190,12 +161,12 @@ def _ours(tags: dict[str, str], run_id: str, clusters: Iterable[str] | None) -> 
 
 
 def run_load_balancers(elbv2: Any, run_id: str, clusters: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    lbs = _with_tags(elbv2, _paged(elbv2, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn")
+    lbs = with_tags(elbv2, paged(elbv2, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn")
     return [lb for lb in lbs if _ours(lb["Tags"], run_id, clusters)]
 
 
 def run_target_groups(elbv2: Any, run_id: str, clusters: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    tgs = _with_tags(elbv2, _paged(elbv2, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
+    tgs = with_tags(elbv2, paged(elbv2, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
     return [tg for tg in tgs if _ours(tg["Tags"], run_id, clusters)]
 
 
@@ -224,7 +195,7 @@ def run_profiles(eks: Any, run_id: str, clusters: Iterable[str]) -> list[dict[st
 
 def run_roles(iam: Any, run_id: str) -> list[dict[str, Any]]:
     roles = []
-    for role in _paged(iam, "list_roles", "Roles", PathPrefix=ROLE_PATH):
+    for role in paged(iam, "list_roles", "Roles", PathPrefix=ROLE_PATH):
         try:
             tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role["RoleName"])["Tags"]}
         except ClientError as exc:
@@ -429,11 +400,11 @@ def _delete_roles(scope: RunScope, timeouts: Timeouts, progress: Progress) -> li
     for role in run_roles(iam, scope.run_id):
         name = role["RoleName"]
         try:
-            for policy in _paged(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name):
+            for policy in paged(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name):
                 iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
-            for policy_name in _paged(iam, "list_role_policies", "PolicyNames", RoleName=name):
+            for policy_name in paged(iam, "list_role_policies", "PolicyNames", RoleName=name):
                 iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-            for profile in _paged(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
+            for profile in paged(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
                 iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"],
                                                       RoleName=name)
             iam.delete_role(RoleName=name)

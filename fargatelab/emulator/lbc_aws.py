@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import ClientError
 
 from ..aws.network import RUN_ID_TAG
+from ..elbv2_listing import paged, with_tags
 from .lbc_model import Action, Condition, RuleSpec, StackSpec, TargetGroupSpec
 from .lbc_subnets import discover_subnets
 
@@ -27,7 +28,6 @@ TAG_STACK = "ingress.k8s.aws/stack"
 TAG_RESOURCE = "ingress.k8s.aws/resource"
 LB_RESOURCE = "LoadBalancer"
 LISTENER_PORT = 80
-_TAGS_PER_CALL = 20  # DescribeTags takes at most 20 ARNs
 # The controller's target group health check defaults for HTTP/1 ALB target groups.
 _HEALTH_CHECK = {"HealthCheckProtocol": "HTTP", "HealthCheckPort": "traffic-port", "HealthCheckPath": "/",
                  "HealthCheckIntervalSeconds": 15, "HealthCheckTimeoutSeconds": 5, "HealthyThresholdCount": 2,
@@ -55,28 +55,12 @@ class Deployed:
     changed: bool
 
 
-def _paged(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in client.get_paginator(operation).paginate(**kwargs):
-        items.extend(page[key])
-    return items
-
-
-def _with_tags(elbv2: Any, items: list[dict[str, Any]], arn_key: str) -> list[dict[str, Any]]:
-    arns = [i[arn_key] for i in items]
-    tags: dict[str, dict[str, str]] = {}
-    for start in range(0, len(arns), _TAGS_PER_CALL):
-        for desc in elbv2.describe_tags(ResourceArns=arns[start:start + _TAGS_PER_CALL])["TagDescriptions"]:
-            tags[desc["ResourceArn"]] = {t["Key"]: t.get("Value", "") for t in desc.get("Tags") or []}
-    return [{**i, "Tags": tags.get(i[arn_key], {})} for i in items]
-
-
 def read_inventory(elbv2: Any, cluster: str) -> Inventory:
     inv = Inventory()
-    for item in _with_tags(elbv2, _paged(elbv2, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn"):
+    for item in with_tags(elbv2, paged(elbv2, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn"):
         if item["Tags"].get(TAG_CLUSTER) == cluster and TAG_STACK in item["Tags"]:
             inv.load_balancers.setdefault(item["Tags"][TAG_STACK], []).append(item)
-    for item in _with_tags(elbv2, _paged(elbv2, "describe_target_groups", "TargetGroups"), "TargetGroupArn"):
+    for item in with_tags(elbv2, paged(elbv2, "describe_target_groups", "TargetGroups"), "TargetGroupArn"):
         if item["Tags"].get(TAG_CLUSTER) == cluster and TAG_STACK in item["Tags"]:
             inv.target_groups.setdefault(item["Tags"][TAG_STACK], []).append(item)
     return inv
@@ -185,7 +169,7 @@ class StackDeployer:
     def _listener(self, spec: StackSpec, lb_arn: str, tg_arns: dict[str, str]) -> str:
         default = [_aws_action(spec.default_action, tg_arns)]
         found = None
-        for listener in _paged(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn):
+        for listener in paged(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn):
             if listener["Port"] == LISTENER_PORT and found is None:
                 found = listener
             else:  # only the HTTP:80 listener is modelled
@@ -203,7 +187,7 @@ class StackDeployer:
         return str(found["ListenerArn"])
 
     def _rules(self, spec: StackSpec, listener_arn: str, tg_arns: dict[str, str]) -> None:
-        current = {str(r["Priority"]): r for r in _paged(self.elbv2, "describe_rules", "Rules",
+        current = {str(r["Priority"]): r for r in paged(self.elbv2, "describe_rules", "Rules",
                                                          ListenerArn=listener_arn) if not r.get("IsDefault")}
         wanted: dict[str, RuleSpec] = {str(r.priority): r for r in spec.rules}
         for priority, rule in current.items():
