@@ -118,12 +118,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     backend = config.stash.get(_BACKEND_KEY, None)
     if backend is not None:
         backend.close()
-    elif getattr(config, "workerinput", None) is None and config.option.backend == "local" \
-            and not config.option.reuse and not config.option.keep:
-        # Workers may have started the shared environment; the controller takes it down.
-        from .environment import LocalEnvironment
+    elif getattr(config, "workerinput", None) is None and not config.option.keep:
+        # Workers may have made the shared environment (or kind cluster); the controller takes it down.
+        if config.option.backend == "local" and not config.option.reuse:
+            from .environment import LocalEnvironment
 
-        LocalEnvironment(f"labs-{config.option.run_id}").down(quiet=True)
+            LocalEnvironment(f"labs-{config.option.run_id}").down(quiet=True)
+        elif config.option.backend == "kind":
+            from .backends.kind import remove
+
+            remove(config.option.run_id)
 
 
 def _options(config: pytest.Config) -> BackendOptions:

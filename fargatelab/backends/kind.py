@@ -22,7 +22,7 @@ from ..handle import Capability, ClusterHandle
 if TYPE_CHECKING:
     from . import BackendOptions
 
-__all__ = ["KIND_VERSION", "NODE_IMAGE", "KindBackend", "kind_config", "require_docker"]
+__all__ = ["KIND_VERSION", "NODE_IMAGE", "KindBackend", "kind_config", "remove", "require_docker"]
 
 # kind release and node image of the same Kubernetes minor as the local backend; both overridable.
 KIND_VERSION = os.environ.get("FARGATE_LABS_KIND_VERSION", "v0.30.0")
@@ -66,18 +66,42 @@ def _kind_gateway() -> str:
                        ExitCode.BACKEND_UNAVAILABLE)
 
 
+def _cluster(run_id: str) -> Any:
+    from pytest_kind import KindCluster  # pytest-kind-ng
+
+    os.environ.setdefault("KIND_VERSION", KIND_VERSION)
+    return KindCluster(f"fargate-labs-{run_id}", image=NODE_IMAGE)
+
+
 class KindBackend:
+    """One kind cluster and one emulation per run, shared by its pytest-xdist workers.
+
+    The first worker to arrive creates both under the run's start lock and the others attach to what it
+    made (two emulations would run two fargate-schedulers); the run's owner, the xdist controller or the
+    only process, removes them with :func:`remove` at the end, unless --keep.
+    """
+
     def __init__(self, options: BackendOptions) -> None:
         require_docker()
-        from pytest_kind import KindCluster  # pytest-kind-ng
-
         from ..environment import LocalEnvironment
+        from .local import start_lock
 
-        os.environ.setdefault("KIND_VERSION", KIND_VERSION)
         self.options = options
-        self.discards_cluster = False  # never tried with a Docker engine: every deletion is awaited
-        self.cluster = KindCluster(f"fargate-labs-{options.run_id}", image=NODE_IMAGE)
+        self.discards_cluster = not options.keep
+        self.cluster = _cluster(options.run_id)
         self.env = LocalEnvironment(f"kind-{options.run_id}")
+        with start_lock(self.env):
+            if not self.env.is_up():
+                self._create(options)
+            handle = self.env.handle()
+        self.handle: ClusterHandle = ClusterHandle(
+            kubeconfig=str(self.cluster.kubeconfig_path), cluster_name=options.cluster, region=options.region,
+            run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=NODE_IMAGE.split(":")[-1],
+            capabilities=frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY}
+                                   | ({Capability.WRITE} if options.mode == "replay" else set())),
+        )
+
+    def _create(self, options: BackendOptions) -> None:
         config_file = Path(self.env.dir.parent) / f"kind-{options.run_id}.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(json.dumps(kind_config()))
@@ -86,18 +110,23 @@ class KindBackend:
         except Exception as exc:
             raise HarnessError(f"kind could not create the cluster ({exc}): see `kind` output above, "
                                "or run with --backend local", ExitCode.BACKEND_UNAVAILABLE) from None
-        handle = self.env.attach(str(self.cluster.kubeconfig_path), options, webhook_host=_kind_gateway())
-        self.handle: ClusterHandle = ClusterHandle(
-            kubeconfig=str(self.cluster.kubeconfig_path), cluster_name=options.cluster, region=options.region,
-            run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=NODE_IMAGE.split(":")[-1],
-            capabilities=frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY}
-                                   | ({Capability.WRITE} if options.mode == "replay" else set())),
-        )
+        self.env.attach(str(self.cluster.kubeconfig_path), options, webhook_host=_kind_gateway())
 
     def liveness(self) -> str | None:
         dead = self.env.dead_components()
         return dead[0] if dead else None
 
     def close(self) -> None:
-        self.env.down(quiet=True)
-        self.cluster.delete()
+        if os.environ.get("PYTEST_XDIST_WORKER") is None and not self.options.keep:
+            remove(self.options.run_id)
+
+
+def remove(run_id: str) -> None:
+    """Take down the run's emulation and delete its kind cluster (whoever made them; nothing if none)."""
+    from ..environment import LocalEnvironment
+
+    env = LocalEnvironment(f"kind-{run_id}")
+    if env.state() is None:
+        return
+    env.down(quiet=True)
+    _cluster(run_id).delete()

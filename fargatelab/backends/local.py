@@ -21,7 +21,7 @@ def _environment(options: BackendOptions) -> LocalEnvironment:
     return LocalEnvironment(options.reuse or options.env_name or f"labs-{options.run_id}")
 
 
-def _lock(env: LocalEnvironment) -> IO[str]:
+def start_lock(env: LocalEnvironment) -> IO[str]:
     """The environment's start lock, held: whoever holds it is starting the environment (or finding it up)."""
     root = state_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ def start_in_background(options: BackendOptions) -> threading.Thread:
     report the error as always.
     """
     env = _environment(options)
-    lock = _lock(env)
+    lock = start_lock(env)
 
     def start() -> None:
         try:
@@ -71,7 +71,7 @@ class LocalBackend:
         self.owned = options.reuse is None
         self.env = _environment(options)
         self.discards_cluster = self.owned and not options.keep
-        with _lock(self.env):
+        with start_lock(self.env):
             if not self.env.is_up():
                 self.env.up(_config(options, self.env))
         handle = self.env.handle()

@@ -71,3 +71,63 @@ def test_labs_on_kind() -> None:
                              "-q"], cwd=ROOT, timeout=3600)
     assert result.returncode == 0
 
+
+
+class KindClusterRecord:
+    """What the backend asks of pytest-kind's KindCluster, counted (no Docker here)."""
+
+    created: list[str] = []
+    deleted: list[str] = []
+
+    def __init__(self, tmp: Path, name: str) -> None:
+        self.name = name
+        self.kubeconfig_path = tmp / name / "kubeconfig"
+
+    def create(self, config_file: Path) -> None:
+        self.created.append(self.name)
+
+    def delete(self) -> None:
+        self.deleted.append(self.name)
+
+
+def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each xdist worker opens the backend: only the first makes the cluster and the emulation (two would
+    mean two fargate-schedulers); workers leave both up, and the run's owner removes them once."""
+    from fargatelab.backends import BackendOptions
+    from fargatelab.backends import kind
+    from fargatelab.environment import LocalEnvironment
+
+    monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(kind, "require_docker", lambda: None)
+    monkeypatch.setattr(kind, "_kind_gateway", lambda: "172.18.0.1")
+    monkeypatch.setattr(KindClusterRecord, "created", [])
+    monkeypatch.setattr(KindClusterRecord, "deleted", [])
+    monkeypatch.setattr(kind, "_cluster", lambda run_id: KindClusterRecord(tmp_path, f"fargate-labs-{run_id}"))
+    attached: list[str] = []
+
+    def attach(env: LocalEnvironment, kubeconfig: str, options: object, webhook_host: str) -> None:
+        attached.append(webhook_host)
+        env.dir.mkdir(parents=True, exist_ok=True)
+        env._write_state({"name": env.name, "run_id": "kind0001", "cluster_name": "eksworkshop",
+                          "region": "ap-northeast-2", "kubernetes_version": "v1.34.0", "kubeconfig": kubeconfig,
+                          "aws_endpoint": "http://127.0.0.1:1", "components": [], "ready": True})
+
+    monkeypatch.setattr(LocalEnvironment, "attach", attach)
+    monkeypatch.setattr(LocalEnvironment, "down", lambda env, quiet=False: env.state_file.unlink())
+    options = BackendOptions(backend="kind", run_id="kind0001")
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    first = kind.KindBackend(options)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    second = kind.KindBackend(options)
+    assert (KindClusterRecord.created, attached) == (["fargate-labs-kind0001"], ["172.18.0.1"])
+    assert first.handle == second.handle and first.handle.aws_endpoint == "http://127.0.0.1:1"
+
+    first.close()
+    second.close()
+    assert KindClusterRecord.deleted == [] and LocalEnvironment("kind-kind0001").is_up()
+
+    kind.remove("kind0001")  # the controller, at the end of the run
+    kind.remove("kind0001")  # twice: nothing left, nothing done
+    assert KindClusterRecord.deleted == ["fargate-labs-kind0001"]
+    assert not LocalEnvironment("kind-kind0001").is_up()
