@@ -113,8 +113,10 @@ class StackDeployer:
         self.changed = False
 
     def _tags(self, spec: StackSpec, resource_id: str) -> dict[str, str]:
-        return {**spec.user_tags, TAG_CLUSTER: self.cluster, TAG_STACK: spec.stack_id, TAG_RESOURCE: resource_id,
-                RUN_ID_TAG: self.run_id}
+        # The environment's run id marks what the emulation made, unless the Ingress names its own run
+        # (the labs' `alb.ingress.kubernetes.io/tags`): then the run that asked for it finds it.
+        return {RUN_ID_TAG: self.run_id, **spec.user_tags, TAG_CLUSTER: self.cluster, TAG_STACK: spec.stack_id,
+                TAG_RESOURCE: resource_id}
 
     # --- deploy -------------------------------------------------------------------------------
 

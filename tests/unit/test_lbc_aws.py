@@ -38,10 +38,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield {"ec2": ec2, "elbv2": elbv2, "vpc": vpc["VpcId"], **ids}
 
 
-def spec(scheme: str = "internet-facing", paths: list[str] | None = None) -> StackSpec:
+def spec(scheme: str = "internet-facing", paths: list[str] | None = None, **annotations: str) -> StackSpec:
     ingress = {"metadata": {"name": "ingress-2048", "namespace": NS,
                             "annotations": {"alb.ingress.kubernetes.io/scheme": scheme,
-                                            "alb.ingress.kubernetes.io/target-type": "ip"}},
+                                            "alb.ingress.kubernetes.io/target-type": "ip", **annotations}},
                "spec": {"rules": [{"http": {"paths": [
                    {"path": p, "pathType": "Prefix",
                     "backend": {"service": {"name": "service-2048", "port": {"number": 80}}}}
@@ -84,6 +84,18 @@ def test_deploy_creates_tagged_stack(aws: dict[str, Any]) -> None:
         {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"}}]
     rules = [r for r in elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"] if not r["IsDefault"]]
     assert [(r["Priority"], r["Conditions"][0]["PathPatternConfig"]["Values"]) for r in rules] == [("1", ["/*"])]
+
+
+def test_an_ingress_that_names_its_run_tags_its_resources_with_that_run(aws: dict[str, Any]) -> None:
+    """The labs tag their Ingress with their run id; on an environment made by another run it still counts."""
+    elbv2 = aws["elbv2"]
+    want = spec(**{"alb.ingress.kubernetes.io/tags": "fargate-labs/run-id=lab-run,team=aews"})
+    deployer(aws).deploy(want, read_inventory(elbv2, CLUSTER))
+    (lb,) = elbv2.describe_load_balancers()["LoadBalancers"]
+    (tg,) = elbv2.describe_target_groups()["TargetGroups"]
+    for arn in (lb["LoadBalancerArn"], tg["TargetGroupArn"]):
+        tags = tags_of(elbv2, arn)
+        assert (tags["fargate-labs/run-id"], tags["team"], tags["elbv2.k8s.aws/cluster"]) == ("lab-run", "aews", CLUSTER)
 
 
 def test_restarted_deployer_adopts_instead_of_duplicating(aws: dict[str, Any]) -> None:
