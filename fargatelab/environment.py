@@ -54,6 +54,10 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+#: starts of an environment whose picked port was taken by another program meanwhile
+_START_ATTEMPTS = 3
+
+
 class LocalEnvironment:
     """One named local environment and its state directory."""
 
@@ -145,6 +149,26 @@ class LocalEnvironment:
             )
         bins = provision(bin_dir=config.bin_dir, progress=progress)
         run_id = config.run_id or uuid.uuid4().hex[:8]
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            state = self._new_state(config, bins, run_id)
+            try:
+                self._start_all(bins, config, state, progress)
+                return self.handle()
+            except BaseException as exc:
+                self.down(quiet=True)
+                if isinstance(exc, HarnessError):
+                    raise
+                if not isinstance(exc, (RuntimeError, TimeoutError)):
+                    raise
+                if attempt < _START_ATTEMPTS and "address already in use" in str(exc).lower():
+                    # Ports are picked free, then bound by the component a moment later: another
+                    # program may take one in between. New ports, once more.
+                    progress(f"a port was taken before its component bound it: starting again ({exc})")
+                    continue
+                raise HarnessError(f"environment failed to start: {exc}", ExitCode.START_FAILED) from exc
+        raise AssertionError("unreachable")
+
+    def _new_state(self, config: EnvironmentConfig, bins: Binaries, run_id: str) -> dict[str, Any]:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "logs").mkdir(exist_ok=True)
         state = {
@@ -162,16 +186,7 @@ class LocalEnvironment:
             "started": time.time(),
         }
         self._write_state(state)
-        try:
-            self._start_all(bins, config, state, progress)
-        except BaseException as exc:
-            self.down(quiet=True)
-            if isinstance(exc, HarnessError):
-                raise
-            if isinstance(exc, (RuntimeError, TimeoutError)):
-                raise HarnessError(f"environment failed to start: {exc}", ExitCode.START_FAILED) from exc
-            raise
-        return self.handle()
+        return state
 
     def _launch(self, state: dict[str, Any], name: str, command: list[str], port: int = 0,
                 env: dict[str, str] | None = None) -> process.Component:
