@@ -220,9 +220,7 @@ class Lab:
                 self.on_cleanup(f"namespace {name}", functools.partial(self._delete_namespace, name))
                 self._deletes.add(name)
         objects = [d for d in localised if d.get("kind") != "Namespace"]
-        # Objects inside a namespace this Lab deletes next go with it: no need to watch each one go.
-        wait = not all(d["metadata"].get("namespace") in self._deletes for d in objects)
-        self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(objects, wait))
+        self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(objects))
         try:
             self.kube.kubectl("apply", "-f", f.name)
         finally:
@@ -273,10 +271,13 @@ class Lab:
                     f"run: {documented_command or f'kubectl apply -f {manifest}'}")
         return docs
 
-    def _delete_objects(self, objects: list[dict[str, Any]], wait: bool) -> None:
-        if objects:
-            self.kube.kubectl("delete", "-f", "-", "--ignore-not-found", f"--wait={str(wait).lower()}",
-                              "--timeout=120s", check=False, stdin=yaml.safe_dump_all(objects))
+    def _delete_objects(self, objects: list[dict[str, Any]]) -> None:
+        if not objects:
+            return
+        # Objects inside a namespace this Lab deletes next go with it: no need to watch each one go.
+        wait = not all(d["metadata"].get("namespace") in self._deletes for d in objects)
+        self.kube.kubectl("delete", "-f", "-", "--ignore-not-found", f"--wait={str(wait).lower()}",
+                          "--timeout=120s", check=False, stdin=yaml.safe_dump_all(objects))
 
     # --- Fargate profiles ---------------------------------------------------------------------
 
