@@ -7,6 +7,7 @@ id, so ``down`` also finds what the state file lost track of.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -16,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from . import controlplane as cp
 from . import process
@@ -92,6 +93,15 @@ class LocalEnvironment:
             c["name"] for c in state.get("components", []) if not process.alive(c["pid"], state.get("run_id"))
         ]
 
+    def start_lock(self) -> IO[str]:
+        """This environment's start lock, held (close the file to release it): whoever holds it is
+        starting the environment, or finding it up. Processes sharing one environment start it once."""
+        root = state_root()
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / f".{self.name}.lock", "w")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return handle
+
     def is_up(self) -> bool:
         state = self.state()
         return bool(state and state.get("ready") and not self.dead_components(state))
@@ -156,9 +166,7 @@ class LocalEnvironment:
                 return self.handle()
             except BaseException as exc:
                 self.down(quiet=True)
-                if isinstance(exc, HarnessError):
-                    raise
-                if not isinstance(exc, (RuntimeError, TimeoutError)):
+                if isinstance(exc, HarnessError) or not isinstance(exc, (RuntimeError, TimeoutError)):
                     raise
                 if attempt < _START_ATTEMPTS and "address already in use" in str(exc).lower():
                     # Ports are picked free, then bound by the component a moment later: another

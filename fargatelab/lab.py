@@ -125,11 +125,7 @@ class Lab:
             self.namespaces.append(name)
         if self.replay and not self.kube.exists(f"/api/v1/namespaces/{name}"):
             self.on_cleanup(f"namespace {name}", lambda: self._delete_namespace(name))
-            self._deletes.add(name)
-            self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}},
-            }))
+            self._create_namespace(name)
         return name
 
     def profiled_namespace(self, key: str) -> str:
@@ -143,12 +139,16 @@ class Lab:
         self.on_cleanup(f"namespace {name} gone", lambda: self._wait_namespace_gone(name))
         self.create_profile(key, [{"namespace": name}])
         self.on_cleanup(f"namespace {name}", lambda: self._start_deleting_namespace(name))
+        self._create_namespace(name)
+        self.namespaces.append(name)
+        return name
+
+    def _create_namespace(self, name: str) -> None:
+        """Create ``name`` labelled with the run id; its deletion is already registered for cleanup."""
         self._deletes.add(name)
         self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}}}))
-        self.namespaces.append(name)
-        return name
 
     def _delete_namespace(self, name: str) -> None:
         self._start_deleting_namespace(name)

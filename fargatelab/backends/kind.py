@@ -84,13 +84,12 @@ class KindBackend:
     def __init__(self, options: BackendOptions) -> None:
         require_docker()
         from ..environment import LocalEnvironment
-        from .local import start_lock
 
         self.options = options
         self.discards_cluster = not options.keep
         self.cluster = _cluster(options.run_id)
         self.env = LocalEnvironment(f"kind-{options.run_id}")
-        with start_lock(self.env):
+        with self.env.start_lock():
             if not self.env.is_up():
                 self._create(options)
             handle = self.env.handle()

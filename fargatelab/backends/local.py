@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import threading
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
-from ..environment import EnvironmentConfig, LocalEnvironment, state_root
+from ..environment import EnvironmentConfig, LocalEnvironment
 from ..handle import ClusterHandle
 
 if TYPE_CHECKING:
@@ -19,15 +18,6 @@ __all__ = ["LocalBackend", "start_in_background"]
 
 def _environment(options: BackendOptions) -> LocalEnvironment:
     return LocalEnvironment(options.reuse or options.env_name or f"labs-{options.run_id}")
-
-
-def start_lock(env: LocalEnvironment) -> IO[str]:
-    """The environment's start lock, held: whoever holds it is starting the environment (or finding it up)."""
-    root = state_root()
-    root.mkdir(parents=True, exist_ok=True)
-    handle = open(root / f".{env.name}.lock", "w")
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
 
 
 def _config(options: BackendOptions, env: LocalEnvironment) -> EnvironmentConfig:
@@ -43,7 +33,7 @@ def start_in_background(options: BackendOptions) -> threading.Thread:
     report the error as always.
     """
     env = _environment(options)
-    lock = start_lock(env)
+    lock = env.start_lock()
 
     def start() -> None:
         try:
@@ -71,7 +61,7 @@ class LocalBackend:
         self.owned = options.reuse is None
         self.env = _environment(options)
         self.discards_cluster = self.owned and not options.keep
-        with start_lock(self.env):
+        with self.env.start_lock():
             if not self.env.is_up():
                 self.env.up(_config(options, self.env))
         handle = self.env.handle()

@@ -54,6 +54,18 @@ def lab_with(kube: RecordingKube, settle: list[str] | None) -> Lab:
     return Lab(cluster, kube, lambda _service: None, profile("fast"), settle=settle)  # type: ignore[arg-type]
 
 
+def record_waits(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the conditions ``lab`` waits for (each met at once)."""
+    waited: list[str] = []
+
+    def wait(condition: Any, timeout: float, interval: float = 0.5) -> str:
+        waited.append(condition.name)
+        return "met"
+
+    monkeypatch.setattr(lab, "wait", wait)
+    return waited
+
+
 def test_a_run_owned_namespace_is_deleted_now_and_awaited_at_the_end(kube: RecordingKube) -> None:
     settle: list[str] = []
     lab = lab_with(kube, settle)
@@ -69,13 +81,7 @@ def test_a_run_owned_namespace_is_deleted_now_and_awaited_at_the_end(kube: Recor
 def test_without_a_run_end_the_cleanup_waits_itself(kube: RecordingKube, monkeypatch: pytest.MonkeyPatch) -> None:
     lab = lab_with(kube, settle=None)
     lab.namespace("study-lab1")
-    waited: list[str] = []
-
-    def wait(condition: Any, timeout: float, interval: float = 0.5) -> str:
-        waited.append(condition.name)
-        return "met"
-
-    monkeypatch.setattr(lab, "wait", wait)
+    waited = record_waits(lab, monkeypatch)
     lab.cleanup()
     assert waited == [f"/api/v1/namespaces/study-lab1-{RUN} deleted"]
 
@@ -84,8 +90,7 @@ def test_a_documented_namespace_is_waited_for_on_the_spot(kube: RecordingKube, m
     """A fixed name (``aws-observability``) may be made again by the next lab: it must be gone first."""
     settle: list[str] = []
     lab = lab_with(kube, settle)
-    waited: list[str] = []
-    monkeypatch.setattr(lab, "wait", lambda condition, timeout, interval=0.5: waited.append(condition.name) or "met")
+    waited = record_waits(lab, monkeypatch)
     lab.on_cleanup("aws-observability", lambda: lab._delete_namespace("aws-observability"))
 
     lab.cleanup()
