@@ -296,18 +296,37 @@ def _ingress(api: client.ApiClient, namespace: str, run_id: str) -> None:
             "path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
 
 
+HOLD_BEFORE_TEARDOWN = """
+import os, pathlib, time
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    pathlib.Path(os.environ["HELD_MARK"]).write_text(item.nodeid)
+    time.sleep(3600)
+"""
+
+
 def test_interrupted_run_is_cleaned_up_by_the_cleanup_command(eks_env: ClusterHandle, shell: dict[str, str],
                                                               aws: Any, run_id: str, tmp_path: Path) -> None:
+    # The step's own cleanup follows its last assertion at once; the run is held just before it so that the
+    # kill lands while everything the step made is still there, not while it is being deleted.
+    (tmp_path / "hold_before_teardown.py").write_text(HOLD_BEFORE_TEARDOWN)
+    held = tmp_path / "held"
+    held_shell = {**shell, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), shell.get("PYTHONPATH")])),
+                  "HELD_MARK": str(held)}
     log = open(tmp_path / "labs.log", "w")
-    proc = labs(shell, "-k", "wildcard", "--run-id", run_id, background=True, stdout=log)
+    proc = labs(held_shell, "-k", "wildcard", "--run-id", run_id, "-p", "hold_before_teardown", background=True,
+                stdout=log)
     cfg = client.Configuration()
     config.load_kube_config(config_file=eks_env.kubeconfig, client_configuration=cfg)
     api = client.ApiClient(cfg)
     core = client.CoreV1Api(api)
     namespace = f"study-lab1-{run_id}"  # Lab 1's wildcard step
     try:
-        wait.until(lambda: [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"],
-                   240, f"a running pod in {namespace}")
+        wait.until(lambda: held.exists() or proc.poll() is not None, 240, "the wildcard step to reach its teardown")
+        assert held.exists(), (tmp_path / "labs.log").read_text()
+        assert [p for p in core.list_namespaced_pod(namespace).items if p.status.phase == "Running"]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # no teardown, no final cleanup: as if the machine died
         proc.wait(timeout=30)
