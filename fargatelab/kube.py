@@ -87,6 +87,13 @@ class Kube:
             raise AssertionError(f"`{result.command}` failed ({proc.returncode}): {err.strip()}")
         return result
 
+    def can_i(self, verb: str, resource: str, namespace: str) -> bool:
+        """``kubectl auth can-i``: whether this kubeconfig's identity may ``verb`` ``resource`` (``pods/exec``)."""
+        answer = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, check=False)
+        if answer.stdout.strip() not in ("yes", "no"):
+            raise AssertionError(f"`{answer.command}` answered neither yes nor no: {answer.stderr.strip()}")
+        return answer.stdout.strip() == "yes"
+
     # --- reads --------------------------------------------------------------------------------
 
     def get(self, path: str, **query: str) -> dict[str, Any]:

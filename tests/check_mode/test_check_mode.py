@@ -84,11 +84,25 @@ def test_the_identity_really_is_read_only(student: dict[str, Any], tmp_path: Pat
         _conn, _desc, kubeconfig = connect("eksworkshop", "ap-northeast-2", "readonly")
         kube = Kube(str(kubeconfig))
         assert kube.kubectl("auth", "can-i", "list", "pods", "-A", check=False).stdout.strip() == "yes"
-        assert kube.kubectl("auth", "can-i", "create", "pods", "-n", "fargate-game-2048",
-                            check=False).stdout.strip() == "no"
+        assert not kube.can_i("create", "pods", "fargate-game-2048")
+        assert not kube.can_i("create", "pods/exec", "study-aews")
+        assert student["kube"].can_i("create", "pods/exec", "study-aews")  # the admin's kubeconfig may
     finally:
         for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             os.environ.pop(k, None)
+
+
+def test_in_pod_probes_are_skipped_without_exec_and_say_why(student: dict[str, Any], tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pytest", "labs/test_netshoot.py", "--backend", "eks",
+                             "--mode", "check", "--cluster", "eksworkshop", "--region", "ap-northeast-2",
+                             "-p", "no:cacheprovider", "-q", "-rs", "-k", "in_pod",
+                             "--reports-dir", str(tmp_path / "reports")],
+                            cwd=ROOT, env=student["shell"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1].startswith("7 skipped"), result.stdout[-4000:]
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED [7] ")]
+    assert skipped and "needs create on pods/exec in study-aews, which this identity lacks" in skipped[0], \
+        result.stdout[-4000:]
 
 
 def test_an_undone_step_is_named_with_its_command(student: dict[str, Any], tmp_path: Path) -> None:
