@@ -286,7 +286,7 @@ class Lab:
 
         Profiles are created one at a time per cluster (EKS refuses a second while one is CREATING or
         DELETING), so every worker of the run takes the same lock, and ResourceInUseException left by
-        another client is retried with backoff.
+        another client is retried with backoff, as is a pod execution role IAM has not propagated yet.
         """
         eks = self.aws("eks")
         name = self.name(documented)
@@ -296,7 +296,7 @@ class Lab:
         # Registered before the call: an interrupt while the request is in flight must not leak it.
         self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
         with self.cluster_lock("profiles"):
-            _retry_in_use(lambda: eks.create_fargate_profile(**args))
+            _retry_transient(lambda: eks.create_fargate_profile(**args))
             self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
                       self.timing.profile_active_timeout, interval=self._profile_poll)
         profile: dict[str, Any] = eks.describe_fargate_profile(
@@ -307,7 +307,7 @@ class Lab:
         eks = self.aws("eks")
         with self.cluster_lock("profiles"):
             try:
-                _retry_in_use(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
+                _retry_transient(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
                                                                  fargateProfileName=name))
             except eks.exceptions.ResourceNotFoundException:
                 return
@@ -396,8 +396,18 @@ def _sigint_deferred() -> Iterator[list[str]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _retry_in_use(call: Callable[[], Any], attempts: int = 8, first_delay: float = 1.0) -> Any:
-    """Retry ``call`` while EKS says another profile is in transition, with exponential backoff."""
+#: what CreateFargateProfile answers while IAM has not yet propagated a just-created pod execution role
+#: (InvalidParameterException; the same text as for a role that really lacks the principal)
+ROLE_NOT_YET_PROPAGATED = "Misconfigured PodExecutionRole Trust Policy"
+
+
+def _retry_transient(call: Callable[[], Any], attempts: int = 8, first_delay: float = 1.0) -> Any:
+    """Retry ``call`` while EKS says another profile is in transition, with exponential backoff.
+
+    A pod execution role refused as misconfigured is retried the same way: the eks backend checks that
+    the role trusts ``eks-fargate-pods.amazonaws.com`` before the run, and a role made just before is
+    refused so until IAM propagates it. About 90 s of retries in all, then the refusal is raised.
+    """
     delay = first_delay
     for attempt in range(attempts):
         try:
@@ -405,7 +415,9 @@ def _retry_in_use(call: Callable[[], Any], attempts: int = 8, first_delay: float
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             message = str(exc)
-            if code != "ResourceInUseException" or "already exists" in message or attempt == attempts - 1:
+            transient = ((code == "ResourceInUseException" and "already exists" not in message)
+                         or (code == "InvalidParameterException" and ROLE_NOT_YET_PROPAGATED in message))
+            if not transient or attempt == attempts - 1:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -177,6 +177,29 @@ def test_missing_load_balancer_controller_is_refused(as_user: dict[str, str], ek
 # --- retries -------------------------------------------------------------------------------------------
 
 
+def test_a_role_not_yet_propagated_is_retried_and_a_bad_one_refused(as_user: dict[str, str],
+                                                                      eks_env: ClusterHandle, run_id: str) -> None:
+    backend = EksBackend(options(run_id))
+    handle = backend.handle
+    refusal = {"action": "CreateFargateProfile", "error": "InvalidParameterException",
+               "message": "Misconfigured PodExecutionRole Trust Policy; "
+                          "Please add the eks-fargate-pods.amazonaws.com Service Principal"}
+    lab = Lab(handle, Kube(handle.kubeconfig), lambda s: backend.conn.aws(s), profile("fast"))
+    try:
+        inject(eks_env.aws_endpoint or "", [{**refusal, "count": 2}])
+        assert lab.create_profile("propagated", [{"namespace": f"propagated-{run_id}"}])["status"] == "ACTIVE"
+        assert inject(eks_env.aws_endpoint or "", method="GET")["pending"] == []
+        # Any other invalid parameter is the caller's mistake: raised at once, nothing retried.
+        inject(eks_env.aws_endpoint or "", [{**refusal, "message": "Subnet is not private", "count": 2}])
+        with pytest.raises(Exception, match="Subnet is not private"):
+            lab.create_profile("refused", [{"namespace": f"refused-{run_id}"}])
+        assert len(inject(eks_env.aws_endpoint or "", method="GET")["pending"]) == 1
+    finally:
+        inject(eks_env.aws_endpoint or "", method="DELETE")
+        lab.cleanup()
+        backend.close()
+
+
 def test_injected_resource_in_use_is_retried(as_user: dict[str, str], eks_env: ClusterHandle, aws: Any,
                                             run_id: str) -> None:
     backend = EksBackend(options(run_id))
