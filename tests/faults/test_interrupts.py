@@ -27,6 +27,7 @@ def shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalEnv
 def test_ctrl_c_leaves_nothing_and_the_report_says_so(shared: LocalEnvironment, after: float) -> None:
     run_id = f"ctrlc{int(after)}{os.getpid() % 1000}"
     outcome = faults.interrupt_run("test_fargate_profile.py", run_id, shared.name, after)
+    assert "ended before the fault" not in outcome.notes, "the run finished before its Ctrl-C: nothing was tested"
     assert outcome.ended, "the interrupted run did not stop"
     assert outcome.leaked == [], outcome.leaked
     assert "report does not say the run was interrupted" not in outcome.notes, outcome.notes
