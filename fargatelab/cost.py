@@ -176,7 +176,8 @@ class CostMeter:
         self.labelled: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        #: each thread, with how long stop() waits for it
+        self._threads: list[tuple[threading.Thread, float]] = []
         self._api: Any = None
         self.errors: list[str] = []
 
@@ -304,17 +305,19 @@ class CostMeter:
     # Lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> CostMeter:
-        for target in (self._watch_pods, self._poll_load_balancers):
+        # An idle pod watch ends only with its 5 s server timeout: stop() gives it a moment, not that long,
+        # since its final listing sees whatever the watch would have (the threads are daemons).
+        for target, patience in ((self._watch_pods, 0.5), (self._poll_load_balancers, 25.0)):
             t = threading.Thread(target=target, daemon=True, name=f"cost-{target.__name__}")
             t.start()
-            self._threads.append(t)
+            self._threads.append((t, patience))
         return self
 
     def stop(self) -> dict[str, Any]:
         """Stop watching; one last look at what is left; the observations (JSON-ready)."""
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=25)
+        for t, patience in self._threads:
+            t.join(timeout=patience)
         now = time.time()
         try:
             from kubernetes import client
