@@ -373,7 +373,7 @@ def _delete_profiles(scope: RunScope, timeouts: Timeouts, progress: Progress) ->
             if profile["status"] != "DELETING":
                 # EKS lets one profile per cluster be in transition: wait for the others' turn.
                 _retry_transient(lambda: eks.delete_fargate_profile(clusterName=cluster, fargateProfileName=name),
-                              attempts=40, first_delay=2.0)
+                                 attempts=40, first_delay=2.0)
         except ClientError as exc:
             if _code(exc) != "ResourceNotFoundException":
                 errors.append(f"Fargate profile {name}: {_code(exc)}: {exc}")

@@ -308,7 +308,7 @@ class Lab:
         with self.cluster_lock("profiles"):
             try:
                 _retry_transient(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
-                                                                 fargateProfileName=name))
+                                                                    fargateProfileName=name))
             except eks.exceptions.ResourceNotFoundException:
                 return
             self.wait(cond.ProfileDeleted(eks, self.cluster.cluster_name, name),
