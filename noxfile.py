@@ -29,7 +29,7 @@ def _install(session: nox.Session) -> None:
 
 def _provision(session: nox.Session) -> None:
     # A cold build of the Kubernetes binaries takes minutes: do it once, visibly, before any test.
-    session.run("python", "-c", "from fargatelab.binaries import provision; print(provision().bin_dir)")
+    session.run("python", "-c", "from fargatelab.local.binaries import provision; print(provision().bin_dir)")
 
 
 @nox.session(python=PYTHON)

@@ -34,13 +34,13 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab.handle import ClusterHandle
-from fargatelab.kube import Kube
-from fargatelab.lab import Lab, expect
-from fargatelab.pytest_plugin import new_lab
-from fargatelab.timing import Timing
-from fargatelab.vpc import cluster_subnets
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.handle import ClusterHandle
+from fargatelab.scenario.kube import Kube
+from fargatelab.scenario.lab import Lab, expect
+from fargatelab.plugin.fixtures import new_lab
+from fargatelab.rules.timing import Timing
+from fargatelab.eks.vpc import cluster_subnets
 
 __all__ = ["Variant", "FARGATE_GAME", "STUDY", "VARIANTS", "group", "param", "Game", "Games", "games",
            "DEPLOYMENT", "SERVICE", "INGRESS", "APP_SELECTOR", "IMAGE", "require_lbc"]

@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab.lab import Lab, expect
-from fargatelab.pytest_plugin import ModuleLab
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.lab import Lab, expect
+from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Fargate limits — DaemonSets", "000"),

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from fargatelab import conditions as cond
-from fargatelab.lab import Lab, expect
-from fargatelab.vpc import cluster_subnets
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.lab import Lab, expect
+from fargatelab.eks.vpc import cluster_subnets
 
 pytestmark = [pytest.mark.lab("Lab 1 — Fargate profile", "000")]
 

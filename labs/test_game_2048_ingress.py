@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab.handle import Capability
-from fargatelab.lab import Lab, expect
-from fargatelab.vpc import cluster_subnets
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.handle import Capability
+from fargatelab.scenario.lab import Lab, expect
+from fargatelab.eks.vpc import cluster_subnets
 from labs._game import (APP_SELECTOR, DEPLOYMENT, IMAGE, INGRESS, LOAD_BALANCER_TIMEOUT, SERVICE, VARIANTS, Games,
                         Variant, games, param, require_lbc)
 

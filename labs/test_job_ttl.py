@@ -22,9 +22,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab.lab import Lab, expect
-from fargatelab.pytest_plugin import ModuleLab
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.lab import Lab, expect
+from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     # sleep 10, then ttlSecondsAfterFinished: 60 - the longest documented wait, so the run starts here

@@ -26,9 +26,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab.lab import RUN_ID_LABEL, Lab, expect
-from fargatelab.pytest_plugin import ModuleLab
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Documented extras — kube-ops-view in kube-system", "003"),

@@ -33,9 +33,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from fargatelab import conditions as cond
-from fargatelab.lab import MANIFESTS, Lab, expect
-from fargatelab.pytest_plugin import ModuleLab
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.lab import MANIFESTS, Lab, expect
+from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Documented extras — Fargate logging", "003"),

@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab.lab import Lab, expect
-from fargatelab.pytest_plugin import ModuleLab
-from fargatelab.vpc import cluster_subnets
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario.lab import Lab, expect
+from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab.eks.vpc import cluster_subnets
 
 pytestmark = [
     pytest.mark.lab("Lab 4 — netshoot probes", "002"),

@@ -17,7 +17,7 @@ import shlex
 
 import pytest
 
-from fargatelab.lab import Lab, expect
+from fargatelab.scenario.lab import Lab, expect
 from labs._game import DEPLOYMENT, FARGATE_GAME, STUDY, Game, Games, Variant, games, group, param, require_lbc
 
 __all__ = ["games"]  # the session-scoped fixture of labs/_game.py, imported so pytest finds it here

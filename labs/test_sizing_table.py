@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab.lab import RUN_ID_LABEL, Lab, expect
-from fargatelab.pytest_plugin import ModuleLab
+from fargatelab.scenario.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Fargate pod sizing", "003"),

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fargatelab import process  # noqa: E402
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment  # noqa: E402
+from fargatelab.local import process  # noqa: E402
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment  # noqa: E402
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -51,7 +51,7 @@ def cold_provisioning() -> None:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, FARGATE_LABS_CACHE=cache)
         started = time.monotonic()
-        subprocess.run([sys.executable, "-c", "from fargatelab.binaries import provision; provision()"],
+        subprocess.run([sys.executable, "-c", "from fargatelab.local.binaries import provision; provision()"],
                        env=env, check=True, cwd=ROOT)
         print(f"{'provisioning into an empty cache (Go cache warm)':<44} {time.monotonic() - started:8.1f} s")
 

@@ -18,9 +18,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "faults"))
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment  # noqa: E402
-from fargatelab.faults import Outcome, interrupt_run, kill_component_run, kill_run  # noqa: E402
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment  # noqa: E402
+from injector import Outcome, interrupt_run, kill_component_run, kill_run  # noqa: E402
 
 MODULES = ["test_fargate_profile.py", "test_game_2048_ingress.py", "test_root_shell.py", "test_netshoot.py",
            "test_scaling.py", "test_daemonset.py"]

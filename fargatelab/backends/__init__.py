@@ -1,4 +1,4 @@
-"""Backends: each yields the same :class:`~fargatelab.handle.ClusterHandle`.
+"""Backends: each yields the same :class:`~fargatelab.scenario.handle.ClusterHandle`.
 
 Scenario code never asks which backend it runs on; it asks the handle what the cluster can do.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from ..errors import ExitCode, HarnessError
-from ..handle import ClusterHandle
+from ..scenario.handle import ClusterHandle
 
 __all__ = ["Backend", "BackendOptions", "open_backend", "BACKENDS"]
 

@@ -2,7 +2,7 @@
 
 Connection: the cluster's name and region (``--cluster``/``--region``, or taken from a kubeconfig context
 with ``--kube-context``); the kubeconfig is built from ``eks:DescribeCluster`` (endpoint and CA) and a
-bearer token made with botocore (:mod:`fargatelab.eks_token`), which kubectl and the Kubernetes client
+bearer token made with botocore (:mod:`fargatelab.eks.token`), which kubectl and the Kubernetes client
 refresh by themselves through the kubeconfig ``exec`` entry. No aws CLI, no eksctl.
 
 Preflight, in this order, each failure one line with its own exit code (:class:`~fargatelab.errors.ExitCode`):
@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from .. import eks_token
-from ..cleanup import ROLE_PATH, RUN_ID_TAG, RunScope
+from ..eks import token as eks_token
+from ..cleanup.leftovers import ROLE_PATH, RUN_ID_TAG, RunScope
 from ..errors import ExitCode, HarnessError
-from ..handle import Capability, ClusterHandle
+from ..scenario.handle import Capability, ClusterHandle
 
 if TYPE_CHECKING:
     from . import BackendOptions
@@ -250,7 +250,7 @@ class Connection:
 
 
 def _work_dir(run_id: str) -> Path:
-    from ..environment import state_root
+    from ..local.environment import state_root
 
     path = state_root() / f"eks-{run_id}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -445,7 +445,7 @@ class EksBackend:
     def _fargate_subnets(self, description: dict[str, Any]) -> list[str]:
         from botocore.exceptions import ClientError
 
-        from ..vpc import is_private
+        from ..eks.vpc import is_private
 
         ids = (description.get("resourcesVpcConfig") or {}).get("subnetIds") or []
         ec2 = self.conn.aws("ec2")

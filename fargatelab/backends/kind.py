@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..controlplane import SERVICE_CIDR
+from ..local.controlplane import SERVICE_CIDR
 from ..errors import ExitCode, HarnessError
-from ..handle import Capability, ClusterHandle
+from ..scenario.handle import Capability, ClusterHandle
 
 if TYPE_CHECKING:
     from . import BackendOptions
@@ -83,7 +83,7 @@ class KindBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         require_docker()
-        from ..environment import LocalEnvironment
+        from ..local.environment import LocalEnvironment
 
         self.options = options
         self.discards_cluster = not options.keep
@@ -122,7 +122,7 @@ class KindBackend:
 
 def remove(run_id: str) -> None:
     """Take down the run's emulation and delete its kind cluster (whoever made them; nothing if none)."""
-    from ..environment import LocalEnvironment
+    from ..local.environment import LocalEnvironment
 
     env = LocalEnvironment(f"kind-{run_id}")
     if env.state() is None:

@@ -7,8 +7,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from ..environment import EnvironmentConfig, LocalEnvironment
-from ..handle import ClusterHandle
+from ..local.environment import EnvironmentConfig, LocalEnvironment
+from ..scenario.handle import ClusterHandle
 
 if TYPE_CHECKING:
     from . import BackendOptions

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import boto3
 
 from ..rules.logging_config import LOGGING_CONFIGMAP, LOGGING_NAMESPACE, logging_annotation, validate_logging_configmap
-from ..timing import profile
+from ..rules.timing import profile
 from .addons import install_addons
 from .kube import Clients, connect, status_of
 from .mutation import LoggingState

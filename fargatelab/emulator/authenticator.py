@@ -1,7 +1,7 @@
 """The local environment's aws-iam-authenticator: a TokenReview webhook for ``k8s-aws-v1.`` tokens.
 
 kube-apiserver is started with ``--authentication-token-webhook-config-file`` pointing here, so the local
-API server accepts the same bearer tokens as an EKS cluster (see :mod:`fargatelab.eks_token`). For each
+API server accepts the same bearer tokens as an EKS cluster (see :mod:`fargatelab.eks.token`). For each
 token this does what aws-iam-authenticator's server does:
 
 1. decode it: ``k8s-aws-v1.`` + unpadded base64url of a URL;
@@ -63,7 +63,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 
-from ..eks_token import CLUSTER_ID_HEADER, TOKEN_LIFETIME, decode
+from ..eks.token import CLUSTER_ID_HEADER, TOKEN_LIFETIME, decode
 from .https_json import JsonHandler, https_server
 
 __all__ = [

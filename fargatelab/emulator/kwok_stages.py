@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from ..timing import Timing
+from ..rules.timing import Timing
 
 __all__ = ["MANAGED_NODES_SELECTOR", "kwok_configuration", "kwok_command"]
 

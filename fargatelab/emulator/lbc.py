@@ -21,8 +21,18 @@ from typing import Any
 from ..rules.naming import load_balancer_dns_name
 from .kube import Clients, emit_event, status_of
 from .lbc_aws import Deployed, Inventory, StackDeployer, read_inventory
-from .lbc_kube import (STACK_NAME_LABEL, STACK_NAMESPACE_LABEL, TGB_GROUP, TGB_PLURAL, TGB_VERSION, apply_tgbs,
-                       delete_tgbs, install, list_all, set_finalizer, set_hostname, tgb_object)
+from .lbc_kube import (STACK_NAME_LABEL,
+    STACK_NAMESPACE_LABEL,
+    TGB_GROUP,
+    TGB_PLURAL,
+    TGB_VERSION,
+    apply_tgbs,
+    delete_tgbs,
+    install,
+    list_all,
+    set_finalizer,
+    set_hostname,
+    tgb_object)
 from .lbc_model import CONTROLLER, FINALIZER, INGRESS_CLASS, ModelError, build_stack, is_alb_ingress
 from .lbc_subnets import resolve_vpc
 from .lbc_targets import desired_targets, is_fargate, sync_targets

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
-from ..aws.network import RUN_ID_TAG
-from ..elbv2_listing import paged, with_tags
+from ..local.aws.network import RUN_ID_TAG
+from ..eks.elbv2 import paged, with_tags
 from .lbc_model import Action, Condition, RuleSpec, StackSpec, TargetGroupSpec
 from .lbc_subnets import discover_subnets
 

@@ -23,7 +23,7 @@ from ..rules.compat import unsupported_reason
 from ..rules.logging_config import logging_annotation
 from ..rules.matching import PROFILE_LABEL
 from ..rules.sizing import capacity_provisioned
-from ..timing import Timing
+from ..rules.timing import Timing
 from .kube import Clients, emit_event, status_of
 from .mutation import FARGATE_SCHEDULER
 from .nodes import COMPUTE_TYPE_LABEL, Subnet, allocate_ip, fargate_node, is_fargate_node, node_ip

@@ -14,12 +14,10 @@ import logging
 import threading
 from typing import Any, Callable
 
-from ..rules.logging_config import (
-    LOGGING_CONFIGMAP,
+from ..rules.logging_config import (LOGGING_CONFIGMAP,
     LOGGING_NAMESPACE,
     LOGGING_WEBHOOK_NAME,
-    validate_logging_configmap,
-)
+    validate_logging_configmap)
 from .https_json import JsonHandler, https_server
 from .kube import Clients
 from .mutation import LoggingState, fargate_patch

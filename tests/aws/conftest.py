@@ -1,4 +1,4 @@
-"""Fixtures that run ``python -m fargatelab.aws.server`` as a subprocess and talk to it with boto3."""
+"""Fixtures that run ``python -m fargatelab.local.aws.server`` as a subprocess and talk to it with boto3."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def launch(
     cmd = [
         sys.executable,
         "-m",
-        "fargatelab.aws.server",
+        "fargatelab.local.aws.server",
         "--host",
         host,
         "--port",

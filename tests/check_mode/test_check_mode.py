@@ -15,10 +15,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab import wait
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
-from fargatelab.kube import Kube
-from fargatelab.lab import MANIFESTS
+from fargatelab.scenario import wait
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.scenario.kube import Kube
+from fargatelab.scenario.lab import MANIFESTS
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["labs/test_fargate_profile.py", "labs/test_game_2048_ingress.py"]

@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 import boto3
 import pytest
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import HarnessError
-from fargatelab.handle import ClusterHandle
+from fargatelab.scenario.handle import ClusterHandle
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = "eksworkshop"

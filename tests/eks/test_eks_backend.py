@@ -22,16 +22,16 @@ from typing import Any, Callable
 import pytest
 from kubernetes import client, config, watch
 
-from fargatelab import wait
+from fargatelab.scenario import wait
 from fargatelab.backends import BackendOptions
 from fargatelab.backends.eks import SANDBOX_TAG, EksBackend, role_name
-from fargatelab.cleanup import ROLE_PATH, delete_run, find_leftovers, run_load_balancers, run_target_groups
-from fargatelab.cost import parse_capacity
+from fargatelab.cleanup.leftovers import ROLE_PATH, delete_run, find_leftovers, run_load_balancers, run_target_groups
+from fargatelab.report.cost import parse_capacity
 from fargatelab.errors import ExitCode, HarnessError
-from fargatelab.handle import ClusterHandle
-from fargatelab.kube import Kube
-from fargatelab.lab import RUN_ID_LABEL, Lab
-from fargatelab.timing import profile
+from fargatelab.scenario.handle import ClusterHandle
+from fargatelab.scenario.kube import Kube
+from fargatelab.scenario.lab import RUN_ID_LABEL, Lab
+from fargatelab.rules.timing import profile
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = "eksworkshop"
@@ -48,7 +48,7 @@ def inject(endpoint: str, faults: list[dict[str, Any]] | None = None, method: st
 
 
 def fargate_lab(shell: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fargatelab.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "fargatelab.cli.main", *args], capture_output=True, text=True,
                           env=shell, timeout=timeout, cwd=REPO)
 
 
@@ -84,7 +84,7 @@ def test_preflight_connects_with_a_token_and_creates_a_tagged_role(as_user: dict
         assert handle.aws_endpoint is None  # boto3's own configuration, as on AWS
         assert {"pod-network", "load-balancer-http", "real-aws", "write"} <= handle.capabilities
         kubeconfig = Path(handle.kubeconfig).read_text()
-        assert "fargatelab.eks_token" in kubeconfig and "client-key" not in kubeconfig
+        assert "fargatelab.eks.token" in kubeconfig and "client-key" not in kubeconfig
         assert Kube(handle.kubeconfig).kubectl("auth", "whoami", "-o", "json").ok
         who = json.loads(Kube(handle.kubeconfig).kubectl("auth", "whoami", "-o", "json").stdout)
         assert who["status"]["userInfo"]["username"].startswith("arn:aws:iam::")
@@ -381,7 +381,7 @@ def test_interrupted_run_is_cleaned_up_by_the_cleanup_command(eks_env: ClusterHa
 
 
 def test_cleanup_command_takes_down_local_environments_of_the_run(shell: dict[str, str], tmp_path: Path) -> None:
-    from fargatelab.environment import LocalEnvironment
+    from fargatelab.local.environment import LocalEnvironment
 
     state = json.dumps({"name": "gone", "run_id": "zz9", "components": [], "ready": False})
     env_dir = Path(shell["FARGATE_LABS_STATE"]) / "stale-zz9"

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 import boto3
 import pytest
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
 
 @pytest.fixture(scope="module")

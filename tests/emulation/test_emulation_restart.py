@@ -9,10 +9,10 @@ from typing import Any, Callable
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab import wait
-from fargatelab.environment import LocalEnvironment
-from fargatelab.kube import Kube
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario import wait
+from fargatelab.local.environment import LocalEnvironment
+from fargatelab.scenario.kube import Kube
 
 
 @pytest.fixture(scope="module")

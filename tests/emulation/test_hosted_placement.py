@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab import wait
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario import wait
 
 WORKER = "ip-10-11-64-10.ap-northeast-2.compute.internal"
 
@@ -31,7 +31,7 @@ def run(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = dict(os.environ, FARGATE_LABS_STATE=str(tmp_path_factory.mktemp("state")), FARGATE_LABS_ENV="hosted")
-    up = subprocess.run([sys.executable, "-m", "fargatelab.cli", "up", "--placement", "hosted"],
+    up = subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "up", "--placement", "hosted"],
                         capture_output=True, text=True, env=env, timeout=300)
     assert up.returncode == 0, up.stderr
     for line in up.stdout.splitlines():
@@ -40,7 +40,7 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     try:
         yield env
     finally:
-        subprocess.run([sys.executable, "-m", "fargatelab.cli", "down"], env=env, timeout=120)
+        subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "down"], env=env, timeout=120)
 
 
 def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:

@@ -7,11 +7,11 @@ from typing import Any, Callable
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab import wait
-from fargatelab.environment import LocalEnvironment
-from fargatelab.kube import Kube
-from fargatelab.timing import profile
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario import wait
+from fargatelab.local.environment import LocalEnvironment
+from fargatelab.scenario.kube import Kube
+from fargatelab.rules.timing import profile
 
 SCALE = 0.05  # profile creation 240 s -> 12 s, pod start-up 52 s -> 2.6 s
 

@@ -17,12 +17,12 @@ import boto3
 import pytest
 import yaml
 
-from fargatelab import process
+from fargatelab.local import process
 from fargatelab.errors import ExitCode
 
 
 def fargate_lab(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fargatelab.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "fargatelab.cli.main", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 
@@ -185,7 +185,7 @@ def test_port_already_taken(user_env: dict[str, str]) -> None:
 
 
 def test_corrupt_cached_binary(user_env: dict[str, str], tmp_path: Path) -> None:
-    from fargatelab.binaries import KUBERNETES_VERSION, cache_root
+    from fargatelab.local.binaries import KUBERNETES_VERSION, cache_root
 
     source = cache_root() / f"k8s-{KUBERNETES_VERSION}" / "bin"
     cache = tmp_path / "cache"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fargatelab import process
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local import process
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
 
 def test_a_port_taken_meanwhile_means_new_ports_not_a_failed_start(monkeypatch: pytest.MonkeyPatch,

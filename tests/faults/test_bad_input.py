@@ -11,9 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import ExitCode
-from fargatelab.kube import Kube
+from fargatelab.scenario.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ def run_synthetic_lab(tmp_path: Path, shell: dict[str, str], manifest: str, body
     (tmp_path / "test_synthetic.py").write_text(SYNTHETIC_LAB.format(manifest=manifest))
     env = dict(shell, FARGATE_LABS_MANIFESTS=str(manifests))
     return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_synthetic.py"), "-p",
-                           "fargatelab.pytest_plugin", "-p", "no:cacheprovider", "--reuse", "badinput",
+                           "fargatelab.plugin.fixtures", "-p", "no:cacheprovider", "--reuse", "badinput",
                            "--run-id", run_id, "-q"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=180)
 
@@ -94,7 +94,7 @@ def test_manifest_in_a_namespace_the_run_does_not_own(env: tuple[LocalEnvironmen
                          ids=["semicolon", "command substitution", "space", "backticks"])
 def test_cluster_name_with_shell_metacharacters(cluster: str, tmp_path: Path) -> None:
     shell = dict(os.environ, FARGATE_LABS_STATE=str(tmp_path))
-    up = subprocess.run([sys.executable, "-m", "fargatelab.cli", "up", "--cluster", cluster], capture_output=True,
+    up = subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "up", "--cluster", cluster], capture_output=True,
                         text=True, env=shell, timeout=60)
     assert up.returncode == ExitCode.USAGE
     assert up.stderr.strip().splitlines()[-1].endswith("is not a valid EKS cluster name (letters, digits, '-' and "

@@ -12,13 +12,13 @@ from typing import Iterator
 
 import pytest
 
-from fargatelab import conditions as cond
-from fargatelab import wait
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario import wait
 from fargatelab.backends import BackendOptions
 from fargatelab.backends.local import LocalBackend
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import ExitCode
-from fargatelab.kube import Kube
+from fargatelab.scenario.kube import Kube
 
 TIMEOUT = 120.0
 
@@ -47,7 +47,7 @@ def test_wait_fails_fast_naming_the_dead_component(env: LocalEnvironment, compon
     assert component in str(died.value) and "pod default/never-created Running" in str(died.value)
     assert elapsed < TIMEOUT / 4, f"took {elapsed:.1f}s of a {TIMEOUT:.0f}s timeout to notice"
 
-    status = subprocess.run([sys.executable, "-m", "fargatelab.cli", "status", "--name", "dying"],
+    status = subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "status", "--name", "dying"],
                             capture_output=True, text=True, env=dict(os.environ))
     assert status.returncode == ExitCode.START_FAILED
     dead_rows = [line.split()[0] for line in status.stdout.splitlines() if " DEAD " in line]

@@ -8,8 +8,8 @@ from typing import Iterator
 
 import pytest
 
-from fargatelab import faults
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+import injector as faults
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
 
 @pytest.fixture

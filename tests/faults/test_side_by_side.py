@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def test_two_run_ids_on_one_environment(state: Path) -> None:
         outputs = [r.communicate(timeout=600)[0] for r in runs]
         for run, out in zip(runs, outputs):
             assert run.returncode == 0, out[-3000:]
-        from fargatelab.kube import Kube
+        from fargatelab.scenario.kube import Kube
 
         kube = Kube(env.handle().kubeconfig)
         left = [n["metadata"]["name"] for n in kube.get("/api/v1/namespaces")["items"]

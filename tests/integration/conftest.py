@@ -20,12 +20,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from fargatelab import conditions as cond
-from fargatelab import wait
+from fargatelab.scenario import conditions as cond
+from fargatelab.scenario import wait
 from fargatelab.emulator.kube import Clients, connect, status_of
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import HarnessError
-from fargatelab.handle import ClusterHandle
+from fargatelab.scenario.handle import ClusterHandle
 
 @pytest.fixture(scope="session")
 def environment() -> Iterator[ClusterHandle]:

@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab import wait
+from fargatelab.scenario import wait
 from fargatelab.emulator.kube import Clients, status_of
 from fargatelab.emulator.lbc import LoadBalancerController, dns_digits
 from fargatelab.emulator.lbc_aws import read_inventory
-from fargatelab.handle import ClusterHandle
+from fargatelab.scenario.handle import ClusterHandle
 from fargatelab.rules.naming import load_balancer_dns_name, load_balancer_name
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fargatelab.backends.kind import KIND_VERSION, NODE_IMAGE, kind_config, require_docker
-from fargatelab.binaries import KUBERNETES_VERSION
+from fargatelab.local.binaries import KUBERNETES_VERSION
 from fargatelab.errors import ExitCode, HarnessError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
     mean two fargate-schedulers); workers leave both up, and the run's owner removes them once."""
     from fargatelab.backends import BackendOptions
     from fargatelab.backends import kind
-    from fargatelab.environment import LocalEnvironment
+    from fargatelab.local.environment import LocalEnvironment
 
     monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(kind, "require_docker", lambda: None)

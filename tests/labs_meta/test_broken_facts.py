@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from fargatelab.environment import EnvironmentConfig, LocalEnvironment
-from fargatelab.lab import MANIFESTS
+from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
+from fargatelab.scenario.lab import MANIFESTS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fargatelab import wait
-from fargatelab.progress import FeedReader, FeedWriter, LineProgress, finished, waiting
-from fargatelab.wait import WaitStatus
+from fargatelab.scenario import wait
+from fargatelab.plugin.progress import FeedReader, FeedWriter, LineProgress, finished, waiting
+from fargatelab.scenario.wait import WaitStatus
 
 
 def test_sinks_get_every_poll_and_the_end() -> None:

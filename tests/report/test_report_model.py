@@ -12,18 +12,16 @@ import pytest
 from _pytest._code import ExceptionInfo
 from _pytest.reports import CollectReport, TestReport
 
-from fargatelab.lab import expect
-from fargatelab.report import (
-    RunInfo,
+from fargatelab.scenario.lab import expect
+from fargatelab.report.run_report import (RunInfo,
     RunReport,
     parse_failure,
     render_html,
     render_summary_md,
     step_title,
     summary_json,
-    write_reports,
-)
-from fargatelab.wait import WaitTimeout
+    write_reports)
+from fargatelab.scenario.wait import WaitTimeout
 
 LAB1 = ["Lab 1 — Fargate profile", "000"]
 LAB5 = ["Lab 5 — root-shell", "002"]
@@ -120,7 +118,7 @@ def test_parse_check_mode_message(message: str, missing: str, fix: str) -> None:
 
 
 def test_parse_wait_timeout() -> None:
-    parsed = parse_failure("fargatelab.wait.WaitTimeout: " + str(WaitTimeout("pod a/b Running", 60, "Pending")))
+    parsed = parse_failure("fargatelab.scenario.wait.WaitTimeout: " + str(WaitTimeout("pod a/b Running", 60, "Pending")))
     assert (parsed["expected"], parsed["actual"]) == ("pod a/b Running", "Pending")
 
 

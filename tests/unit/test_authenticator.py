@@ -8,16 +8,14 @@ from typing import Any
 import boto3
 import pytest
 
-from fargatelab import eks_token
-from fargatelab.emulator.authenticator import (
-    Authenticator,
+from fargatelab.eks import token as eks_token
+from fargatelab.emulator.authenticator import (Authenticator,
     Identity,
     ParsedToken,
     TokenRejected,
     map_identity,
     parse_token,
-    verify_signature,
-)
+    verify_signature)
 
 ENDPOINT = "http://127.0.0.1:4566"
 ACCOUNT = "123456789012"

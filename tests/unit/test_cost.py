@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
-from fargatelab.cleanup import _ours
-from fargatelab.cost import (
-    PRICES,
+from fargatelab.cleanup.leftovers import _ours
+from fargatelab.report.cost import (PRICES,
     CostMeter,
     LoadBalancerRecord,
     PodRecord,
     estimate,
     merge_observations,
     parse_capacity,
-    summary_line,
-)
+    summary_line)
 
 UTC = dt.timezone.utc
 

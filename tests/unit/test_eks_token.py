@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from fargatelab import eks_token
+from fargatelab.eks import token as eks_token
 
 UTC = dt.timezone.utc
 
@@ -116,7 +116,7 @@ def test_exec_credential_shape(session: boto3.session.Session) -> None:
 def test_module_prints_an_exec_credential(tmp_path: object) -> None:
     env = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
            "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "fargatelab.eks_token", "--cluster", "c1", "--region", "eu-west-1"],
+    out = subprocess.run([sys.executable, "-m", "fargatelab.eks.token", "--cluster", "c1", "--region", "eu-west-1"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     cred = json.loads(out.stdout)
@@ -127,7 +127,7 @@ def test_module_prints_an_exec_credential(tmp_path: object) -> None:
 def test_module_without_credentials_fails_in_one_line(tmp_path: object) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_CONFIG_FILE": "/nonexistent",
            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
-    out = subprocess.run([sys.executable, "-m", "fargatelab.eks_token", "--cluster", "c1", "--region", "eu-west-1"],
+    out = subprocess.run([sys.executable, "-m", "fargatelab.eks.token", "--cluster", "c1", "--region", "eu-west-1"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 12
     assert len(out.stderr.strip().splitlines()) == 1

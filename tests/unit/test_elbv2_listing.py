@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from fargatelab.elbv2_listing import TAGS_PER_CALL, with_tags
+from fargatelab.eks.elbv2 import TAGS_PER_CALL, with_tags
 
 
 class ElasticLoadBalancing:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fargatelab.explain import Verdict, explain, format_table, load_profiles, to_json
+from fargatelab.rules.explain import Verdict, explain, format_table, load_profiles, to_json
 from fargatelab.rules.matching import Profile, Selector
 
 STUDY_PROFILES = [

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fargatelab.cli import main
+from fargatelab.cli.main import main
 from fargatelab.errors import ExitCode, HarnessError
-from fargatelab.explain_cli import documented_profiles, load_manifest, load_profiles_file, run_explain
+from fargatelab.cli.explain import documented_profiles, load_manifest, load_profiles_file, run_explain
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "fixtures" / "manifests"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from fargatelab.handle import ClusterHandle
-from fargatelab.kube import CommandResult
-from fargatelab.lab import Lab
-from fargatelab.timing import profile
+from fargatelab.scenario.handle import ClusterHandle
+from fargatelab.scenario.kube import CommandResult
+from fargatelab.scenario.lab import Lab
+from fargatelab.rules.timing import profile
 
 RUN = "r1234567"
 
@@ -132,7 +132,7 @@ class Backend:
 
 
 def test_the_run_end_waits_until_every_handed_over_namespace_is_gone(kube: RecordingKube) -> None:
-    from fargatelab.pytest_plugin import await_deleted_namespaces
+    from fargatelab.plugin.fixtures import await_deleted_namespaces
 
     settle: list[str] = []
     for documented in ("a", "b"):
@@ -156,7 +156,7 @@ def test_the_run_end_waits_until_every_handed_over_namespace_is_gone(kube: Recor
 
 
 def test_a_cluster_that_goes_with_the_run_is_not_waited_on(kube: RecordingKube) -> None:
-    from fargatelab.pytest_plugin import await_deleted_namespaces
+    from fargatelab.plugin.fixtures import await_deleted_namespaces
 
     kube.exists = lambda path: pytest.fail("read the cluster")  # type: ignore[method-assign]
     await_deleted_namespaces(Backend(discards_cluster=True), kube, [f"a-{RUN}"])  # type: ignore[arg-type]

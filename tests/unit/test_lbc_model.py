@@ -8,8 +8,15 @@ import pytest
 
 from fargatelab.emulator.lbc import dns_digits
 from fargatelab.emulator.lbc_kube import crd_object, ingress_class_object, tgb_object
-from fargatelab.emulator.lbc_model import (ACTION_404, ACTION_503_NO_SERVICE, Action, Condition, ModelError,
-                                           build_stack, is_alb_ingress, path_patterns, sort_paths)
+from fargatelab.emulator.lbc_model import (ACTION_404,
+    ACTION_503_NO_SERVICE,
+    Action,
+    Condition,
+    ModelError,
+    build_stack,
+    is_alb_ingress,
+    path_patterns,
+    sort_paths)
 from fargatelab.emulator.lbc_subnets import choose_subnets
 from fargatelab.emulator.lbc_targets import desired_targets
 from fargatelab.rules.naming import load_balancer_dns_name, load_balancer_name, target_group_name

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fargatelab.rules.logging_config import (
-    LOGGING_WEBHOOK_NAME,
+from fargatelab.rules.logging_config import (LOGGING_WEBHOOK_NAME,
     LoggingEvent,
     denial_message,
     logging_annotation,
-    validate_logging_configmap,
-)
+    validate_logging_configmap)
 
 # The CloudWatch example from the AWS "Fargate logging" page.
 CLOUDWATCH = {

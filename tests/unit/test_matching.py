@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fargatelab.rules.matching import (
-    PROFILE_LABEL,
+from fargatelab.rules.matching import (PROFILE_LABEL,
     Profile,
     Selector,
     kept_off_fargate,
     matching_profile,
     selector_matches,
-    wildcard_match,
-)
+    wildcard_match)
 
 WILDCARDS = [
     ("study-*", "study-aews", True),

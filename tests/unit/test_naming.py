@@ -7,14 +7,12 @@ import re
 
 import pytest
 
-from fargatelab.rules.naming import (
-    fargate_node_name,
+from fargatelab.rules.naming import (fargate_node_name,
     kubelet_version,
     load_balancer_dns_name,
     load_balancer_name,
     provider_id,
-    target_group_name,
-)
+    target_group_name)
 
 
 def sha10(text: str) -> str:

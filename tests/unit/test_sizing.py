@@ -7,13 +7,7 @@ from typing import Any
 
 import pytest
 
-from fargatelab.rules.sizing import (
-    VALID_COMBINATIONS,
-    PodSize,
-    capacity_provisioned,
-    parse_quantity,
-    pod_requests,
-)
+from fargatelab.rules.sizing import VALID_COMBINATIONS, PodSize, capacity_provisioned, parse_quantity, pod_requests
 
 
 def pod(*containers: dict[str, Any], init: list[dict[str, Any]] | None = None) -> dict[str, Any]:

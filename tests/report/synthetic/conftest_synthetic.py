@@ -1,7 +1,7 @@
 """conftest.py of the synthetic lab (copied next to it into a temporary directory by the tests).
 
 Stands in for a cluster: a fake backend whose handle names a cluster and its Kubernetes version, and
-a ``lab`` fixture that is the real :class:`~fargatelab.lab.Lab` with canned diagnostics, registered
+a ``lab`` fixture that is the real :class:`~fargatelab.scenario.lab.Lab` with canned diagnostics, registered
 the way the real fixture registers it, so the real plugin attaches them to a failing step's report.
 """
 
@@ -11,10 +11,10 @@ from typing import Iterator
 
 import pytest
 
-from fargatelab.handle import ClusterHandle
-from fargatelab.lab import Lab
+from fargatelab.scenario.handle import ClusterHandle
+from fargatelab.scenario.lab import Lab
 
-pytest_plugins = ["fargatelab.pytest_plugin", "fargatelab.pytest_report"]
+pytest_plugins = ["fargatelab.plugin.fixtures", "fargatelab.plugin.reporting"]
 
 HANDLE = ClusterHandle(kubeconfig="/nonexistent/kubeconfig", cluster_name="synthetic-cluster",
                        region="ap-northeast-2", run_id="synthetic", kubernetes_version="v1.34.4-synthetic")
@@ -48,7 +48,7 @@ class SyntheticLab(Lab):
 @pytest.fixture
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     # Imported here, not at the top: pytest_plugins above must import the plugin first (assertion rewriting).
-    from fargatelab.pytest_plugin import _BACKEND_KEY, _LAB_KEY
+    from fargatelab.plugin.fixtures import _BACKEND_KEY, _LAB_KEY
 
     request.config.stash[_BACKEND_KEY] = FakeBackend()  # type: ignore[assignment]
     the_lab = SyntheticLab(HANDLE, None, None, None, record=request.node.user_properties)  # type: ignore[arg-type]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from fargatelab import wait
-from fargatelab.lab import Lab, expect
+from fargatelab.scenario import wait
+from fargatelab.scenario.lab import Lab, expect
 
 pytestmark = [pytest.mark.lab("Lab 9 — synthetic scaling", "000")]
 

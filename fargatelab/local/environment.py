@@ -22,8 +22,8 @@ from typing import IO, Any, Callable
 from . import controlplane as cp
 from . import process
 from .binaries import Binaries, provision
-from .errors import ExitCode, HarnessError
-from .handle import ClusterHandle
+from ..errors import ExitCode, HarnessError
+from ..scenario.handle import ClusterHandle
 
 __all__ = ["EnvironmentConfig", "LocalEnvironment", "state_root"]
 
@@ -273,7 +273,7 @@ class LocalEnvironment:
     def _start_authenticator(self, creds: cp.Credentials, config: EnvironmentConfig,
                              state: dict[str, Any]) -> list[str]:
         """aws-iam-authenticator's TokenReview webhook (fargatelab.emulator.authenticator); the API server flags."""
-        from .emulator.authenticator import apiserver_flags, webhook_kubeconfig
+        from ..emulator.authenticator import apiserver_flags, webhook_kubeconfig
 
         port = process.free_port()
         self._launch(state, "authenticator", [
@@ -288,7 +288,7 @@ class LocalEnvironment:
         """The AWS side: moto seeded with the workshop, its cluster record pointing at ``endpoint``."""
         aws_port = process.free_port()
         self._launch(state, "moto", [
-            sys.executable, "-m", "fargatelab.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
+            sys.executable, "-m", "fargatelab.local.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
             "--region", config.region, "--cluster-name", config.cluster_name, "--endpoint", endpoint,
             "--ca-file", str(ca), "--run-id", state["run_id"], *_profile_delays(config),
         ], aws_port)
@@ -302,8 +302,8 @@ class LocalEnvironment:
         ``webhook_host`` is where the API server reaches the webhooks: loopback for the local control
         plane, the kind network's gateway for kind.
         """
-        from .emulator.kwok_stages import kwok_command, kwok_configuration
-        from .timing import profile
+        from ..emulator.kwok_stages import kwok_command, kwok_configuration
+        from ..rules.timing import profile
 
         kwok_cfg = self.dir / "kwok.yaml"
         kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
@@ -414,7 +414,7 @@ class LocalEnvironment:
 
 
 def _profile_delays(config: EnvironmentConfig) -> list[str]:
-    from .timing import profile
+    from ..rules.timing import profile
 
     t = profile(config.timing, config.timing_scale)
     return ["--profile-create-seconds", str(t.profile_create), "--profile-delete-seconds", str(t.profile_delete)]

@@ -1,6 +1,6 @@
 """The local AWS side: moto's server, extended with Fargate behaviour and seeded with the workshop.
 
-Run ``python -m fargatelab.aws.server --port PORT ...``. Stdout carries exactly one line,
+Run ``python -m fargatelab.local.aws.server --port PORT ...``. Stdout carries exactly one line,
 ``READY <port>``, once the seed is in place and requests are served; everything else goes to
 stderr. SIGTERM/SIGINT shut the server down and exit 0.
 
@@ -30,7 +30,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
-from fargatelab.errors import ExitCode
+from ...errors import ExitCode
 
 __all__ = [
     "Fault",
@@ -45,7 +45,7 @@ __all__ = [
 
 FAULTS_ENV = "FARGATELAB_AWS_FAULTS"
 _PREFIX = "/_fargatelab/"
-_PROG = "fargatelab.aws.server"
+_PROG = "fargatelab.local.aws.server"
 
 
 @dataclass
@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from fargatelab.aws import fargate_profiles
-    from fargatelab.aws.network import seed_workshop
+    from . import fargate_profiles
+    from .network import seed_workshop
 
     try:
         preset = faults_from_env()

@@ -24,7 +24,7 @@ from moto.eks.models import (
     FargateProfile,
 )
 
-from fargatelab.aws.network import subnet_is_private
+from .network import subnet_is_private
 
 __all__ = [
     "CREATING",

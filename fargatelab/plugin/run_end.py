@@ -6,7 +6,7 @@ cleanup. Everything lands in ``reports/<run id>/``:
 
 * ``backend.json`` — which cluster the run used (written when a backend opened);
 * ``observations-<pid>.json`` — what each process's meter saw of pods and load balancers;
-* ``cost.json`` — the estimate (:mod:`fargatelab.cost`), with the prices used;
+* ``cost.json`` — the estimate (:mod:`fargatelab.report.cost`), with the prices used;
 * ``leaks.json`` — what the final leak check found (eks backend, replay).
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .cost import CostMeter, estimate, merge_observations, summary_line, write_report
-from .errors import ExitCode
-from .handle import ClusterHandle
+from ..report.cost import CostMeter, estimate, merge_observations, summary_line, write_report
+from ..errors import ExitCode
+from ..scenario.handle import ClusterHandle
 
 __all__ = ["RunEnd", "reports_dir", "aws_factory", "start_meter", "save_observations", "record_backend", "finish"]
 
@@ -122,8 +122,8 @@ def finish(root: Path, run_id: str, *, keep: bool, meter: CostMeter | None,
 
 def _eks_cleanup(end: RunEnd, used: dict[str, Any], run_id: str, directory: Path,
                  progress: Callable[[str], None]) -> None:
-    from .backends.eks import connect
-    from .cleanup import delete_run, find_leftovers
+    from ..backends.eks import connect
+    from ..cleanup.leftovers import delete_run, find_leftovers
 
     try:
         conn, _description, kubeconfig = connect(used["cluster"], used["region"], run_id)

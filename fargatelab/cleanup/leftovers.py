@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
-from .elbv2_listing import paged, with_tags
-from .lab import RUN_ID_LABEL, _retry_transient
+from ..eks.elbv2 import paged, with_tags
+from ..scenario.lab import RUN_ID_LABEL, _retry_transient
 
 __all__ = [
     "RUN_ID_TAG",

@@ -11,7 +11,7 @@ right now, so a timeout reports expected vs actual instead of just "timed out".
 >>> for_(condition("never", lambda: (False, "still no")), timeout=0.01, interval=0.001)
 Traceback (most recent call last):
 ...
-fargatelab.wait.WaitTimeout: timed out after 0.0s waiting for never; last seen: still no
+fargatelab.scenario.wait.WaitTimeout: timed out after 0.0s waiting for never; last seen: still no
 
 A check that returns what it found, or something falsy while it has not, waits with :func:`until`:
 

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import process
-from .environment import LocalEnvironment, state_root
+from fargatelab.local import process
+from fargatelab.local.environment import LocalEnvironment, state_root
 
 __all__ = ["Outcome", "interrupt_run", "kill_run", "kill_component_run", "leaks"]
 
@@ -67,7 +67,7 @@ def leaks(run_id: str, env_name: str | None) -> list[str]:
     """What is still tagged with ``run_id``: `fargate-lab leaks` (AWS and Kubernetes) plus processes."""
     found = [f"process {pid}" for pid in process.tagged_pids(run_id)]
     if env_name is not None:
-        result = subprocess.run([sys.executable, "-m", "fargatelab.cli", "leaks", "--run-id", run_id, "--env",
+        result = subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "leaks", "--run-id", run_id, "--env",
                                  env_name], capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             found += [line.strip()[len("LEFT: "):] for line in result.stdout.splitlines()
@@ -113,7 +113,7 @@ def kill_run(module: str, run_id: str, after: float) -> Outcome:
     outcome = Outcome("SIGKILL + cleanup", module, run_id, True, 0.0)
     if (state_root() / f"labs-{run_id}").exists():
         # Everything a local-backend run makes lives in its environment, which cleanup takes down.
-        cleanup = subprocess.run([sys.executable, "-m", "fargatelab.cli", "cleanup", "--run-id", run_id],
+        cleanup = subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "cleanup", "--run-id", run_id],
                                  capture_output=True, text=True, timeout=HANG_AFTER)
         if cleanup.returncode != 0:
             outcome.notes.append(f"cleanup exited {cleanup.returncode}: {cleanup.stderr.strip()[-200:]}")

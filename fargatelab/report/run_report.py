@@ -153,7 +153,7 @@ def parse_failure(message: str) -> dict[str, str | None]:
 'expected': "'ACTIVE'", 'actual': "'CREATING'", 'missing': None, 'fix': None}
     >>> parse_failure("Failed: missing: Deployment study-aews/netshoot; run: kubectl apply -f netshoot.yaml")["fix"]
     'kubectl apply -f netshoot.yaml'
-    >>> parse_failure("fargatelab.wait.WaitTimeout: timed out after 60.0s waiting for pod x Running; last seen: Pending")
+    >>> parse_failure("fargatelab.scenario.wait.WaitTimeout: timed out after 60.0s waiting for pod x Running; last seen: Pending")
     ... # doctest: +NORMALIZE_WHITESPACE
     {'message': 'timed out after 60.0s waiting for pod x Running; last seen: Pending', 'fact': 'timed out after 60.0s',
      'expected': 'pod x Running', 'actual': 'Pending', 'missing': None, 'fix': None}

@@ -26,10 +26,10 @@ import yaml
 
 from . import conditions as cond
 from . import wait
-from .errors import ExitCode, HarnessError
+from ..errors import ExitCode, HarnessError
 from .handle import ClusterHandle
 from .kube import Kube
-from .timing import Timing
+from ..rules.timing import Timing
 
 __all__ = ["Lab", "MANIFESTS", "RUN_ID_LABEL", "expect"]
 

@@ -1,4 +1,4 @@
-"""Named conditions for :func:`fargatelab.wait.for_`, in the workshop's words."""
+"""Named conditions for :func:`fargatelab.scenario.wait.for_`, in the workshop's words."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import ExitCode, HarnessError
+from ..errors import ExitCode, HarnessError
 
 __all__ = [
     "KUBERNETES_VERSION",

@@ -1,6 +1,6 @@
 """What the terminal shows while a step waits: the wording, when to print, and the xdist relay.
 
-A wait (:func:`fargatelab.wait.for_`) hands a :class:`~fargatelab.wait.WaitStatus` to its sinks at
+A wait (:func:`fargatelab.scenario.wait.for_`) hands a :class:`~fargatelab.scenario.wait.WaitStatus` to its sinks at
 every poll. Three displays use them:
 
 - one process on a terminal: a live line, rewritten in place, naming what is awaited, for how long,
@@ -11,7 +11,7 @@ every poll. Three displays use them:
   file (:class:`FeedWriter`) and the controller turns them into the same lines (:class:`FeedReader`),
   prefixed with the worker id.
 
->>> from fargatelab.wait import WaitStatus
+>>> from fargatelab.scenario.wait import WaitStatus
 >>> lines = LineProgress(after=5, every=30)
 >>> lines.feed("k", WaitStatus("pod a/b Running", 60, 2, "Pending"))
 []
@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Hashable
 
-from .wait import WaitStatus
+from ..scenario.wait import WaitStatus
 
 __all__ = ["waiting", "finished", "LineProgress", "FeedWriter", "FeedReader", "OBSERVED_WIDTH"]
 

@@ -7,7 +7,7 @@
   alive. Fargate bills per second with a one-minute minimum, so each pod's seconds are rounded up and
   raised to 60. (Fargate starts billing when the image pull starts, a little after creation: the
   estimate errs high by the scheduling delay.)
-* ALB: every load balancer of the run (see :func:`fargatelab.cleanup.run_load_balancers`) from its
+* ALB: every load balancer of the run (see :func:`fargatelab.cleanup.leftovers.run_load_balancers`) from its
   ``CreatedTime`` until it was seen gone, billed per started hour. LCU charges depend on traffic and are
   not estimated.
 
@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 __all__ = ["Prices", "PRICES", "PodRecord", "LoadBalancerRecord", "parse_capacity", "estimate", "CostMeter",
            "merge_observations", "write_report", "summary_line"]
 
-log = logging.getLogger("fargatelab.cost")
+log = logging.getLogger("fargatelab.report.cost")
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ class CostMeter:
     def _refresh_namespaces(self) -> None:
         from kubernetes import client
 
-        from .lab import RUN_ID_LABEL
+        from ..scenario.lab import RUN_ID_LABEL
 
         items = client.CoreV1Api(self._client()).list_namespace(
             label_selector=f"{RUN_ID_LABEL}={self.run_id}").items
@@ -281,7 +281,7 @@ class CostMeter:
     def poll_load_balancers(self, now: float | None = None) -> None:
         if self.aws is None:
             return
-        from .cleanup import run_load_balancers
+        from ..cleanup.leftovers import run_load_balancers
 
         now = now or time.time()
         current = run_load_balancers(self.aws("elbv2"), self.run_id, self.clusters or None)

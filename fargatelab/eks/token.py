@@ -11,7 +11,7 @@ checked by authenticators older than 0.3.0), so a token is given an expiry one m
 and refreshed before it runs out: :class:`TokenSource` in-process, or ``kubectl`` itself through the
 kubeconfig ``exec`` entry of :func:`exec_user`, which runs::
 
-    python -m fargatelab.eks_token --cluster NAME --region REGION
+    python -m fargatelab.eks.token --cluster NAME --region REGION
 
 and prints an ``ExecCredential`` with ``status.expirationTimestamp``. The Kubernetes Python client
 re-runs the command once that expiry is less than five minutes away, kubectl once it has passed.
@@ -167,26 +167,26 @@ def exec_user(cluster: str, region: str, python: str | None = None) -> dict[str,
     return {"exec": {
         "apiVersion": EXEC_API_VERSION,
         "command": python or sys.executable,
-        "args": ["-m", "fargatelab.eks_token", "--cluster", cluster, "--region", region],
+        "args": ["-m", "fargatelab.eks.token", "--cluster", cluster, "--region", region],
         "interactiveMode": "Never",
         "provideClusterInfo": False,
     }}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fargatelab.eks_token",
+    p = argparse.ArgumentParser(prog="python -m fargatelab.eks.token",
                                 description="Print an ExecCredential with an EKS bearer token.")
     p.add_argument("--cluster", required=True)
     p.add_argument("--region", required=True)
     args = p.parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from .errors import ExitCode
+    from ..errors import ExitCode
 
     try:
         token = get_token(args.cluster, args.region)
     except (BotoCoreError, ClientError) as exc:
-        print(f"fargatelab.eks_token: error: cannot sign an STS request: {exc}", file=sys.stderr)
+        print(f"fargatelab.eks.token: error: cannot sign an STS request: {exc}", file=sys.stderr)
         return ExitCode.NO_CREDENTIALS
     json.dump(exec_credential(token), sys.stdout)
     sys.stdout.write("\n")

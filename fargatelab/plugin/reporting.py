@@ -10,7 +10,7 @@ attribute, which xdist carries across like the report's ``user_properties`` and 
 Reports are written when ``--reports-dir`` is given, or when the run has lab scenarios (tests marked
 ``lab``), to ``reports/`` under the root directory; ``--no-reports`` turns them off.
 
-Waits show a progress line (see :mod:`fargatelab.progress`); under xdist the workers relay their waits
+Waits show a progress line (see :mod:`fargatelab.plugin.progress`); under xdist the workers relay their waits
 through files in a directory the controller makes, and the controller prints them.
 """
 
@@ -29,9 +29,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import wait
+from ..scenario import wait
 from .progress import FeedReader, FeedWriter, LineProgress, finished, waiting
-from .report import RunInfo, RunReport, write_reports
+from ..report.run_report import RunInfo, RunReport, write_reports
 
 __all__ = ["pytest_addoption", "pytest_configure"]
 
@@ -227,7 +227,7 @@ def _cluster_info(config: pytest.Config) -> dict[str, Any] | None:
     cached = config.stash.get(_CLUSTER, None)
     if cached is not None:
         return cached
-    from .pytest_plugin import _BACKEND_KEY
+    from .fixtures import _BACKEND_KEY
 
     backend = config.stash.get(_BACKEND_KEY, None)
     if backend is None:
@@ -243,7 +243,7 @@ def _cluster_info(config: pytest.Config) -> dict[str, Any] | None:
 def _server_version(kubeconfig: str) -> str:
     """The API server's ``/version`` (what ``kubectl version`` prints as Server Version), or ''."""
     try:
-        from .kube import Kube
+        from ..scenario.kube import Kube
 
         return str(Kube(kubeconfig).get("/version").get("gitVersion") or "")
     except Exception:

@@ -1,4 +1,4 @@
-"""``fargate-lab explain -f FILE [--profiles FILE] [-o table|json]``: the command behind :mod:`fargatelab.explain`.
+"""``fargate-lab explain -f FILE [--profiles FILE] [-o table|json]``: the command behind :mod:`fargatelab.rules.explain`.
 
 Reads a manifest (several YAML documents allowed, ``-`` for stdin) and, optionally, the Fargate
 profiles to match against; without ``--profiles`` it uses the profiles the workshop documents create:
@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 import yaml
 
-from .errors import ExitCode, HarnessError
-from .explain import explain, format_table, load_profiles, to_json
-from .rules.matching import Profile, Selector
+from ..errors import ExitCode, HarnessError
+from ..rules.explain import explain, format_table, load_profiles, to_json
+from ..rules.matching import Profile, Selector
 
 __all__ = ["run_explain", "documented_profiles", "load_manifest", "load_profiles_file"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .errors import ExitCode, HarnessError
+from ..errors import ExitCode, HarnessError
 
 __all__ = ["Timing", "profile", "PROFILES"]
 

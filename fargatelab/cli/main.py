@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Sequence
 
-from .errors import ExitCode, HarnessError
+from ..errors import ExitCode, HarnessError
 
 __all__ = ["main"]
 
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--profiles", default=None, help="Fargate profiles: EKS API JSON/YAML or eksctl ClusterConfig")
     ex.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
-    from .cleanup_cli import add_parsers
+    from .cleanup import add_parsers
 
     add_parsers(sub, _cluster_name)
     return p
@@ -70,15 +70,15 @@ def _env_name(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "explain":
-        from .explain_cli import run_explain
+        from .explain import run_explain
 
         return run_explain(args.filename, args.profiles, args.output)
     if args.command in ("cleanup", "leaks"):
-        from .cleanup_cli import run_cleanup, run_leaks
+        from .cleanup import run_cleanup, run_leaks
 
         return run_cleanup(args) if args.command == "cleanup" else run_leaks(args)
 
-    from .environment import EnvironmentConfig, LocalEnvironment
+    from ..local.environment import EnvironmentConfig, LocalEnvironment
 
     env = LocalEnvironment(_env_name(args))
     if args.command == "up":

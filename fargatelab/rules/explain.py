@@ -28,15 +28,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
-from fargatelab.rules.compat import is_daemonset_pod, unsupported_reason
-from fargatelab.rules.matching import (
-    COMPUTE_TYPE_ANNOTATION,
-    Profile,
-    Selector,
-    kept_off_fargate,
-    matching_profile,
-)
-from fargatelab.rules.sizing import capacity_provisioned
+from .compat import is_daemonset_pod, unsupported_reason
+from .matching import COMPUTE_TYPE_ANNOTATION, Profile, Selector, kept_off_fargate, matching_profile
+from .sizing import capacity_provisioned
 
 __all__ = ["Verdict", "explain", "format_table", "to_json", "load_profiles", "WORKLOAD_KINDS"]
 

@@ -9,7 +9,7 @@ Where to look:
 
 ``cleanup`` first takes down every local environment whose run id is X (a local-backend run keeps all it
 made inside its environment), and any process still tagged with X; then deletes the run's resources
-(:func:`fargatelab.cleanup.delete_run`) and ends with the leak check. Both commands exit
+(:func:`fargatelab.cleanup.leftovers.delete_run`) and ends with the leak check. Both commands exit
 ``LEAKED_RESOURCES`` (17) when anything of the run remains.
 """
 
@@ -21,7 +21,7 @@ import shutil
 import sys
 from typing import Any
 
-from .errors import ExitCode, HarnessError
+from ..errors import ExitCode, HarnessError
 
 __all__ = ["add_parsers", "run_cleanup", "run_leaks"]
 
@@ -42,7 +42,7 @@ def _say(line: str) -> None:
 
 
 def _local_environments(run_id: str) -> list[str]:
-    from .environment import LocalEnvironment, state_root
+    from ..local.environment import LocalEnvironment, state_root
 
     root = state_root()
     names = []
@@ -58,17 +58,17 @@ def _local_environments(run_id: str) -> list[str]:
 
 
 def _scope(args: argparse.Namespace, kubeconfig_needed: bool = True) -> Any:
-    from .cleanup import RunScope
+    from ..cleanup.leftovers import RunScope
 
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "ap-northeast-2"
     if args.env:
-        from .environment import LocalEnvironment
-        from .run_end import aws_factory
+        from ..local.environment import LocalEnvironment
+        from ..plugin.run_end import aws_factory
 
         handle = LocalEnvironment(args.env).handle()
         return RunScope(run_id=args.run_id, region=handle.region, aws=aws_factory(handle),
                         clusters=[handle.cluster_name], kubeconfig=handle.kubeconfig)
-    from .backends.eks import Connection, connect
+    from ..backends.eks import Connection, connect
 
     if args.cluster:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -125,13 +125,13 @@ def _report(scope: Any, leftovers: list[Any]) -> int:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from .backends.eks import validate_run_id
+    from ..backends.eks import validate_run_id
 
     validate_run_id(args.run_id)
 
 
 def run_leaks(args: argparse.Namespace) -> int:
-    from .cleanup import find_leftovers
+    from ..cleanup.leftovers import find_leftovers
 
     _validate(args)
     scope = _scope(args)
@@ -140,9 +140,9 @@ def run_leaks(args: argparse.Namespace) -> int:
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
-    from . import process
-    from .cleanup import delete_run, find_leftovers
-    from .environment import LocalEnvironment, state_root
+    from ..local import process
+    from ..cleanup.leftovers import delete_run, find_leftovers
+    from ..local.environment import LocalEnvironment, state_root
 
     _validate(args)
     taken_down = _local_environments(args.run_id)

@@ -16,16 +16,16 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from . import conditions as cond
-from . import wait
-from .backends import BACKENDS, Backend, BackendOptions, open_backend
-from .cost import CostMeter
-from .errors import HarnessError
-from .handle import Capability, ClusterHandle
-from .kube import Kube
-from .lab import Lab
+from ..scenario import conditions as cond
+from ..scenario import wait
+from ..backends import BACKENDS, Backend, BackendOptions, open_backend
+from ..report.cost import CostMeter
+from ..errors import HarnessError
+from ..scenario.handle import Capability, ClusterHandle
+from ..scenario.kube import Kube
+from ..scenario.lab import Lab
 from .run_end import RunEnd, finish, record_backend, save_observations, start_meter
-from .timing import PROFILES, Timing, profile
+from ..rules.timing import PROFILES, Timing, profile
 
 __all__ = ["ModuleLab", "new_lab", "pytest_addoption", "pytest_configure"]
 
@@ -36,13 +36,13 @@ _EARLY_START_KEY = pytest.StashKey[threading.Thread]()
 
 
 def _cluster_name(value: str) -> str:
-    from .cli import _cluster_name as check
+    from ..cli.main import _cluster_name as check
 
     return check(value)
 
 
 def _run_id(value: str) -> str:
-    from .backends.eks import validate_run_id
+    from ..backends.eks import validate_run_id
 
     try:
         return validate_run_id(value)
@@ -88,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     elif not config.option.run_id:
         config.option.run_id = uuid.uuid4().hex[:8]
     if _starts_environment_early(config):
-        from .backends.local import start_in_background
+        from ..backends.local import start_in_background
 
         config.stash[_EARLY_START_KEY] = start_in_background(_options(config))
 
@@ -121,11 +121,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     elif getattr(config, "workerinput", None) is None and not config.option.keep:
         # Workers may have made the shared environment (or kind cluster); the controller takes it down.
         if config.option.backend == "local" and not config.option.reuse:
-            from .environment import LocalEnvironment
+            from ..local.environment import LocalEnvironment
 
             LocalEnvironment(f"labs-{config.option.run_id}").down(quiet=True)
         elif config.option.backend == "kind":
-            from .backends.kind import remove
+            from ..backends.kind import remove
 
             remove(config.option.run_id)
 
@@ -300,7 +300,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _reports_root(config: pytest.Config) -> Path:
-    """Where reports go: ``--reports-dir`` (fargatelab.pytest_report) if given, else reports/ under the root."""
+    """Where reports go: ``--reports-dir`` (fargatelab.plugin.reporting) if given, else reports/ under the root."""
     given = getattr(config.option, "reports_dir", None)
     if given:
         path = Path(given)

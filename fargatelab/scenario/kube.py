@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from kubernetes import client, config
 
-from .errors import ExitCode, HarnessError
+from ..errors import ExitCode, HarnessError
 
 __all__ = ["Kube", "CommandResult"]
 
