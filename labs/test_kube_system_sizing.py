@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.eks.facts import RUN_ID_LABEL
+from fargatelab.scenario.lab import Lab, expect
 from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [

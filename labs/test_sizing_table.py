@@ -18,7 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab.scenario.lab import RUN_ID_LABEL, Lab, expect
+from fargatelab.eks.facts import RUN_ID_LABEL
+from fargatelab.scenario.lab import Lab, expect
 from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [

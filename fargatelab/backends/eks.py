@@ -46,6 +46,7 @@ import yaml
 from ..eks import token as eks_token
 from ..cleanup.leftovers import ROLE_PATH, RUN_ID_TAG, RunScope
 from ..errors import ExitCode, HarnessError
+from ..rules.naming import validate_run_id
 from ..scenario.handle import Capability, ClusterHandle
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ __all__ = [
     "connect",
     "target_from_context",
     "role_name",
-    "validate_run_id",
 ]
 
 SANDBOX_TAG = "fargate-labs/sandbox"
@@ -68,7 +68,6 @@ LBC_CONTROLLER = "ingress.k8s.aws/alb"
 LBC_CRD = "targetgroupbindings.elbv2.k8s.aws"
 LBC_DEPLOYMENT_LABEL = "app.kubernetes.io/name=aws-load-balancer-controller"
 FARGATE_PRINCIPAL = "eks-fargate-pods.amazonaws.com"
-_RUN_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
 #: What both modes read (probed with a real call each); docs/iam/check-policy.json grants exactly these.
 READ_ACTIONS = (
@@ -126,13 +125,6 @@ def _code(exc: BaseException) -> str:
 def _denied(exc: BaseException) -> bool:
     code = _code(exc)
     return "AccessDenied" in code or code in ("UnauthorizedOperation", "AuthorizationError", "UnauthorizedException")
-
-
-def validate_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
-        raise HarnessError(f"run id {run_id!r} must be 1-32 lowercase letters, digits or '-' "
-                           "(it goes into AWS names and Kubernetes labels)", ExitCode.USAGE)
-    return run_id
 
 
 def role_name(run_id: str) -> str:

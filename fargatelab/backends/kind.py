@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..local.controlplane import SERVICE_CIDR
+from ..eks.facts import SERVICE_CIDR
 from ..errors import ExitCode, HarnessError
 from ..scenario.handle import Capability, ClusterHandle
 

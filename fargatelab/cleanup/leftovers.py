@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import ClientError
 
 from ..eks.elbv2 import paged, with_tags
-from ..scenario.lab import RUN_ID_LABEL, _retry_transient
+from ..eks.facts import RUN_ID_LABEL
+from ..eks.retry import retry_transient
 
 __all__ = [
     "RUN_ID_TAG",
@@ -372,7 +373,7 @@ def _delete_profiles(scope: RunScope, timeouts: Timeouts, progress: Progress) ->
         try:
             if profile["status"] != "DELETING":
                 # EKS lets one profile per cluster be in transition: wait for the others' turn.
-                _retry_transient(lambda: eks.delete_fargate_profile(clusterName=cluster, fargateProfileName=name),
+                retry_transient(lambda: eks.delete_fargate_profile(clusterName=cluster, fargateProfileName=name),
                                  attempts=40, first_delay=2.0)
         except ClientError as exc:
             if _code(exc) != "ResourceNotFoundException":

@@ -125,7 +125,7 @@ def _report(scope: Any, leftovers: list[Any]) -> int:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from ..backends.eks import validate_run_id
+    from ..rules.naming import validate_run_id
 
     validate_run_id(args.run_id)
 

@@ -7,24 +7,20 @@ class (see :class:`fargatelab.errors.ExitCode`).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Sequence
 
 from ..errors import ExitCode, HarnessError
+from ..rules.naming import validate_cluster_name
 
 __all__ = ["main"]
 
-_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
-
-
-def _cluster_name(value: str) -> str:
-    # The EKS API's own pattern; anything else (shell metacharacters included) never reaches AWS.
-    if not _CLUSTER_NAME.match(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a valid EKS cluster name (letters, digits, '-' and '_', up to 100)"
-        )
-    return value
+def cluster_name_argument(value: str) -> str:
+    """argparse type of ``--cluster``: an EKS cluster name, or a usage error saying what is allowed."""
+    try:
+        return validate_cluster_name(value)
+    except HarnessError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     up = with_name(sub.add_parser("up", help="start the local EKS-on-Fargate environment in the background"))
-    up.add_argument("--cluster", type=_cluster_name, default="eksworkshop", help="EKS cluster name")
+    up.add_argument("--cluster", type=cluster_name_argument, default="eksworkshop", help="EKS cluster name")
     up.add_argument("--region", default="ap-northeast-2")
     up.add_argument("--apiserver-port", type=int, default=0, help="fixed API server port (default: a free one)")
     up.add_argument("--bin-dir", default=None, help="directory with prebuilt etcd, kube-* , kubectl and kwok")
@@ -58,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from .cleanup import add_parsers
 
-    add_parsers(sub, _cluster_name)
+    add_parsers(sub, cluster_name_argument)
     return p
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes import client
 
-from ..local.controlplane import CLUSTER_DNS_IP
+from ..eks.facts import CLUSTER_DNS_IP
 from .kube import Clients, status_of
 
 __all__ = ["coredns_objects", "install_addons", "view_rbac"]

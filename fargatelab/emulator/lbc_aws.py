@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
-from ..local.aws.network import RUN_ID_TAG
+from ..eks.facts import RUN_ID_TAG
 from ..eks.elbv2 import paged, with_tags
 from .lbc_model import Action, Condition, RuleSpec, StackSpec, TargetGroupSpec
 from .lbc_subnets import discover_subnets

@@ -14,6 +14,7 @@ from typing import Callable
 
 import yaml
 
+from ..eks.facts import CLUSTER_DNS_IP, SERVICE_CIDR
 from .binaries import Binaries
 from .pki import Authority, CertPair, write_service_account_keys
 
@@ -31,8 +32,6 @@ __all__ = [
 ]
 
 # The workshop cluster's service network; kube-dns sits at .10 as in the recorded resolv.conf.
-SERVICE_CIDR = "172.20.0.0/16"
-CLUSTER_DNS_IP = "172.20.0.10"
 
 
 @dataclass(frozen=True)

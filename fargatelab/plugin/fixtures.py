@@ -21,6 +21,7 @@ from ..scenario import wait
 from ..backends import BACKENDS, Backend, BackendOptions, open_backend
 from ..report.cost import CostMeter
 from ..errors import HarnessError
+from ..rules.naming import validate_cluster_name, validate_run_id
 from ..scenario.handle import Capability, ClusterHandle
 from ..scenario.kube import Kube
 from ..scenario.lab import Lab
@@ -36,16 +37,16 @@ _EARLY_START_KEY = pytest.StashKey[threading.Thread]()
 
 
 def _cluster_name(value: str) -> str:
-    from ..cli.main import _cluster_name as check
-
-    return check(value)
+    return _argument(validate_cluster_name, value)
 
 
 def _run_id(value: str) -> str:
-    from ..backends.eks import validate_run_id
+    return _argument(validate_run_id, value)
 
+
+def _argument(check: Callable[[str], str], value: str) -> str:
     try:
-        return validate_run_id(value)
+        return check(value)
     except HarnessError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -231,7 +231,7 @@ class CostMeter:
     def _refresh_namespaces(self) -> None:
         from kubernetes import client
 
-        from ..scenario.lab import RUN_ID_LABEL
+        from ..eks.facts import RUN_ID_LABEL
 
         items = client.CoreV1Api(self._client()).list_namespace(
             label_selector=f"{RUN_ID_LABEL}={self.run_id}").items

@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import secrets
+
+from ..errors import ExitCode, HarnessError
 
 __all__ = [
     "fargate_node_name",
@@ -26,6 +29,9 @@ __all__ = [
     "load_balancer_name",
     "target_group_name",
     "load_balancer_dns_name",
+    "new_run_id",
+    "validate_run_id",
+    "validate_cluster_name",
 ]
 
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
@@ -155,3 +161,34 @@ def load_balancer_dns_name(lb_name: str, region: str, scheme: str, digits: str |
 def _check_scheme(scheme: str) -> None:
     if scheme not in _SCHEMES:
         raise ValueError(f"unknown scheme: {scheme} (expected internet-facing or internal)")
+
+
+_RUN_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+#: the EKS API's own pattern for cluster names
+_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+
+
+def new_run_id() -> str:
+    """A fresh run id: 8 lowercase hex digits, fit for AWS names and Kubernetes labels."""
+    return secrets.token_hex(4)
+
+
+def validate_run_id(run_id: str) -> str:
+    """``run_id`` if it can go into AWS names and Kubernetes labels.
+
+    >>> validate_run_id("Bad_Id")
+    Traceback (most recent call last):
+    fargatelab.errors.HarnessError: run id 'Bad_Id' must be 1-32 lowercase letters, digits or '-' (it goes into AWS names and Kubernetes labels)
+    """
+    if not _RUN_ID.match(run_id):
+        raise HarnessError(f"run id {run_id!r} must be 1-32 lowercase letters, digits or '-' "
+                           "(it goes into AWS names and Kubernetes labels)", ExitCode.USAGE)
+    return run_id
+
+
+def validate_cluster_name(value: str) -> str:
+    """``value`` if EKS accepts it as a cluster name; anything else (shell metacharacters too) never reaches AWS."""
+    if not _CLUSTER_NAME.match(value):
+        raise HarnessError(f"{value!r} is not a valid EKS cluster name (letters, digits, '-' and '_', up to 100)",
+                           ExitCode.USAGE)
+    return value

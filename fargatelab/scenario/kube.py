@@ -17,6 +17,7 @@ from typing import Any, Callable
 from kubernetes import client, config
 
 from ..errors import ExitCode, HarnessError
+from .failures import KubectlFailed
 
 __all__ = ["Kube", "CommandResult"]
 
@@ -84,14 +85,14 @@ class Kube:
                     raise subprocess.TimeoutExpired(command, timeout) from None
         result = CommandResult(command, proc.returncode, out, err)
         if check and not result.ok:
-            raise AssertionError(f"`{result.command}` failed ({proc.returncode}): {err.strip()}")
+            raise KubectlFailed(result.command, proc.returncode, err)
         return result
 
     def can_i(self, verb: str, resource: str, namespace: str) -> bool:
         """``kubectl auth can-i``: whether this kubeconfig's identity may ``verb`` ``resource`` (``pods/exec``)."""
         answer = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, check=False)
         if answer.stdout.strip() not in ("yes", "no"):
-            raise AssertionError(f"`{answer.command}` answered neither yes nor no: {answer.stderr.strip()}")
+            raise KubectlFailed(answer.command, answer.returncode, "answered neither yes nor no: " + answer.stderr)
         return answer.stdout.strip() == "yes"
 
     # --- reads --------------------------------------------------------------------------------

@@ -26,8 +26,11 @@ import yaml
 
 from . import conditions as cond
 from . import wait
+from ..eks.facts import RUN_ID_LABEL
+from ..eks.retry import retry_transient
 from ..errors import ExitCode, HarnessError
 from .handle import ClusterHandle
+from .failures import FactMismatch, Missing
 from .kube import Kube
 from ..rules.timing import Timing
 
@@ -36,14 +39,13 @@ __all__ = ["Lab", "MANIFESTS", "RUN_ID_LABEL", "expect"]
 # FARGATE_LABS_MANIFESTS points the labs at another copy of the manifests (to prove a broken fact fails).
 MANIFESTS = Path(os.environ.get("FARGATE_LABS_MANIFESTS")
                  or Path(__file__).resolve().parent.parent / "fixtures" / "manifests")
-RUN_ID_LABEL = "fargate-labs/run-id"
 ALB_TAGS_ANNOTATION = "alb.ingress.kubernetes.io/tags"
 
 
 def expect(fact: str, actual: Any, expected: Any) -> None:
     """Assert one documented fact, naming it, with expected vs actual."""
     if actual != expected:
-        raise AssertionError(f"{fact}\n  expected: {expected!r}\n  actual:   {actual!r}")
+        raise FactMismatch(fact, expected, actual)
 
 
 class Lab:
@@ -266,9 +268,8 @@ class Lab:
             result = self.kube.kubectl(*args, check=False, timeout=30)
             if not result.ok:
                 where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-                raise AssertionError(
-                    f"missing: {doc['kind']} {where}{meta['name']}; "
-                    f"run: {documented_command or f'kubectl apply -f {manifest}'}")
+                raise Missing(f"{doc['kind']} {where}{meta['name']}",
+                              documented_command or f"kubectl apply -f {manifest}")
         return docs
 
     def _delete_objects(self, objects: list[dict[str, Any]]) -> None:
@@ -296,7 +297,7 @@ class Lab:
         # Registered before the call: an interrupt while the request is in flight must not leak it.
         self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
         with self.cluster_lock("profiles"):
-            _retry_transient(lambda: eks.create_fargate_profile(**args))
+            retry_transient(lambda: eks.create_fargate_profile(**args))
             self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
                       self.timing.profile_active_timeout, interval=self._profile_poll)
         profile: dict[str, Any] = eks.describe_fargate_profile(
@@ -307,7 +308,7 @@ class Lab:
         eks = self.aws("eks")
         with self.cluster_lock("profiles"):
             try:
-                _retry_transient(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
+                retry_transient(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
                                                                     fargateProfileName=name))
             except eks.exceptions.ResourceNotFoundException:
                 return
@@ -394,31 +395,3 @@ def _sigint_deferred() -> Iterator[list[str]]:
         yield held
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-#: what CreateFargateProfile answers while IAM has not yet propagated a just-created pod execution role
-#: (InvalidParameterException; the same text as for a role that really lacks the principal)
-ROLE_NOT_YET_PROPAGATED = "Misconfigured PodExecutionRole Trust Policy"
-
-
-def _retry_transient(call: Callable[[], Any], attempts: int = 8, first_delay: float = 1.0) -> Any:
-    """Retry ``call`` while EKS says another profile is in transition, with exponential backoff.
-
-    A pod execution role refused as misconfigured is retried the same way: the eks backend checks that
-    the role trusts ``eks-fargate-pods.amazonaws.com`` before the run, and a role made just before is
-    refused so until IAM propagates it. About 90 s of retries in all, then the refusal is raised.
-    """
-    delay = first_delay
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            message = str(exc)
-            transient = ((code == "ResourceInUseException" and "already exists" not in message)
-                         or (code == "InvalidParameterException" and ROLE_NOT_YET_PROPAGATED in message))
-            if not transient or attempt == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-    raise AssertionError("unreachable")

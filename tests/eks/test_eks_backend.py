@@ -30,7 +30,8 @@ from fargatelab.report.cost import parse_capacity
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.scenario.handle import ClusterHandle
 from fargatelab.scenario.kube import Kube
-from fargatelab.scenario.lab import RUN_ID_LABEL, Lab
+from fargatelab.eks.facts import RUN_ID_LABEL
+from fargatelab.scenario.lab import Lab
 from fargatelab.rules.timing import profile
 
 REPO = Path(__file__).resolve().parents[2]

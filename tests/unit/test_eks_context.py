@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fargatelab.backends.eks import target_from_context, validate_run_id
+from fargatelab.backends.eks import target_from_context
+from fargatelab.rules.naming import validate_run_id
 from fargatelab.errors import ExitCode, HarnessError
 
 ARN = "arn:aws:eks:ap-northeast-2:123456789012:cluster/eksworkshop"

@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from ...eks.facts import RUN_ID_TAG, SANDBOX_TAG
+
 __all__ = [
     "VPC_CIDR",
     "PRIVATE_SUBNET_CIDRS",
@@ -36,8 +38,6 @@ PRIVATE_SUBNET_CIDRS = ("10.11.64.0/20", "10.11.80.0/20", "10.11.96.0/20")
 KUBERNETES_VERSION = "1.34"
 # Lab 4 records nameserver 172.20.0.10, i.e. EKS's default service range.
 SERVICE_IPV4_CIDR = "172.20.0.0/16"
-RUN_ID_TAG = "fargate-labs/run-id"
-SANDBOX_TAG = "fargate-labs/sandbox"
 
 _FARGATE_POLICY = "AmazonEKSFargatePodExecutionRolePolicy"
 _CLUSTER_POLICY = "AmazonEKSClusterPolicy"
