@@ -1,3 +1,3 @@
 """The labs' pytest plugins, in the harness package: options, markers and fixtures; reports and the progress line."""
 
-pytest_plugins = ["fargatelab.plugin.fixtures", "fargatelab.plugin.reporting"]
+pytest_plugins = ["fargatelab.plugin"]

@@ -8,10 +8,11 @@ Two variants of the same app:
 - ``study-aews x2`` (document 002): the heredoc ``cat <<EOF | kubectl apply -f -`` of ``game-2048-study.yaml``
   (2 replicas, ClusterIP Service, ALB Ingress) in the namespace made by ``kubectl create ns study-aews``.
 
-Both modules use the same two deployments: the session-scoped ``games`` fixture builds a variant on first use
-(``games(FARGATE_GAME, lab)``) and undoes it when the session (or pytest-xdist worker) ends, so Lab 2 and Lab 3
-pay for one rollout, one ALB and one teardown per variant. Each test reads the game through its own
-function-scoped ``lab`` (so a failure carries that lab's diagnostics). Lab 3's transitions end where they
+Both modules use the same two deployments: the ``games`` fixture (labs/conftest.py) builds a variant on first
+use (``games(FARGATE_GAME, lab)``) as one of the harness's shared setups, and it is undone when the session (or
+pytest-xdist worker) ends, so Lab 2 and Lab 3 pay for one rollout, one ALB and one teardown per variant. Each
+test reads the game through its own function-scoped ``lab``, which inherits the variant's setup (its steps in
+the report, its namespace in the diagnostics). Lab 3's transitions end where they
 started (5->3->5, 2->4->2), and each brings the deployment to its starting replicas first if it is elsewhere.
 In check mode nothing is created: the objects must exist under their documented names.
 
@@ -28,22 +29,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.handle import ClusterHandle
-from fargatelab.scenario.kube import Kube
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import new_lab
-from fargatelab.rules.timing import Timing
+from fargatelab import Kube, Lab, Missing, condition, expect
 from fargatelab.eks.vpc import cluster_subnets
 
-__all__ = ["Variant", "FARGATE_GAME", "STUDY", "VARIANTS", "group", "param", "Game", "Games", "games",
-           "DEPLOYMENT", "SERVICE", "INGRESS", "APP_SELECTOR", "IMAGE", "require_lbc"]
+__all__ = ["Variant", "FARGATE_GAME", "STUDY", "VARIANTS", "group", "param", "Game", "Games", "deploy",
+           "DEPLOYMENT", "SERVICE", "INGRESS", "APP_SELECTOR", "IMAGE", "TAG", "require_lbc"]
 
 DEPLOYMENT = "deployment-2048"
 SERVICE = "service-2048"
@@ -108,11 +103,11 @@ def require_lbc(kube: Kube, fail: bool = True) -> None:
     try:
         alb = kube.get(f"/apis/networking.k8s.io/v1/ingressclasses/{INGRESS_CLASS}")
     except LookupError:
-        message = ("no IngressClass alb: the AWS Load Balancer Controller is not installed "
-                   "(the documents install it before this lab)")
+        what = "IngressClass alb: the AWS Load Balancer Controller is not installed"
+        fix = "helm install aws-load-balancer-controller eks/aws-load-balancer-controller (the documents' step)"
         if fail:
-            raise AssertionError(message) from None
-        pytest.skip(message)
+            raise Missing(what, fix) from None
+        pytest.skip(f"no {what} (the documents install it before this lab)")
     expect("controller of IngressClass alb", alb["spec"].get("controller"), LBC_CONTROLLER)
 
 
@@ -123,18 +118,10 @@ class Game:
     variant: Variant
     owner: Lab  # the lab that made it (and undoes it)
     namespace: str
-    setup: list[tuple[str, object]] = field(default_factory=list)
 
     @property
     def kube(self) -> Kube:
         return self.owner.kube
-
-    def attach(self, lab: Lab) -> Game:
-        """Let a test's ``lab`` report the setup steps and collect this namespace's diagnostics."""
-        if self.namespace not in lab.namespaces:
-            lab.namespaces.append(self.namespace)
-        lab.record.extend(self.setup)
-        return self
 
     def documented(self, command: str) -> str:
         """A documented command as it runs here (the namespace renamed in replay mode)."""
@@ -143,7 +130,7 @@ class Game:
     # --- reads --------------------------------------------------------------------------------
 
     def pods(self) -> list[dict[str, Any]]:
-        return [p for p in self.kube.pods(self.namespace, APP_SELECTOR) if not p["metadata"].get("deletionTimestamp")]
+        return self.kube.live_pods(self.namespace, APP_SELECTOR)
 
     def replicas(self) -> int:
         return int(self.kube.deployment(self.namespace, DEPLOYMENT)["spec"].get("replicas", 1))
@@ -178,12 +165,12 @@ class Game:
         """``count`` (default: the replicas) pods Running, each on its own Fargate node, no orphan node."""
         count = self.replicas() if count is None else count
         timeout = lab.timing.pod_ready_timeout + 30
-        lab.wait(cond.PodsRunning(lab.kube, self.namespace, APP_SELECTOR, count), timeout)
-        lab.wait(cond.FargateNodesFor(lab.kube, self.namespace, APP_SELECTOR, count), timeout)
+        lab.wait(lab.conditions.pods_running(self.namespace, APP_SELECTOR, count), timeout)
+        lab.wait(lab.conditions.fargate_nodes_for(self.namespace, APP_SELECTOR, count), timeout)
         return self.pods()
 
     def wait_hostname(self, lab: Lab) -> str:
-        lab.wait(cond.condition(f"hostname of Ingress {self.namespace}/{INGRESS}",
+        lab.wait(condition(f"hostname of Ingress {self.namespace}/{INGRESS}",
                                 lambda: (bool(h := self.hostname()), h or "no hostname in status.loadBalancer")),
                  LOAD_BALANCER_TIMEOUT)
         return self.hostname()
@@ -221,110 +208,31 @@ class Game:
             ok = len(ips) == self.replicas() and bool(by_group) and all(t == ips for t in by_group.values())
             return ok, f"pods={sorted(ips)} targets={ {k.rsplit('/', 2)[-2]: sorted(v) for k, v in by_group.items()} }"
 
-        lab.wait(cond.condition(f"ALB targets of {self.namespace}/{INGRESS} = the pod IPs", probe),
+        lab.wait(condition(f"ALB targets of {self.namespace}/{INGRESS} = the pod IPs", probe),
                  LOAD_BALANCER_TIMEOUT)
         return {(p["status"]["podIP"], 80) for p in self.pods()}
 
 
-class Games:
-    """The games of a session (or xdist worker): each variant built on first use by a ``Lab`` of its own."""
-
-    def __init__(self, make_lab: Callable[[], Lab], keep: bool) -> None:
-        self.make_lab = make_lab
-        self.keep = keep
-        self._built: dict[str, Game] = {}
-        self._failed: dict[str, str] = {}
-        self._labs: list[Lab] = []
-
-    def __call__(self, variant: Variant, lab: Lab) -> Game:
-        if variant.id in self._failed:
-            pytest.fail(f"setup of {variant.id} failed earlier in this session: {self._failed[variant.id]}",
-                        pytrace=False)
-        if variant.id not in self._built:
-            owner = self.make_lab()
-            self._labs.append(owner)
-            try:
-                self._built[variant.id] = _deploy(owner, variant)
-            except BaseException as exc:
-                self._failed[variant.id] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                lab.record.extend(owner.record)
-                lab.namespaces.extend(n for n in owner.namespaces if n not in lab.namespaces)
-                raise
-        return self._built[variant.id].attach(lab)
-
-    def close(self) -> None:
-        """Undo every variant, the variants side by side (each waits for its namespace to go)."""
-        if self.keep or not self._labs:
-            return
-        errors: list[str] = []
-
-        def undo(owner: Lab) -> None:
-            try:
-                owner.cleanup()
-            except Exception as exc:
-                errors.append(str(exc))
-
-        threads = [threading.Thread(target=undo, args=(owner,), name=f"cleanup-{i}")
-                   for i, owner in enumerate(self._labs)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise AssertionError("; ".join(errors))
+#: the ``games`` fixture: ``games(FARGATE_GAME, lab)`` is that variant's deployment
+Games = Callable[[Variant, Lab], Game]
 
 
-def _deploy(lab: Lab, variant: Variant) -> Game:
-    """The variant as the documents build it: the Fargate profile (and namespace) first, then the manifest."""
-    key = f"{variant.namespace}-{TAG}" if lab.replay else variant.namespace  # see the module docstring
+def deploy(lab: Lab, variant: Variant) -> Game:
+    """The variant as the documents build it: the Fargate profile (and namespace) first, then the manifest.
+
+    ``lab`` is the variant's own (scope ``game``): replay puts it in ``<documented namespace>-game-<run id>``.
+    """
+    key = lab.scoped(variant.namespace)
     namespace = lab.name(key)
     if not lab.replay:
         lab.ensure(variant.manifest, variant.apply_command)
         lab.namespace_for(variant.namespace)
-        return Game(variant, lab, namespace, list(lab.record))
+        return Game(variant, lab, namespace)
     # Created before the namespace, so cleanup deletes the namespace (and its pods) first.
     lab.step(variant.profile_command, f"CreateFargateProfile {namespace}: selector namespace {namespace}")
     lab.create_profile(key, [{"namespace": namespace}])
-    docs = lab.load(variant.manifest)
     if variant is STUDY:
         lab.step("kubectl create ns study-aews", f"namespace {namespace}")
-        lab.namespace(key)
-    for doc in docs:
-        meta = doc.setdefault("metadata", {})
-        if doc.get("kind") == "Namespace" and meta.get("name") == variant.namespace:
-            meta["name"] = key
-        elif meta.get("namespace") == variant.namespace:
-            meta["namespace"] = key
-    lab.apply(variant.manifest, variant.apply_command, docs=docs)
-    return Game(variant, lab, namespace, list(lab.record))
-
-
-#: The process's games: a test module imports the ``games`` fixture, so each module holds its own session-scoped
-#: definition of it; all of them hand out this one registry.
-_shared: Games | None = None
-
-
-@pytest.fixture(scope="session")
-def games(pytestconfig: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any],
-          timing: Timing, namespaces_deleted_at_end: list[str]) -> Iterator[Games]:
-    """The 2048 deployments (``games(FARGATE_GAME, lab)``), built on first use and undone at session end
-    (before the run waits for the namespaces it deleted, theirs among them)."""
-    global _shared
-    if _shared is None:
-        lock = threading.Lock()
-
-        def client(service: str) -> Any:  # boto3 makes clients thread-unsafely; the clients themselves are safe
-            with lock:
-                return aws(service)
-
-        def make_lab() -> Lab:
-            return new_lab(pytestconfig, cluster, kube, client, timing, record=[])
-
-        _shared = Games(make_lab, keep=pytestconfig.option.keep)
-    built = _shared
-    try:
-        yield built
-    finally:
-        if _shared is built:
-            _shared = None
-            built.close()
+        lab.namespace(variant.namespace)
+    lab.apply(variant.manifest, variant.apply_command)
+    return Game(variant, lab, namespace)

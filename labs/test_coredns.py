@@ -21,9 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab import Lab, ModuleLab, expect
+from fargatelab import conditions as cond
 
 pytestmark = [
     pytest.mark.lab("Documented extras — CoreDNS on Fargate", "001"),
@@ -40,7 +39,7 @@ DEPLOYMENT = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
 
 
 def _live_pods(lab: Lab) -> list[dict[str, Any]]:
-    return [p for p in lab.kube.pods(KUBE_SYSTEM, SELECTOR) if not p["metadata"].get("deletionTimestamp")]
+    return lab.live_pods(KUBE_SYSTEM, SELECTOR)
 
 
 def _template_annotations(lab: Lab) -> dict[str, str]:
@@ -75,6 +74,7 @@ def _restore(lab: Lab, original: dict[str, str], replicas: int) -> None:
 def kube_system(module_lab: ModuleLab) -> Iterator[str | None]:
     """The kube-system profile's name (replay), or None in check mode (the student's own profile)."""
     with module_lab(lock=KUBE_SYSTEM) as setup:
+        setup.watch(KUBE_SYSTEM)
         if not setup.replay:
             yield None
             return
@@ -90,7 +90,6 @@ def kube_system(module_lab: ModuleLab) -> Iterator[str | None]:
 @pytest.mark.replay_only  # the student has already patched CoreDNS (the documented end state)
 def test_coredns_pinned_to_ec2(lab: Lab, kube_system: str) -> None:
     """With a kube-system profile ACTIVE, CoreDNS pods still stay off Fargate: the annotation pins them to EC2."""
-    lab.namespaces.append(KUBE_SYSTEM)
     expect(f"CoreDNS template annotation {ANNOTATION}", _template_annotations(lab).get(ANNOTATION), "ec2")
     # Pods made after the profile went ACTIVE: the replacements of the ones deleted here.
     before = {p["metadata"]["uid"] for p in _live_pods(lab)}
@@ -114,7 +113,6 @@ def test_coredns_pinned_to_ec2(lab: Lab, kube_system: str) -> None:
 
 
 def test_patch_moves_coredns_to_fargate(lab: Lab, kube_system: str | None) -> None:
-    lab.namespaces.append(KUBE_SYSTEM)
     if lab.replay:
         lab.step(DOCUMENTED_PATCH)
         out = lab.kube.kubectl("patch", "deployment", "coredns", "-n", KUBE_SYSTEM, "--type", "json", f"-p={PATCH}")
@@ -122,7 +120,7 @@ def test_patch_moves_coredns_to_fargate(lab: Lab, kube_system: str | None) -> No
     expect(f"CoreDNS template annotation {ANNOTATION} removed by: {DOCUMENTED_PATCH}",
            _template_annotations(lab).get(ANNOTATION), None)
     replicas = lab.kube.deployment(KUBE_SYSTEM, "coredns")["spec"]["replicas"]
-    lab.wait(cond.PodsRunning(lab.kube, KUBE_SYSTEM, SELECTOR, replicas), lab.timing.pod_ready_timeout + 30)
+    lab.wait(lab.conditions.pods_running(KUBE_SYSTEM, SELECTOR, replicas), lab.timing.pod_ready_timeout + 30)
     pods = _live_pods(lab)
     fargate = {n["metadata"]["name"] for n in lab.kube.fargate_nodes()}
     nodes = [p["spec"].get("nodeName") for p in pods]

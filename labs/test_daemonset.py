@@ -23,9 +23,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab import Lab, ModuleLab, expect
+from fargatelab import conditions as cond
 
 pytestmark = [
     pytest.mark.lab("Fargate limits — DaemonSets", "000"),
@@ -33,7 +32,6 @@ pytestmark = [
 ]
 
 NAMESPACE = "fargate-game-2048"
-TAG = "daemonset"
 GAME = "app.kubernetes.io/name=app-2048"
 PROBE = "app.kubernetes.io/name=daemonset-probe"
 
@@ -41,16 +39,12 @@ PROBE = "app.kubernetes.io/name=daemonset-probe"
 @dataclass
 class Probe:
     namespace: str
-    setup: list[tuple[str, object]]
     #: Fargate nodes present when the DaemonSet controller had counted (replay)
     fargate_nodes: int = 0
 
 
-def _localised(lab: Lab, manifest: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
-    docs = [d for d in lab.load(manifest) if d.get("kind") in kinds]
-    for doc in docs:
-        doc["metadata"]["namespace"] = f"{NAMESPACE}-{TAG}"
-    return docs
+def _only(lab: Lab, manifest: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [d for d in lab.load(manifest) if d.get("kind") in kinds]
 
 
 def _daemonset(lab: Lab, namespace: str) -> dict[str, Any]:
@@ -61,16 +55,16 @@ def _daemonset(lab: Lab, namespace: str) -> dict[str, Any]:
 def probe(module_lab: ModuleLab) -> Iterator[Probe]:
     with module_lab() as setup:
         if not setup.replay:
-            yield Probe(NAMESPACE, setup.record)
+            yield Probe(NAMESPACE)
             return
         kube = setup.kube
-        namespace = setup.profiled_namespace(f"{NAMESPACE}-{TAG}")
+        namespace = setup.profiled_namespace(setup.scoped(NAMESPACE))
         setup.apply("fargate_2048_full.yaml",
                     "kubectl apply -f ~/environment/myeks/alb-controller/fargate_2048_full.yaml",
-                    docs=_localised(setup, "fargate_2048_full.yaml", ("Deployment",)))
+                    docs=_only(setup, "fargate_2048_full.yaml", ("Deployment",)))
         replicas = kube.deployment(namespace, "deployment-2048")["spec"].get("replicas", 1)
-        setup.wait(cond.PodsRunning(kube, namespace, GAME, replicas), setup.timing.pod_ready_timeout + 30)
-        setup.apply("daemonset.yaml", docs=_localised(setup, "daemonset.yaml", ("DaemonSet",)))
+        setup.wait(setup.conditions.pods_running(namespace, GAME, replicas), setup.timing.pod_ready_timeout + 30)
+        setup.apply("daemonset.yaml", docs=_only(setup, "daemonset.yaml", ("DaemonSet",)))
 
         def counted() -> tuple[bool, str]:
             ds = _daemonset(setup, namespace)
@@ -78,7 +72,7 @@ def probe(module_lab: ModuleLab) -> Iterator[Probe]:
             return status.get("observedGeneration") == ds["metadata"]["generation"], f"status={status}"
 
         setup.wait(cond.condition("DaemonSet daemonset-probe counted by its controller", counted), 60)
-        yield Probe(namespace, setup.record, len(kube.fargate_nodes()))
+        yield Probe(namespace, len(kube.fargate_nodes()))
 
 
 def _pods_of_daemonsets_on_fargate(lab: Lab) -> list[str]:
@@ -114,8 +108,6 @@ FACTS: dict[str, tuple[str, Callable[[Lab, Probe], Any], Any]] = {
 @pytest.mark.replay_only
 @pytest.mark.parametrize("fact_id", list(FACTS), ids=list(FACTS))
 def test_daemonset_probe(lab: Lab, probe: Probe, fact_id: str) -> None:
-    lab.namespaces.append(probe.namespace)
-    lab.record.extend(probe.setup)
     lab.step("kubectl -n fargate-game-2048 get daemonset daemonset-probe")
     fact, read, expected = FACTS[fact_id]
     expect(fact, read(lab, probe), expected)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import Lab, expect
+from fargatelab import Lab, Missing, expect
+from fargatelab import conditions as cond
 from fargatelab.eks.vpc import cluster_subnets
 
 pytestmark = [pytest.mark.lab("Lab 1 — Fargate profile", "000")]
@@ -34,8 +34,7 @@ def _profile(lab: Lab, documented: str) -> dict[str, Any]:
         profile: dict[str, Any] = eks.describe_fargate_profile(
             clusterName=lab.cluster.cluster_name, fargateProfileName=documented)["fargateProfile"]
     except ClientError:
-        pytest.fail(f"missing: Fargate profile {documented} in cluster {lab.cluster.cluster_name}; "
-                    f"create it with: {DOCUMENTED}")
+        raise Missing(f"Fargate profile {documented} in cluster {lab.cluster.cluster_name}", DOCUMENTED) from None
     return profile
 
 
@@ -112,7 +111,7 @@ def test_wildcard_namespace_selector(lab: Lab) -> None:
     expect("scheduler of a pod in a study-* namespace", pod["spec"]["schedulerName"], "fargate-scheduler")
     expect("profile label", pod["metadata"]["labels"].get("eks.amazonaws.com/fargate-profile"),
            profile["fargateProfileName"])
-    lab.wait(cond.PodRunning(lab.kube, namespace, "wildcard-probe"), lab.timing.pod_ready_timeout)
+    lab.wait(lab.conditions.pod_running(namespace, "wildcard-probe"))
 
 
 @pytest.mark.replay_only

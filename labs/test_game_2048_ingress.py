@@ -17,14 +17,12 @@ from typing import Any
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.handle import Capability
-from fargatelab.scenario.lab import Lab, expect
+from fargatelab import Capability, Lab, expect
+from fargatelab import conditions as cond
 from fargatelab.eks.vpc import cluster_subnets
 from labs._game import (APP_SELECTOR, DEPLOYMENT, IMAGE, INGRESS, LOAD_BALANCER_TIMEOUT, SERVICE, VARIANTS, Games,
-                        Variant, games, param, require_lbc)
+                        Variant, param, require_lbc)
 
-__all__ = ["games"]  # the session-scoped fixture of labs/_game.py, imported so pytest finds it here
 
 pytestmark = [pytest.mark.lab("Lab 2 — the 2048 game behind an ALB Ingress", "000, 002")]
 

@@ -22,9 +22,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab import Lab, Missing, ModuleLab, expect
+from fargatelab import conditions as cond
 
 pytestmark = [
     # sleep 10, then ttlSecondsAfterFinished: 60 - the longest documented wait, so the run starts here
@@ -33,7 +32,6 @@ pytestmark = [
 ]
 
 NAMESPACE = "study-aews"
-TAG = "job-ttl"
 TTL = 60.0
 #: how late the ttl-after-finished controller may act (its queue, the API's 1 s timestamps, a busy machine)
 SLACK = 15.0
@@ -43,38 +41,25 @@ DOCUMENTED_APPLY = "cat <<EOF | kubectl apply -f -   # jobs-ttl.yaml, namespace 
 @dataclass
 class Jobs:
     namespace: str
-    setup: list[tuple[str, object]]
     #: busybox1's node and busybox2's node, recorded once the Jobs completed (replay)
     nodes: dict[str, str]
-
-
-def _namespace_key(lab: Lab) -> str:
-    return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
 
 
 @pytest.fixture(scope="module")
 def jobs(module_lab: ModuleLab) -> Iterator[Jobs]:
     with module_lab() as setup:
-        if setup.replay:
-            namespace = setup.profiled_namespace(_namespace_key(setup))
-            docs = setup.load("jobs-ttl.yaml")
-            for doc in docs:
-                doc["metadata"]["namespace"] = _namespace_key(setup)
-            setup.apply("jobs-ttl.yaml", DOCUMENTED_APPLY, docs=docs)
+        if setup.replay:  # the module's own namespace, study-aews-job-ttl-<run id>, and its profile
+            namespace = setup.profiled_namespace(setup.scoped(NAMESPACE))
+            setup.apply("jobs-ttl.yaml", DOCUMENTED_APPLY)
         else:
             namespace = setup.namespace(NAMESPACE)
-        yield Jobs(namespace, setup.record, {})
-
-
-def _attach(lab: Lab, jobs: Jobs) -> None:
-    lab.namespaces.append(jobs.namespace)
-    lab.record.extend(jobs.setup)
+        yield Jobs(namespace, {})
 
 
 def _require(lab: Lab, jobs: Jobs, name: str) -> None:
     """Check mode: the student's Job must exist (replay applied it)."""
     if not lab.kube.exists(f"/apis/batch/v1/namespaces/{jobs.namespace}/jobs/{name}"):
-        raise AssertionError(f"missing: Job {jobs.namespace}/{name}; run: {DOCUMENTED_APPLY}")
+        raise Missing(f"Job {jobs.namespace}/{name}", DOCUMENTED_APPLY)
 
 
 def _stamp(text: str) -> float:
@@ -96,7 +81,6 @@ def _job_pods(lab: Lab, namespace: str, job: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", ["busybox1", "busybox2"])
 def test_job_completes(lab: Lab, jobs: Jobs, name: str) -> None:
     """Complete 1/1: the pod ran ``sleep 10`` on a Fargate node, so the Job completes 10 s after it ran."""
-    _attach(lab, jobs)
     if not lab.replay and name == "busybox1" and not lab.kube.exists(
             f"/apis/batch/v1/namespaces/{jobs.namespace}/jobs/busybox1"):
         pytest.skip("busybox1 is gone: its TTL (60 s after completion) has passed in this cluster")
@@ -135,7 +119,6 @@ def test_job_completes(lab: Lab, jobs: Jobs, name: str) -> None:
 @pytest.mark.replay_only
 def test_busybox1_still_there_before_its_ttl(lab: Lab, jobs: Jobs) -> None:
     """At 50 s after completion the TTL has not run out: busybox1 and its pod are still there."""
-    _attach(lab, jobs)
     lab.wait(cond.JobCompleted(lab.kube, jobs.namespace, "busybox1"), lab.timing.pod_ready_timeout + 40)
     completed = _complete_at(lab.kube.job(jobs.namespace, "busybox1"))
     time.sleep(max(0.0, completed + TTL - 10 - time.time()))
@@ -147,7 +130,6 @@ def test_busybox1_still_there_before_its_ttl(lab: Lab, jobs: Jobs) -> None:
 @pytest.mark.replay_only
 def test_busybox1_deleted_by_ttl(lab: Lab, jobs: Jobs) -> None:
     """60 s after completion the ttl-after-finished controller deletes busybox1, cascading to its pod."""
-    _attach(lab, jobs)
     lab.wait(cond.JobCompleted(lab.kube, jobs.namespace, "busybox1"), lab.timing.pod_ready_timeout + 40)
     completed = _complete_at(lab.kube.job(jobs.namespace, "busybox1"))
     path = f"/apis/batch/v1/namespaces/{jobs.namespace}/jobs/busybox1"
@@ -165,7 +147,6 @@ def test_busybox1_deleted_by_ttl(lab: Lab, jobs: Jobs) -> None:
 
 def test_busybox2_remains(lab: Lab, jobs: Jobs) -> None:
     """No TTL: busybox2, its Completed pod and the pod's Fargate node stay (and on EKS stay billed)."""
-    _attach(lab, jobs)
     _require(lab, jobs, "busybox2")
     lab.wait(cond.JobCompleted(lab.kube, jobs.namespace, "busybox2"), lab.timing.pod_ready_timeout + 40)
     if lab.replay:

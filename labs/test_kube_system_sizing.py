@@ -26,10 +26,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
+from fargatelab import Lab, ModuleLab, expect
 from fargatelab.eks.facts import RUN_ID_LABEL
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Documented extras — kube-ops-view in kube-system", "003"),
@@ -52,7 +50,6 @@ DEFAULT_TOLERATIONS = [
 class OpsView:
     #: the profile this module created, or the documented ``kube-system`` in check mode
     profile: str
-    setup: list[tuple[str, object]]
 
 
 def _apply_in_kube_system(lab: Lab) -> None:
@@ -74,22 +71,21 @@ def _apply_in_kube_system(lab: Lab) -> None:
 @pytest.fixture(scope="module")
 def ops_view(module_lab: ModuleLab) -> Iterator[OpsView]:
     with module_lab(lock=KUBE_SYSTEM) as setup:
+        setup.watch(KUBE_SYSTEM)
         if not setup.replay:
             setup.ensure(MANIFEST, DOCUMENTED_INSTALL)
-            yield OpsView(KUBE_SYSTEM, setup.record)
+            yield OpsView(KUBE_SYSTEM)
             return
         setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
         profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])["fargateProfileName"]
         _apply_in_kube_system(setup)
         replicas = setup.kube.deployment(KUBE_SYSTEM, "kube-ops-view")["spec"].get("replicas", 1)
-        setup.wait(cond.PodsRunning(setup.kube, KUBE_SYSTEM, SELECTOR, replicas), setup.timing.pod_ready_timeout)
-        yield OpsView(profile, setup.record)
+        setup.wait(setup.conditions.pods_running(KUBE_SYSTEM, SELECTOR, replicas))
+        yield OpsView(profile)
 
 
 def _pod(lab: Lab, view: OpsView) -> dict[str, Any]:
-    lab.namespaces.append(KUBE_SYSTEM)
-    lab.record.extend(view.setup)
-    pods = [p for p in lab.kube.pods(KUBE_SYSTEM, SELECTOR) if not p["metadata"].get("deletionTimestamp")]
+    pods = lab.live_pods(KUBE_SYSTEM, SELECTOR)
     expect("kube-ops-view pods", len(pods), 1)
     return pods[0]
 

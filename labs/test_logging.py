@@ -33,9 +33,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import MANIFESTS, Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab import Lab, ModuleLab, expect
+from fargatelab import conditions as cond
+from fargatelab.scenario.manifests import MANIFESTS
 
 pytestmark = [
     pytest.mark.lab("Documented extras — Fargate logging", "003"),
@@ -43,7 +43,6 @@ pytestmark = [
 ]
 
 NAMESPACE = "study-aews"
-TAG = "logging"
 OBSERVABILITY = "aws-observability"
 CONFIGMAP = f"/api/v1/namespaces/{OBSERVABILITY}/configmaps/aws-logging"
 WEBHOOK = "0500-amazon-eks-fargate-configmaps-admission.amazonaws.com"
@@ -60,11 +59,6 @@ DOCUMENTED_SAMPLE_APP = "cat <<EOF | kubectl apply -f -   # sample-app.yaml, nam
 @dataclass
 class Logging:
     namespace: str
-    setup: list[tuple[str, object]]
-
-
-def _namespace_key(lab: Lab) -> str:
-    return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
 
 
 def _snapshot(lab: Lab) -> tuple[bool, dict[str, Any] | None]:
@@ -96,20 +90,15 @@ def _restored(lab: Lab, namespace_existed: bool) -> None:
 def logging_lab(module_lab: ModuleLab) -> Iterator[Logging]:
     with module_lab(lock=OBSERVABILITY) as setup:
         if not setup.replay:
-            yield Logging(setup.namespace(NAMESPACE), setup.record)
+            yield Logging(setup.namespace(NAMESPACE))
             return
         namespace_existed, configmap = _snapshot(setup)
         # aws-observability goes back to how this module found it: started first, waited for last,
         # so its namespace and the module's go side by side.
         setup.on_cleanup("aws-observability as it was", lambda: _restored(setup, namespace_existed))
-        namespace = setup.profiled_namespace(_namespace_key(setup))
+        namespace = setup.profiled_namespace(setup.scoped(NAMESPACE))
         setup.on_cleanup("put back aws-observability", lambda: _restore(setup, namespace_existed, configmap))
-        yield Logging(namespace, setup.record)
-
-
-def _attach(lab: Lab, logging: Logging) -> None:
-    lab.namespaces.append(logging.namespace)
-    lab.record.extend(logging.setup)
+        yield Logging(namespace)
 
 
 def _apply_file(lab: Lab, manifest: str, check: bool = True) -> Any:
@@ -143,14 +132,13 @@ def _new_pod(lab: Lab, namespace: str, name: str, expected: str) -> dict[str, An
 
 def _logging_events(lab: Lab, pod: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     namespace, uid = pod["metadata"]["namespace"], pod["metadata"]["uid"]
-    lab.wait(cond.EventRecorded(lab.kube, namespace, uid, "Scheduled"), lab.timing.pod_ready_timeout)
+    lab.wait(lab.conditions.event_recorded(namespace, uid, "Scheduled"))
     return [(e.get("source", {}).get("component", ""), e["type"], e["reason"], e["message"])
             for e in lab.kube.events(namespace, uid=uid) if e["reason"].startswith("Logging")]
 
 
 @pytest.mark.replay_only
 def test_without_configmap_logging_disabled(lab: Lab, logging_lab: Logging) -> None:
-    _attach(lab, logging_lab)
     _delete_configmap(lab)
     pod = _new_pod(lab, logging_lab.namespace, "no-configmap", NOT_FOUND)
     expect("Logging annotation of a pod created without the aws-logging ConfigMap",
@@ -179,7 +167,6 @@ DENIALS = {
 @pytest.mark.replay_only
 @pytest.mark.parametrize("case", list(DENIALS), ids=list(DENIALS))
 def test_configmap_denied(lab: Lab, logging_lab: Logging, case: str) -> None:
-    _attach(lab, logging_lab)
     manifest, reason = DENIALS[case]
     before = _snapshot(lab)[1]
     if manifest:
@@ -200,7 +187,6 @@ def test_configmap_denied(lab: Lab, logging_lab: Logging, case: str) -> None:
 
 
 def test_configmap_enables_logging(lab: Lab, logging_lab: Logging) -> None:
-    _attach(lab, logging_lab)
     if lab.replay:
         result = _apply_file(lab, "aws-logging-cloudwatch.yaml", check=False)
         denial = re.search(r'admission webhook "[^"]*" denied the request: .*', result.stderr)
@@ -225,13 +211,8 @@ def test_configmap_enables_logging(lab: Lab, logging_lab: Logging) -> None:
         probe = _new_pod(lab, logging_lab.namespace, "with-configmap", ENABLED)
         expect("Logging annotation of a pod created with the ConfigMap",
                probe["metadata"]["annotations"].get("Logging"), ENABLED)
-        docs = lab.load("sample-app.yaml")
-        for doc in docs:
-            doc["metadata"]["namespace"] = _namespace_key(lab)
-        lab.apply("sample-app.yaml", DOCUMENTED_SAMPLE_APP, docs=docs)
-    else:
-        lab.ensure("sample-app.yaml", DOCUMENTED_SAMPLE_APP)
-    lab.wait(cond.PodsRunning(lab.kube, logging_lab.namespace, "app=nginx", 2), lab.timing.pod_ready_timeout)
+    lab.ensure("sample-app.yaml", DOCUMENTED_SAMPLE_APP)
+    lab.wait(lab.conditions.pods_running(logging_lab.namespace, "app=nginx", 2))
     pods = lab.kube.pods(logging_lab.namespace, "app=nginx")
     expect("sample-app pods' Logging annotation", [p["metadata"]["annotations"].get("Logging") for p in pods],
            [ENABLED, ENABLED])
@@ -243,7 +224,6 @@ def test_configmap_enables_logging(lab: Lab, logging_lab: Logging) -> None:
 @pytest.mark.replay_only
 def test_changes_reach_new_pods_only(lab: Lab, logging_lab: Logging) -> None:
     """Deleting the ConfigMap leaves running pods as they were; only pods created afterwards lose logging."""
-    _attach(lab, logging_lab)
     _apply_file(lab, "aws-logging-cloudwatch.yaml")
     earlier = _new_pod(lab, logging_lab.namespace, "before-change", ENABLED)
     expect("Logging annotation while the ConfigMap exists", earlier["metadata"]["annotations"].get("Logging"), ENABLED)

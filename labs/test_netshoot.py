@@ -23,9 +23,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab import Lab, ModuleLab, expect
+from fargatelab import conditions as cond
 from fargatelab.eks.vpc import cluster_subnets
 
 pytestmark = [
@@ -36,7 +35,6 @@ pytestmark = [
 ]
 
 NAMESPACE = "study-aews"
-TAG = "netshoot"
 PROFILE_LABEL = "eks.amazonaws.com/fargate-profile"
 LOGGING_ENABLED = "LoggingEnabled"
 LOGGING_NOT_FOUND = "LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND"
@@ -50,25 +48,11 @@ class Netshoot:
     profile: str | None
     #: the Logging annotation the cluster's aws-logging state gives new pods, or None if it changed meanwhile
     logging: str | None
-    #: the setup's documented steps, for each test's report
-    setup: list[tuple[str, object]]
-
-
-def _namespace_key(lab: Lab) -> str:
-    return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
 
 
 def _apply(lab: Lab, manifest: str) -> None:
-    """The documented ``kubectl apply``; replay moves study-aews to this module's own namespace."""
-    documented = DOCUMENTED_APPLY.format(manifest=manifest)
-    if not lab.replay:
-        lab.ensure(manifest, documented)
-        return
-    docs = lab.load(manifest)
-    for doc in docs:
-        if doc.get("metadata", {}).get("namespace") == NAMESPACE:
-            doc["metadata"]["namespace"] = _namespace_key(lab)
-    lab.apply(manifest, documented, docs=docs)
+    """The documented ``kubectl apply`` (replay: into this module's own namespace)."""
+    lab.ensure(manifest, DOCUMENTED_APPLY.format(manifest=manifest))
 
 
 def _logging_annotation_now(lab: Lab) -> str:
@@ -79,7 +63,7 @@ def _logging_annotation_now(lab: Lab) -> str:
 def _wait_replicas(lab: Lab, namespace: str, deployment: str, selector: str) -> None:
     """As many pods Running as the Deployment asks for (a changed replica count fails its own fact, not here)."""
     replicas = lab.kube.deployment(namespace, deployment)["spec"].get("replicas", 1)
-    lab.wait(cond.PodsRunning(lab.kube, namespace, selector, replicas), lab.timing.pod_ready_timeout)
+    lab.wait(lab.conditions.pods_running(namespace, selector, replicas))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +71,7 @@ def netshoot(module_lab: ModuleLab) -> Iterator[Netshoot]:
     with module_lab() as setup:
         setup.step("kubectl create ns study-aews")
         if setup.replay:
-            namespace = setup.profiled_namespace(_namespace_key(setup))
+            namespace = setup.profiled_namespace(setup.scoped(NAMESPACE))
             profile: str | None = namespace  # the profile is named after its namespace
         else:
             namespace, profile = setup.namespace(NAMESPACE), None
@@ -99,17 +83,11 @@ def netshoot(module_lab: ModuleLab) -> Iterator[Netshoot]:
             _wait_replicas(setup, namespace, "netshoot", "app=netshoot")
             _wait_replicas(setup, namespace, "sample-app", "app=nginx")
             after = _logging_annotation_now(setup)
-        yield Netshoot(namespace, profile, before if before == after else None, setup.record)
-
-
-def _attach(lab: Lab, ns: Netshoot) -> None:
-    """The test's report shows the setup steps; its diagnostics cover the module's namespace."""
-    lab.namespaces.append(ns.namespace)
-    lab.record.extend(ns.setup)
+        yield Netshoot(namespace, profile, before if before == after else None)
 
 
 def _pod(lab: Lab, ns: Netshoot, selector: str = "app=netshoot") -> dict[str, Any]:
-    pods = [p for p in lab.kube.pods(ns.namespace, selector) if not p["metadata"].get("deletionTimestamp")]
+    pods = lab.live_pods(ns.namespace, selector)
     assert pods, f"no pod {selector} in {ns.namespace}"
     return pods[0]
 
@@ -169,7 +147,6 @@ POD_FACTS: dict[str, tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any],
 
 @pytest.mark.parametrize("fact_id", list(POD_FACTS), ids=list(POD_FACTS))
 def test_netshoot_pod(lab: Lab, netshoot: Netshoot, fact_id: str) -> None:
-    _attach(lab, netshoot)
     lab.step("kubectl get pod -n study-aews -l app=netshoot -o yaml; kubectl get deploy -n study-aews netshoot -o yaml")
     pod = _pod(lab, netshoot)
     deployment = lab.kube.deployment(netshoot.namespace, "netshoot")
@@ -194,8 +171,7 @@ def test_netshoot_pod(lab: Lab, netshoot: Netshoot, fact_id: str) -> None:
 
 def test_sample_app_pods(lab: Lab, netshoot: Netshoot) -> None:
     """sample-app: 2 nginx replicas with the same requests, so each is 0.5vCPU 1GB on its own Fargate node."""
-    _attach(lab, netshoot)
-    pods = [p for p in lab.kube.pods(netshoot.namespace, "app=nginx") if not p["metadata"].get("deletionTimestamp")]
+    pods = lab.live_pods(netshoot.namespace, "app=nginx")
     expect("sample-app replicas", len(pods), 2)
     expect("sample-app CapacityProvisioned",
            sorted(p["metadata"]["annotations"].get("CapacityProvisioned") for p in pods),
@@ -209,7 +185,6 @@ def test_sample_app_pods(lab: Lab, netshoot: Netshoot) -> None:
 @pytest.mark.replay_only  # events expire after an hour, so a student's cluster may no longer have them
 def test_netshoot_events(lab: Lab, netshoot: Netshoot) -> None:
     """fargate-scheduler: Logging* then Scheduled; then the node's kubelet: Pulling, Pulled, Created, Started."""
-    _attach(lab, netshoot)
     lab.step("kubectl describe pod -n study-aews -l app=netshoot | grep Events: -A 10")
     pod = _pod(lab, netshoot)
     uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
@@ -241,7 +216,6 @@ def test_netshoot_events(lab: Lab, netshoot: Netshoot) -> None:
 def test_fargate_node_events(lab: Lab, netshoot: Netshoot) -> None:
     """The new node's kubelet: Starting, the three Node* conditions, NodeAllocatableEnforced, NodeReady, in that
     order; then the node controller's RegisteredNode."""
-    _attach(lab, netshoot)
     lab.step("kubectl describe node <fargate-ip-…> | grep Events: -A 10")
     node = _pod(lab, netshoot)["spec"]["nodeName"]
     kubelet = ["Starting", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID",
@@ -365,7 +339,6 @@ NODE_FACT_IDS = list(NODE_FACTS)
 
 @pytest.mark.parametrize("fact_id", NODE_FACT_IDS, ids=NODE_FACT_IDS)
 def test_fargate_node(lab: Lab, netshoot: Netshoot, fact_id: str) -> None:
-    _attach(lab, netshoot)
     lab.step("kubectl get nodes -o wide; kubectl describe node <fargate-ip-…>")
     pod = _pod(lab, netshoot)
     node = lab.kube.get(f"/api/v1/nodes/{pod['spec']['nodeName']}")
@@ -452,7 +425,6 @@ def test_in_pod(lab: Lab, request: pytest.FixtureRequest, probe: str) -> None:
                     "add that rule to its role (docs/check-mode.md) to run the probes in your netshoot pod")
     # Asked for here, not as an argument: the lab fixture skips first when the backend has no pod network.
     netshoot: Netshoot = request.getfixturevalue("netshoot")
-    _attach(lab, netshoot)
     lab.step("kubectl exec -it deploy/netshoot -n study-aews -- zsh", f"testinfra kubectl:// backend: {probe}")
     pod, host = _in_pod(lab, netshoot)
     PROBES[probe](lab, netshoot, pod, host)

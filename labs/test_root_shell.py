@@ -22,9 +22,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab.scenario import conditions as cond
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
+from fargatelab import Lab, ModuleLab, expect
 
 pytestmark = [
     pytest.mark.lab("Lab 5 — the root-shell pod is rejected", "002"),
@@ -32,22 +30,17 @@ pytestmark = [
 ]
 
 NAMESPACE = "study-aews"
-TAG = "root-shell"
 DOCUMENTED_APPLY = "kubectl apply -f - <<EOF   # root-shell.yaml, namespace study-aews"
 ROOT_SHELL_MESSAGE = ("Pod not supported on Fargate: fields not supported: HostNetwork, HostPID, HostIPC, "
                       "volumes not supported: hostroot is of an unsupported volume Type, "
                       "invalid SecurityContext fields: Privileged")
 
 
-def _namespace_key(lab: Lab) -> str:
-    """Replay gives the module a namespace of its own (``study-aews-root-shell-<run id>``)."""
-    return f"{NAMESPACE}-{TAG}" if lab.replay else NAMESPACE
-
-
 @pytest.fixture(scope="module")
 def namespace(module_lab: ModuleLab) -> Iterator[str]:
+    """Replay gives the module a namespace of its own (``study-aews-root-shell-<run id>``) and its profile."""
     with module_lab() as setup:
-        yield setup.profiled_namespace(_namespace_key(setup)) if setup.replay else setup.namespace(NAMESPACE)
+        yield setup.profiled_namespace(setup.scoped(NAMESPACE)) if setup.replay else setup.namespace(NAMESPACE)
 
 
 def _failed_scheduling(lab: Lab, namespace: str, name: str) -> list[tuple[str, str, str]]:
@@ -57,15 +50,8 @@ def _failed_scheduling(lab: Lab, namespace: str, name: str) -> list[tuple[str, s
 
 
 def test_root_shell_stays_pending(lab: Lab, namespace: str) -> None:
-    lab.namespaces.append(namespace)
-    if lab.replay:
-        docs = lab.load("root-shell.yaml")
-        for doc in docs:
-            doc["metadata"]["namespace"] = _namespace_key(lab)
-        lab.apply("root-shell.yaml", DOCUMENTED_APPLY, docs=docs)
-    else:
-        lab.ensure("root-shell.yaml", DOCUMENTED_APPLY)
-    lab.wait(cond.PodPending(lab.kube, namespace, "root-shell", "FailedScheduling"), lab.timing.pod_ready_timeout)
+    lab.ensure("root-shell.yaml", DOCUMENTED_APPLY)
+    lab.wait(lab.conditions.pod_pending(namespace, "root-shell", "FailedScheduling"))
     pod = lab.kube.pod(namespace, "root-shell")
     expect("root-shell schedulerName (the profile matched)", pod["spec"].get("schedulerName"), "fargate-scheduler")
 
@@ -87,7 +73,7 @@ def test_root_shell_stays_pending(lab: Lab, namespace: str) -> None:
     if lab.replay:
         lab.step("kubectl delete pod -n study-aews root-shell")
         lab.kube.kubectl("delete", "pod", "-n", namespace, "root-shell", "--wait=false")
-        lab.wait(cond.ResourceDeleted(lab.kube, f"/api/v1/namespaces/{namespace}/pods/root-shell"), 60)
+        lab.wait(lab.conditions.deleted(f"/api/v1/namespaces/{namespace}/pods/root-shell", 60))
 
 
 def _supported_root_shell(lab: Lab) -> dict[str, Any]:
@@ -147,7 +133,6 @@ def _delete_pod(lab: Lab, namespace: str, name: str) -> None:
 @pytest.mark.replay_only
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=list(VARIANTS))
 def test_one_unsupported_field(lab: Lab, namespace: str, variant: str) -> None:
-    lab.namespaces.append(namespace)
     change, message = VARIANTS[variant]
     pod = _supported_root_shell(lab)
     change(pod)
@@ -156,10 +141,10 @@ def test_one_unsupported_field(lab: Lab, namespace: str, variant: str) -> None:
     lab.on_cleanup(f"pod {name}", lambda: _delete_pod(lab, namespace, name))
     lab.kube.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     if message is None:
-        lab.wait(cond.PodRunning(lab.kube, namespace, name), lab.timing.pod_ready_timeout)
+        lab.wait(lab.conditions.pod_running(namespace, name))
         expect("FailedScheduling events of a supported pod", _failed_scheduling(lab, namespace, name), [])
         return
-    lab.wait(cond.PodPending(lab.kube, namespace, name, "FailedScheduling"), lab.timing.pod_ready_timeout)
+    lab.wait(lab.conditions.pod_pending(namespace, name, "FailedScheduling"))
     expect(f"FailedScheduling event for {variant.split('->')[0]} (source, type, message)",
            _failed_scheduling(lab, namespace, name), [("fargate-scheduler", "Warning", message)])
     expect(f"{name} node", lab.kube.pod(namespace, name)["spec"].get("nodeName"), None)

@@ -17,10 +17,9 @@ import shlex
 
 import pytest
 
-from fargatelab.scenario.lab import Lab, expect
-from labs._game import DEPLOYMENT, FARGATE_GAME, STUDY, Game, Games, Variant, games, group, param, require_lbc
+from fargatelab import Lab, expect
+from labs._game import DEPLOYMENT, FARGATE_GAME, STUDY, Game, Games, Variant, group, param, require_lbc
 
-__all__ = ["games"]  # the session-scoped fixture of labs/_game.py, imported so pytest finds it here
 
 pytestmark = [pytest.mark.lab("Lab 3 — scaling replicas and the node count", "000, 002"), pytest.mark.replay_only]
 

@@ -18,9 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from fargatelab import Lab, ModuleLab, expect
 from fargatelab.eks.facts import RUN_ID_LABEL
-from fargatelab.scenario.lab import Lab, expect
-from fargatelab.plugin.fixtures import ModuleLab
 
 pytestmark = [
     pytest.mark.lab("Fargate pod sizing", "003"),
@@ -76,7 +75,6 @@ def _delete_pod(lab: Lab, namespace: str, name: str) -> None:
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_capacity(lab: Lab, namespace: str, case: str) -> None:
-    lab.namespaces.append(namespace)
     containers, init_containers, size = CASES[case]
     name = f"size-{list(CASES).index(case)}"
     spec: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..rules.timing import Timing
 from .kube import Kube
 from .wait import Condition, condition
 
@@ -19,6 +20,7 @@ __all__ = [
     "FargateNodesFor",
     "EventRecorded",
     "phase_summary",
+    "Conditions",
 ]
 
 
@@ -44,7 +46,7 @@ def PodsRunning(kube: Kube, namespace: str, selector: str, count: int) -> Condit
     """Exactly ``count`` live pods match, all Running and Ready."""
 
     def probe() -> tuple[bool, str]:
-        pods = [p for p in kube.pods(namespace, selector) if not p["metadata"].get("deletionTimestamp")]
+        pods = kube.live_pods(namespace, selector)
         running = [p for p in pods if p["status"].get("phase") == "Running"
                    and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
         return len(pods) == count and len(running) == count, f"{len(running)}/{len(pods)} running: {phase_summary(pods)}"
@@ -112,7 +114,7 @@ def FargateNodesFor(kube: Kube, namespace: str, selector: str, count: int) -> Co
     """``count`` live pods, each on its own Fargate node, and no Fargate node left without its pod."""
 
     def probe() -> tuple[bool, str]:
-        pods = [p for p in kube.pods(namespace, selector) if not p["metadata"].get("deletionTimestamp")]
+        pods = kube.live_pods(namespace, selector)
         fargate = {n["metadata"]["name"] for n in kube.fargate_nodes()}
         hosting = [p["spec"].get("nodeName") for p in pods]
         on_own_node = len(set(hosting)) == len(hosting) and all(h in fargate for h in hosting)
@@ -131,3 +133,35 @@ def EventRecorded(kube: Kube, namespace: str, uid: str, reason: str,
         return any(message(e.get("message", "")) for e in events), f"{reason} events: {[e.get('message') for e in events]}"
 
     return condition(f"{reason} event", probe)
+
+
+class Conditions:
+    """The conditions above bound once to a cluster, each with its default timeout from the timing profile
+    (``lab.wait(lab.conditions.pod_running(ns, "netshoot"))``), in the manner of e2e-framework's
+    ``conditions.New(resources)``."""
+
+    def __init__(self, kube: Kube, timing: Timing) -> None:
+        self.kube, self.timing = kube, timing
+
+    @property
+    def _pod(self) -> float:
+        return self.timing.pod_ready_timeout
+
+    def pod_running(self, namespace: str, name: str) -> Condition:
+        return PodRunning(self.kube, namespace, name).within(self._pod)
+
+    def pods_running(self, namespace: str, selector: str, count: int) -> Condition:
+        return PodsRunning(self.kube, namespace, selector, count).within(self._pod)
+
+    def pod_pending(self, namespace: str, name: str, reason: str) -> Condition:
+        return PodPending(self.kube, namespace, name, reason).within(self._pod)
+
+    def fargate_nodes_for(self, namespace: str, selector: str, count: int) -> Condition:
+        return FargateNodesFor(self.kube, namespace, selector, count).within(self._pod)
+
+    def event_recorded(self, namespace: str, uid: str, reason: str,
+                       message: Callable[[str], bool] = lambda _: True) -> Condition:
+        return EventRecorded(self.kube, namespace, uid, reason, message).within(self._pod)
+
+    def deleted(self, path: str, timeout: float = 120) -> Condition:
+        return ResourceDeleted(self.kube, path).within(timeout)

@@ -66,15 +66,22 @@ class Kube:
         from .wait import ComponentDied
 
         command = shlex.join(["kubectl", *args])
+        # Its own session: the terminal's Ctrl-C reaches the harness, which decides (a cleanup's kubectl
+        # finishes; a step's is stopped below), instead of killing kubectl halfway through a delete.
         proc = subprocess.Popen([self.kubectl_path, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, KUBECONFIG=self.kubeconfig))
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, KUBECONFIG=self.kubeconfig),
+                                start_new_session=True)
         deadline = time.monotonic() + timeout
         pending_input = stdin
         while True:
             try:
                 out, err = proc.communicate(input=pending_input, timeout=0.5)
                 break
-            except subprocess.TimeoutExpired:
+            except BaseException as exc:
+                if not isinstance(exc, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.communicate()
+                    raise
                 pending_input = None  # communicate() already sent it
                 dead = self.liveness() if self.liveness else None
                 if dead or time.monotonic() > deadline:
@@ -121,6 +128,10 @@ class Kube:
         query = {"labelSelector": selector} if selector else {}
         items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/{namespace}/pods", **query)["items"]
         return items
+
+    def live_pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        """Pods not being deleted: the ones a Deployment or a step still counts."""
+        return [p for p in self.pods(namespace, selector) if not p["metadata"].get("deletionTimestamp")]
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         return self.get(f"/api/v1/namespaces/{namespace}/pods/{name}")

@@ -1,4 +1,9 @@
-"""A lab scenario's working context: documented names, documented steps, waits, cleanup, diagnostics.
+"""A lab scenario's working context: a small facade over the services a step uses.
+
+The step recorder (``step``, ``defect``), the cleanup stack (:class:`~.cleaner.Cleaner`), the namespaces
+(:class:`~.namespaces.Namespaces`), Fargate profiles (:class:`~.profiles.Profiles`), cluster locks and
+diagnostics. A test's ``lab`` inherits its module's setup: the setup's steps come first in the test's
+report, its namespaces are in the test's diagnostics, and its scoped names apply to the test's manifests.
 
 In replay mode the names of namespaces and profiles carry the run id (``study-aews`` becomes
 ``study-aews-<run id>``), so parallel runs never meet; check mode uses the documented names as they
@@ -8,38 +13,30 @@ are, because it reads what a student made by following the documents.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-import hashlib
-import fcntl
-import json
-import os
-import signal
-import sys
-import threading
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable
 
 import yaml
 
-from . import conditions as cond
-from . import wait
-from ..eks.facts import RUN_ID_LABEL
-from ..eks.retry import retry_transient
-from ..errors import ExitCode, HarnessError
-from .handle import ClusterHandle
+from . import diagnostics, manifests
+from . import wait as waits
+from .cleaner import Cleaner
+from .conditions import Conditions
 from .failures import FactMismatch, Missing
+from .handle import ClusterHandle
 from .kube import Kube
+from .locks import cluster_lock
+from .namespaces import Namespaces
+from .profiles import Profiles
+from ..eks.facts import RUN_ID_LABEL
+from ..errors import ExitCode, HarnessError
 from ..rules.timing import Timing
 
-__all__ = ["Lab", "MANIFESTS", "RUN_ID_LABEL", "expect"]
+__all__ = ["Lab", "expect"]
 
-# FARGATE_LABS_MANIFESTS points the labs at another copy of the manifests (to prove a broken fact fails).
-MANIFESTS = Path(os.environ.get("FARGATE_LABS_MANIFESTS")
-                 or Path(__file__).resolve().parent.parent / "fixtures" / "manifests")
-ALB_TAGS_ANNOTATION = "alb.ingress.kubernetes.io/tags"
+MANIFESTS = manifests.MANIFESTS
 
 
 def expect(fact: str, actual: Any, expected: Any) -> None:
@@ -50,22 +47,64 @@ def expect(fact: str, actual: Any, expected: Any) -> None:
 
 class Lab:
     def __init__(self, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any], timing: Timing,
-                 mode: str = "replay", liveness: wait.Liveness | None = None,
-                 record: list[tuple[str, object]] | None = None, settle: list[str] | None = None) -> None:
+                 mode: str = "replay", liveness: waits.Liveness | None = None,
+                 record: list[tuple[str, object]] | None = None, settle: list[str] | None = None,
+                 scope: str = "", parents: Callable[[], Iterable[Lab]] | None = None) -> None:
         self.cluster = cluster
         self.kube = kube
         self.aws = aws
         self.timing = timing
         self.mode = mode
         self.liveness = liveness
+        #: this Lab's own documented steps, as the report shows them
         self.record = record if record is not None else []
-        self._cleanups: list[tuple[str, Callable[[], None]]] = []
-        self.namespaces: list[str] = []
-        #: namespaces whose deletion this Lab's cleanup holds
-        self._deletes: set[str] = set()
-        #: where namespaces only this run can use are handed over once their deletion has started, to be
-        #: seen gone at the end of the run, all together (None: wait for each one here)
-        self.settle = settle
+        #: what makes replay names of this lab module's own (``study-aews`` -> ``study-aews-<scope>``)
+        self.scope = scope
+        self.cleaner = Cleaner()
+        # Waits go through the Lab (not a bound method taken now), so whatever waits for the Lab waits for them.
+        self._namespaces = Namespaces(kube, cluster.run_id, self.replay, self.cleaner,
+                                      lambda c, timeout: self.wait(c, timeout), settle)
+        self.profiles = Profiles(cluster, aws, timing, self.cleaner,
+                                 lambda c, timeout, interval: self.wait(c, timeout, interval))
+        #: conditions bound to this cluster, each with its default timeout from the timing profile
+        self.conditions = Conditions(kube, timing)
+        self._parents: list[Lab] = []
+        self._parent_source = parents
+
+    # --- the setups this Lab inherits -----------------------------------------------------------
+
+    def inherit(self, parent: Lab) -> None:
+        """Take ``parent``'s steps, namespaces and scoped names as this Lab's own setup."""
+        if parent is not self and parent not in self._parents:
+            self._parents.append(parent)
+
+    def parents(self) -> list[Lab]:
+        found = list(self._parent_source() if self._parent_source else [])
+        return [p for p in found if p is not self] + [p for p in self._parents if p not in found]
+
+    def inherited_steps(self) -> list[tuple[str, object]]:
+        """The steps of every setup this Lab inherits, oldest first (each setup's own inheritance first)."""
+        steps: list[tuple[str, object]] = []
+        for parent in self.parents():
+            for step in parent.inherited_steps() + parent.record:
+                if step not in steps:
+                    steps.append(step)
+        return steps
+
+    @property
+    def namespaces(self) -> list[str]:
+        """Every namespace this Lab and its setups touched."""
+        out: list[str] = []
+        for parent in self.parents():
+            out += [n for n in parent.namespaces if n not in out]
+        return out + [n for n in self._namespaces.touched if n not in out]
+
+    def _renames(self) -> dict[str, str]:
+        renames: dict[str, str] = {}
+        for parent in self.parents():
+            renames.update(parent._renames())
+        renames.update(self._namespaces.renames)
+        return renames
 
     # --- names --------------------------------------------------------------------------------
 
@@ -74,7 +113,18 @@ class Lab:
         return self.mode == "replay"
 
     def name(self, documented: str) -> str:
-        return f"{documented}-{self.cluster.run_id}" if self.replay else documented
+        return self._namespaces.name(documented)
+
+    def scoped(self, documented: str) -> str:
+        """This lab module's own stand-in for a documented namespace, used by every manifest from now on."""
+        return self._namespaces.scoped(documented, self.scope)
+
+    def namespace_for(self, documented: str) -> str:
+        return self._namespaces.for_documented(documented, self._renames())
+
+    def watch(self, namespace: str) -> None:
+        """Collect ``namespace``'s events, describe and logs if a step fails (kube-system, say)."""
+        self._namespaces.touch(namespace)
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -86,49 +136,28 @@ class Lab:
         """Record a documentation defect: a documented command that does not work as written."""
         self.record.append(("documentation defect", text))
 
-    def wait(self, condition: wait.Condition, timeout: float, interval: float = 0.5) -> str:
-        return wait.for_(condition, timeout, interval, self.liveness)
+    def wait(self, condition: waits.Condition, timeout: float | None = None, interval: float = 0.5) -> str:
+        """Wait until ``condition`` is met: ``timeout`` or the condition's own default."""
+        return waits.for_(condition, timeout, interval, self.liveness)
+
+    def live_pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        """Pods of ``namespace`` not being deleted (what ``kubectl get pods`` settles on)."""
+        return self.kube.live_pods(namespace, selector)
 
     # --- cleanup ------------------------------------------------------------------------------
 
     def on_cleanup(self, what: str, action: Callable[[], None]) -> None:
-        self._cleanups.append((what, action))
+        self.cleaner.add(what, action)
 
     def cleanup(self) -> None:
-        """Undo what the scenario created, newest first, each waiting until it is really gone.
-
-        Ctrl-C does not cut cleanup short (that is how resources leak): an interrupt while it runs is
-        held back, the action it hit is tried once more, and the interrupt is raised when all is undone.
-        """
-        errors = []
-        with _sigint_deferred() as held:
-            while self._cleanups:
-                what, action = self._cleanups.pop()
-                for attempt in (1, 2):
-                    try:
-                        action()
-                        break
-                    except KeyboardInterrupt:
-                        held.append(what)
-                    except Exception as exc:
-                        errors.append(f"{what}: {exc}")
-                        break
-        if held:
-            raise KeyboardInterrupt(f"interrupted during cleanup (finished anyway: {', '.join(held)})")
-        if errors:
-            raise AssertionError("cleanup failed: " + "; ".join(errors))
+        """Undo what the scenario created, newest first, each waiting until it is really gone (see Cleaner)."""
+        self.cleaner.run()
 
     # --- namespaces and manifests -------------------------------------------------------------
 
     def namespace(self, documented: str) -> str:
         """The lab's namespace for ``documented``: created (labelled with the run id) in replay mode."""
-        name = self.name(documented)
-        if name not in self.namespaces:
-            self.namespaces.append(name)
-        if self.replay and not self.kube.exists(f"/api/v1/namespaces/{name}"):
-            self.on_cleanup(f"namespace {name}", lambda: self._delete_namespace(name))
-            self._create_namespace(name)
-        return name
+        return self._namespaces.ensure(self._renames().get(documented, documented))
 
     def profiled_namespace(self, key: str) -> str:
         """Replay mode: ``<key>-<run id>``, labelled with the run id, with a Fargate profile of the same name.
@@ -136,82 +165,32 @@ class Lab:
         Cleanup removes both side by side: it starts deleting the namespace, deletes the profile meanwhile,
         and waits until the namespace is gone last.
         """
+        ns = self._namespaces
         name = self.name(key)
         # Registered first, so it runs last.
-        self.on_cleanup(f"namespace {name} gone", lambda: self._wait_namespace_gone(name))
+        self.on_cleanup(f"namespace {name} gone", lambda: ns.wait_gone(name))
         self.create_profile(key, [{"namespace": name}])
-        self.on_cleanup(f"namespace {name}", lambda: self._start_deleting_namespace(name))
-        self._create_namespace(name)
-        self.namespaces.append(name)
+        self.on_cleanup(f"namespace {name}", lambda: ns.start_deleting(name))
+        ns.create(name)
+        ns.touch(name)
         return name
-
-    def _create_namespace(self, name: str) -> None:
-        """Create ``name`` labelled with the run id; its deletion is already registered for cleanup."""
-        self._deletes.add(name)
-        self.kube.kubectl("apply", "-f", "-", stdin=json.dumps({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {RUN_ID_LABEL: self.cluster.run_id}}}))
-
-    def _delete_namespace(self, name: str) -> None:
-        self._start_deleting_namespace(name)
-        self._wait_namespace_gone(name)
-
-    def _start_deleting_namespace(self, name: str) -> None:
-        self.kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-    def _wait_namespace_gone(self, name: str) -> None:
-        if self.settle is not None and self._run_owned(name):
-            # Nothing else will use this name, so nothing has to wait for it to be free: the namespace
-            # controller takes 5 s or more per namespace, and the run waits for all of them at once.
-            self.settle.append(name)
-            return
-        self.wait(cond.ResourceDeleted(self.kube, f"/api/v1/namespaces/{name}"), timeout=120)
-
-    def _run_owned(self, namespace: str) -> bool:
-        return self.replay and namespace.endswith(f"-{self.cluster.run_id}")
 
     def load(self, manifest: str) -> list[dict[str, Any]]:
-        path = MANIFESTS / manifest
-        try:
-            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-        except FileNotFoundError:
-            raise HarnessError(f"manifest {path} does not exist", ExitCode.BAD_INPUT) from None
-        except yaml.YAMLError as exc:
-            raise HarnessError(f"manifest {path} is not valid YAML: {str(exc).splitlines()[0]}",
-                               ExitCode.BAD_INPUT) from None
-        return docs
+        return manifests.load(manifest)
 
-    def localise(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def localise(self, docs: list[dict[str, Any]], namespace: str | None = None) -> list[dict[str, Any]]:
         """The documents with their namespaces renamed for this run and the run id label added."""
-        out = []
-        for doc in copy.deepcopy(docs):
-            meta = doc.setdefault("metadata", {})
-            meta.setdefault("labels", {})[RUN_ID_LABEL] = self.cluster.run_id
-            if doc.get("kind") == "Namespace":
-                meta["name"] = self.namespace_for(meta["name"])
-            elif meta.get("namespace"):
-                meta["namespace"] = self.namespace_for(meta["namespace"])
-            if doc.get("kind") == "Ingress" and self.replay:
-                # The load balancer controller tags the ALB and its target groups with these.
-                annotations = meta.setdefault("annotations", {})
-                tags = [t for t in str(annotations.get(ALB_TAGS_ANNOTATION, "")).split(",")
-                        if t.strip() and not t.strip().startswith(RUN_ID_LABEL + "=")]
-                annotations[ALB_TAGS_ANNOTATION] = ",".join([*tags, f"{RUN_ID_LABEL}={self.cluster.run_id}"])
-            out.append(doc)
-        return out
-
-    def namespace_for(self, documented: str) -> str:
-        name = self.name(documented)
-        if name not in self.namespaces:
-            self.namespaces.append(name)
-        return name
+        return manifests.localise(docs, self.namespace_for, self.cluster.run_id, self.replay, namespace)
 
     def apply(self, manifest: str, documented_command: str | None = None,
-              docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """``kubectl apply -f <manifest>`` with this run's names; the objects are deleted on cleanup."""
+              docs: list[dict[str, Any]] | None = None, namespace: str | None = None) -> list[dict[str, Any]]:
+        """``kubectl apply -f <manifest>`` with this run's names; the objects are deleted on cleanup.
+
+        ``namespace``: put the manifest's objects there instead of their documented namespace.
+        """
         documented = documented_command or f"kubectl apply -f {manifest}"
         original = docs if docs is not None else self.load(manifest)
-        localised = self.localise(original)
+        localised = self.localise(original, namespace)
         self._require_owned_namespaces(manifest, original, localised)
         with tempfile.NamedTemporaryFile("w", suffix=f"-{Path(manifest).name}", delete=False) as f:
             yaml.safe_dump_all(localised, f)
@@ -219,8 +198,8 @@ class Lab:
         for doc in localised:
             if doc.get("kind") == "Namespace":
                 name = doc["metadata"]["name"]
-                self.on_cleanup(f"namespace {name}", functools.partial(self._delete_namespace, name))
-                self._deletes.add(name)
+                self.on_cleanup(f"namespace {name}", functools.partial(self._namespaces.delete, name))
+                self._namespaces.deleting.add(name)
         objects = [d for d in localised if d.get("kind") != "Namespace"]
         self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(objects))
         try:
@@ -247,8 +226,8 @@ class Lab:
             if not checked[ns]:
                 raise HarnessError(
                     f"manifest {manifest} puts {doc.get('kind')} {doc['metadata'].get('name')} in namespace "
-                    f"{before['metadata']['namespace']!r}, which this run does not own: create it first with "
-                    f"lab.namespace({before['metadata']['namespace']!r}), or add the Namespace to the manifest",
+                    f"{before['metadata'].get('namespace')!r}, which this run does not own: create it first with "
+                    f"lab.namespace({before['metadata'].get('namespace')!r}), or add the Namespace to the manifest",
                     ExitCode.BAD_INPUT)
 
     def ensure(self, manifest: str, documented_command: str | None = None) -> list[dict[str, Any]]:
@@ -276,122 +255,28 @@ class Lab:
         if not objects:
             return
         # Objects inside a namespace this Lab deletes next go with it: no need to watch each one go.
-        wait = not all(d["metadata"].get("namespace") in self._deletes for d in objects)
+        wait = not all(d["metadata"].get("namespace") in self._namespaces.deleting for d in objects)
         self.kube.kubectl("delete", "-f", "-", "--ignore-not-found", f"--wait={str(wait).lower()}",
                           "--timeout=120s", check=False, stdin=yaml.safe_dump_all(objects))
 
-    # --- Fargate profiles ---------------------------------------------------------------------
+    # --- Fargate profiles and locks -------------------------------------------------------------
 
     def create_profile(self, documented: str, selectors: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        """``eksctl create fargateprofile`` as the EKS API call it makes; waits until ACTIVE.
-
-        Profiles are created one at a time per cluster (EKS refuses a second while one is CREATING or
-        DELETING), so every worker of the run takes the same lock, and ResourceInUseException left by
-        another client is retried with backoff, as is a pod execution role IAM has not propagated yet.
-        """
-        eks = self.aws("eks")
-        name = self.name(documented)
-        role = extra.pop("podExecutionRoleArn", None) or self.pod_execution_role()
-        args = dict(clusterName=self.cluster.cluster_name, fargateProfileName=name, selectors=selectors,
-                    podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
-        # Registered before the call: an interrupt while the request is in flight must not leak it.
-        self.on_cleanup(f"Fargate profile {name}", lambda: self.delete_profile(name))
-        with self.cluster_lock("profiles"):
-            retry_transient(lambda: eks.create_fargate_profile(**args))
-            self.wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
-                      self.timing.profile_active_timeout, interval=self._profile_poll)
-        profile: dict[str, Any] = eks.describe_fargate_profile(
-            clusterName=self.cluster.cluster_name, fargateProfileName=name)["fargateProfile"]
-        return profile
+        """``eksctl create fargateprofile`` as the EKS API call it makes; waits until ACTIVE."""
+        return self.profiles.create(self.name(documented), selectors, **extra)
 
     def delete_profile(self, name: str) -> None:
-        eks = self.aws("eks")
-        with self.cluster_lock("profiles"):
-            try:
-                retry_transient(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
-                                                                    fargateProfileName=name))
-            except eks.exceptions.ResourceNotFoundException:
-                return
-            self.wait(cond.ProfileDeleted(eks, self.cluster.cluster_name, name),
-                      self.timing.profile_delete + 120, interval=self._profile_poll)
-
-    @property
-    def _profile_poll(self) -> float:
-        # Others queue behind the profile lock while this one polls: poll finely when transitions are short.
-        return min(2.0, max(0.1, self.timing.profile_create / 5))
+        self.profiles.delete(name)
 
     def pod_execution_role(self) -> str:
-        given = self.cluster.extra.get("pod_execution_role_arn")
-        if given:  # the backend's (eks: --pod-execution-role-arn, or the role made for the run)
-            return given
-        iam = self.aws("iam")
-        roles = [r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"]]
-        if not roles:
-            raise HarnessError("no Fargate pod execution role in the account: pass --pod-execution-role-arn",
-                               ExitCode.AWS)
-        return roles[0]
+        return self.profiles.pod_execution_role()
 
-    # --- cluster-wide locks -------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def cluster_lock(self, topic: str, shared: bool = False) -> Iterator[None]:
-        """Hold the lock ``topic`` of this cluster, for every process of every run on this machine.
-
-        One lock per cluster: environments side by side do not wait for each other. ``profiles`` keeps
-        EKS's one-profile-in-transition rule (it is EKS's, per cluster, whoever asks); a lab module that
-        changes something cluster-wide (kube-system's profile, aws-observability) takes one of its own,
-        and ``shared=True`` holds it beside other shared holders, only apart from an exclusive one.
-        """
-        where = hashlib.sha256(f"{self.cluster.aws_endpoint}|{self.cluster.region}|{self.cluster.cluster_name}"
-                               .encode()).hexdigest()[:12]
-        path = Path(tempfile.gettempdir()) / f"fargate-labs-{topic}-{where}.lock"
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def cluster_lock(self, topic: str, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock ``topic`` of this cluster, for every process of every run on this machine."""
+        return cluster_lock(self.cluster, topic, shared)
 
     # --- diagnostics --------------------------------------------------------------------------
 
     def diagnostics(self) -> list[tuple[str, str]]:
         """Events, describe and logs of every namespace the scenario touched (Chainsaw-style)."""
-        out = []
-        for ns in self.namespaces:
-            for title, args in (
-                (f"events in {ns}", ("get", "events", "-n", ns, "--sort-by=.metadata.creationTimestamp")),
-                (f"describe pods in {ns}", ("describe", "pods", "-n", ns)),
-                (f"logs in {ns}", ("logs", "-n", ns, "--all-containers", "--prefix", "--tail=50",
-                                   "-l", RUN_ID_LABEL + "=" + self.cluster.run_id)),
-            ):
-                try:
-                    result = self.kube.kubectl(*args, check=False, timeout=20)
-                    out.append((title, (result.stdout or result.stderr).strip() or "(empty)"))
-                except Exception as exc:
-                    out.append((title, f"could not collect: {exc}"))
-        try:
-            nodes = self.kube.kubectl("get", "nodes", "-o", "wide", check=False, timeout=20)
-            out.append(("nodes", nodes.stdout.strip()))
-        except Exception as exc:
-            out.append(("nodes", f"could not collect: {exc}"))
-        return out
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[list[str]]:
-    """Hold back SIGINT for the duration; what was interrupted is collected in the yielded list."""
-    held: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-
-    def hold(_signum: int, _frame: object) -> None:
-        held.append("Ctrl-C")
-        print("fargate-labs: cleaning up what this step created; it finishes before the run stops",
-              file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, hold)
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return diagnostics.collect(self.kube, self.namespaces, self.cluster.run_id)

@@ -54,10 +54,16 @@ class ComponentDied(AssertionError):
 class Condition:
     name: str
     probe: Probe
+    #: how long to wait when the caller does not say (set by conditions bound to a timing profile)
+    timeout: float | None = None
+
+    def within(self, timeout: float) -> Condition:
+        """The same condition with ``timeout`` as its default."""
+        return Condition(self.name, self.probe, timeout)
 
 
-def condition(name: str, probe: Probe) -> Condition:
-    return Condition(name, probe)
+def condition(name: str, probe: Probe, timeout: float | None = None) -> Condition:
+    return Condition(name, probe, timeout)
 
 
 @dataclass(frozen=True)
@@ -118,21 +124,29 @@ def _progress(status: WaitStatus) -> None:
 
 def for_(
     cond: Condition,
-    timeout: float,
+    timeout: float | None = None,
     interval: float = 0.5,
     liveness: Liveness | None = None,
 ) -> str:
     """Poll ``cond`` until it holds; return what was observed then.
 
+    ``timeout``: seconds, or None for the condition's own default (a condition without one is a
+    programming error, said as such).
+
     Raises :class:`WaitTimeout` with the last observation, or :class:`ComponentDied` as soon as
     ``liveness`` names a dead component (no waiting out the timeout for a cluster that is gone).
     """
+    if timeout is None:
+        if cond.timeout is None:
+            raise TypeError(f"no timeout for {cond.name}: pass one, or build the condition from lab.conditions")
+        timeout = cond.timeout
+    limit: float = timeout
     started = time.monotonic()
     wall = time.time()
     observed = "nothing observed yet"
 
     def status(outcome: str | None = None) -> WaitStatus:
-        return WaitStatus(cond.name, timeout, time.monotonic() - started, observed, outcome, wall)
+        return WaitStatus(cond.name, limit, time.monotonic() - started, observed, outcome, wall)
 
     while True:
         try:
@@ -148,9 +162,9 @@ def for_(
             if dead:
                 _progress(status("died"))
                 raise ComponentDied(f"{dead} died while waiting for {cond.name} (after {elapsed:.0f}s)")
-        if elapsed >= timeout:
+        if elapsed >= limit:
             _progress(status("timed out"))
-            raise WaitTimeout(cond.name, timeout, observed)
+            raise WaitTimeout(cond.name, limit, observed)
         _progress(status())
         time.sleep(interval)
 

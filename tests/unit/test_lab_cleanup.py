@@ -91,7 +91,7 @@ def test_a_documented_namespace_is_waited_for_on_the_spot(kube: RecordingKube, m
     settle: list[str] = []
     lab = lab_with(kube, settle)
     waited = record_waits(lab, monkeypatch)
-    lab.on_cleanup("aws-observability", lambda: lab._delete_namespace("aws-observability"))
+    lab.on_cleanup("aws-observability", lambda: lab._namespaces.delete("aws-observability"))
 
     lab.cleanup()
     assert waited == ["/api/v1/namespaces/aws-observability deleted"]
@@ -138,7 +138,7 @@ def test_the_run_end_waits_until_every_handed_over_namespace_is_gone(kube: Recor
     for documented in ("a", "b"):
         lab_with(kube, settle).namespace(documented)
     for name in list(kube.namespaces):
-        lab_with(kube, settle)._delete_namespace(name)
+        lab_with(kube, settle)._namespaces.delete(name)
     reads: list[str] = []
     real_exists = kube.exists
 
@@ -160,3 +160,66 @@ def test_a_cluster_that_goes_with_the_run_is_not_waited_on(kube: RecordingKube) 
 
     kube.exists = lambda path: pytest.fail("read the cluster")  # type: ignore[method-assign]
     await_deleted_namespaces(Backend(discards_cluster=True), kube, [f"a-{RUN}"])  # type: ignore[arg-type]
+
+
+def test_ctrl_c_during_cleanup_lets_every_action_finish_then_interrupts() -> None:
+    """Ctrl-C while cleanup runs is held back: the action under way and every later one run to their end,
+    newest first, and the interrupt comes after the last."""
+    import os
+    import signal
+
+    from fargatelab.scenario.cleaner import Cleaner
+
+    done: list[str] = []
+    cleaner = Cleaner()
+    cleaner.add("oldest", lambda: done.append("oldest"))
+
+    def interrupted_midway() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C arrives while this action runs
+        done.append("interrupted action finished")
+
+    cleaner.add("middle", interrupted_midway)
+    cleaner.add("newest", lambda: done.append("newest"))
+    with pytest.raises(KeyboardInterrupt, match="every cleanup action ran to its end"):
+        cleaner.run()
+    assert done == ["newest", "interrupted action finished", "oldest"]
+    assert cleaner.pending() == []
+
+
+def test_a_failing_cleanup_action_does_not_stop_the_others() -> None:
+    from fargatelab.scenario.cleaner import Cleaner, CleanupFailed
+
+    done: list[str] = []
+    cleaner = Cleaner()
+    cleaner.add("first", lambda: done.append("first"))
+    cleaner.add("broken", lambda: (_ for _ in ()).throw(RuntimeError("API unreachable")))
+    with pytest.raises(CleanupFailed) as failed:
+        cleaner.run()
+    assert done == ["first"]
+    assert failed.value.errors == ["broken: API unreachable"]
+
+
+def test_a_test_inherits_its_module_setup(kube: RecordingKube) -> None:
+    """The setup's steps, namespaces and scoped names are the test's: a manifest in the documented namespace
+    lands in the module's own."""
+    setup = lab_with(kube, settle=[])
+    setup.scope = "netshoot"
+    key = setup.scoped("study-aews")
+    assert key == "study-aews-netshoot"
+    setup.namespace("study-aews")
+    setup.step("kubectl create ns study-aews")
+    cluster = setup.cluster
+    test = Lab(cluster, kube, lambda _service: None, profile("fast"), settle=[],  # type: ignore[arg-type]
+               parents=lambda: [setup])
+    docs = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "study-aews"}}]
+    [applied] = test.apply("inline.yaml", docs=docs)
+    assert applied["metadata"]["namespace"] == f"study-aews-netshoot-{RUN}"
+    assert test.inherited_steps() == [("step", "kubectl create ns study-aews")]
+    assert test.namespaces == [f"study-aews-netshoot-{RUN}"]
+
+
+def test_check_mode_keeps_documented_names(kube: RecordingKube) -> None:
+    cluster = ClusterHandle(kubeconfig="/dev/null", cluster_name="eksworkshop", region="ap-northeast-2", run_id=RUN)
+    lab = Lab(cluster, kube, lambda _service: None, profile("fast"), mode="check", scope="netshoot")  # type: ignore[arg-type]
+    assert lab.scoped("study-aews") == "study-aews"
+    assert lab.namespace_for("study-aews") == "study-aews"

@@ -1,0 +1,73 @@
+"""Fargate profiles as ``eksctl create fargateprofile`` makes them: the EKS API calls it makes, one at a time."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..eks.facts import RUN_ID_LABEL
+from ..eks.retry import retry_transient
+from ..errors import ExitCode, HarnessError
+from ..rules.timing import Timing
+from . import conditions as cond
+from .cleaner import Cleaner
+from .handle import ClusterHandle
+from .locks import cluster_lock
+from .wait import Condition
+
+__all__ = ["Profiles"]
+
+
+class Profiles:
+    """Creates and deletes a scenario's Fargate profiles; each creation registers its deletion first."""
+
+    def __init__(self, cluster: ClusterHandle, aws: Callable[[str], Any], timing: Timing, cleaner: Cleaner,
+                 wait: Callable[[Condition, float, float], str]) -> None:
+        self.cluster, self.aws, self.timing, self.cleaner, self._wait = cluster, aws, timing, cleaner, wait
+
+    def create(self, name: str, selectors: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """Create profile ``name`` and wait until ACTIVE.
+
+        EKS refuses a second profile while one is CREATING or DELETING, so every worker of the run takes
+        the same lock, and ResourceInUseException left by another client is retried with backoff, as is a
+        pod execution role IAM has not propagated yet.
+        """
+        eks = self.aws("eks")
+        role = extra.pop("podExecutionRoleArn", None) or self.pod_execution_role()
+        args = dict(clusterName=self.cluster.cluster_name, fargateProfileName=name, selectors=selectors,
+                    podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
+        # Registered before the call: an interrupt while the request is in flight must not leak it.
+        self.cleaner.add(f"Fargate profile {name}", lambda: self.delete(name))
+        with cluster_lock(self.cluster, "profiles"):
+            retry_transient(lambda: eks.create_fargate_profile(**args))
+            self._wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
+                       self.timing.profile_active_timeout, self._poll)
+        profile: dict[str, Any] = eks.describe_fargate_profile(
+            clusterName=self.cluster.cluster_name, fargateProfileName=name)["fargateProfile"]
+        return profile
+
+    def delete(self, name: str) -> None:
+        eks = self.aws("eks")
+        with cluster_lock(self.cluster, "profiles"):
+            try:
+                retry_transient(lambda: eks.delete_fargate_profile(clusterName=self.cluster.cluster_name,
+                                                                   fargateProfileName=name))
+            except eks.exceptions.ResourceNotFoundException:
+                return
+            self._wait(cond.ProfileDeleted(eks, self.cluster.cluster_name, name),
+                       self.timing.profile_delete + 120, self._poll)
+
+    @property
+    def _poll(self) -> float:
+        # Others queue behind the profile lock while this one polls: poll finely when transitions are short.
+        return min(2.0, max(0.1, self.timing.profile_create / 5))
+
+    def pod_execution_role(self) -> str:
+        given = self.cluster.extra.get("pod_execution_role_arn")
+        if given:  # the backend's (eks: --pod-execution-role-arn, or the role made for the run)
+            return given
+        iam = self.aws("iam")
+        roles = [r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"]]
+        if not roles:
+            raise HarnessError("no Fargate pod execution role in the account: pass --pod-execution-role-arn",
+                               ExitCode.AWS)
+        return roles[0]
