@@ -1,4 +1,5 @@
 """Sessions: ``labs`` (the workshop labs on the local backend), ``tests`` (the harness's own tests),
+``unit`` (the pure ones of those and the doctests, with no Kubernetes binary), ``lint`` (ruff),
 ``benchmark`` (speed and memory figures), ``nightly`` (every lab on the sandbox EKS cluster), ``cleanup``
 (leftovers of an interrupted run: ``nox -s cleanup -- --run-id X [--cluster C --region R | --env NAME]``).
 
@@ -22,6 +23,14 @@ PYTHON = "3.11"
 #: work on a 2-core machine.)
 LABS_PYTEST_ARGS = ["labs", "-n", "3", "--dist", "loadgroup", "-p", "no:cacheprovider"]
 
+#: The harness's tests that need no Kubernetes binary, no environment and no cluster (pyproject's default
+#: selection too); ``INTEGRATION`` is exactly the rest.
+UNIT = "not integration and not kind"
+INTEGRATION = "integration or kind"
+
+#: pytest's "no tests ran": a marker selection, narrowed further by -k or a path, may match nothing.
+NO_TESTS = 5
+
 
 def _install(session: nox.Session) -> None:
     session.install("-c", "constraints.txt", "-e", ".[dev]")
@@ -44,15 +53,37 @@ def labs(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *LABS_PYTEST_ARGS, "--reports-dir=reports", *args)
 
 
+def _unit(session: nox.Session) -> None:
+    session.run("python", "-m", "pytest", "--doctest-modules", "fargatelab", "-p", "no:cacheprovider", "-q",
+                "--ignore=fargatelab/emulator/__main__.py")
+    session.run("python", "-m", "pytest", "tests", "-m", UNIT, "-p", "no:cacheprovider",
+                *(session.posargs or ["-q"]), success_codes=[0, NO_TESTS])
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """The pure tests and the doctests: no Kubernetes binary is provisioned, no environment started."""
+    session.install("-c", "constraints.txt", "-e", ".")
+    _unit(session)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The harness's own tests: pure rules, the AWS side, the local environment and the emulation."""
     _install(session)
+    # The pure tests first: a broken rule fails in seconds, not after the binaries' build.
+    _unit(session)
     _provision(session)
-    session.run("python", "-m", "pytest", "--doctest-modules", "fargatelab", "-p", "no:cacheprovider", "-q",
-                "--ignore=fargatelab/emulator/__main__.py")
-    session.run("python", "-m", "pytest", "tests", "-p", "no:cacheprovider", *(session.posargs or ["-q"]))
+    session.run("python", "-m", "pytest", "tests", "-m", INTEGRATION, "-p", "no:cacheprovider",
+                *(session.posargs or ["-q"]), success_codes=[0, NO_TESTS])
     session.run("mypy", "fargatelab")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository, configured in pyproject.toml (pass options: -- --statistics)."""
+    session.install("-c", "constraints.txt", "ruff")
+    session.run("ruff", "check", ".", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -86,8 +117,8 @@ def nightly(session: nox.Session) -> None:
     run_id = os.environ.get("NIGHTLY_RUN_ID") or f"nightly-{datetime.datetime.now(datetime.timezone.utc):%Y%m%d%H%M}"
     try:
         session.run("python", "-m", "pytest", "labs", "--backend", "eks", "--mode", "replay", "--run-id", run_id,
-                    "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", f"--junitxml=reports/{run_id}/junit.xml",
-                    *args)
+                    "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+                    f"--junitxml=reports/{run_id}/junit.xml", *args)
     finally:
         session.run("fargate-lab", "cleanup", "--run-id", run_id, "--cluster", cluster, "--region", region)
 

@@ -37,6 +37,9 @@ class BackendOptions:
     kube_context: str | None = None
     #: eks: leave what the run created in place (no final cleanup)
     keep: bool = False
+    #: this process owns the run (the only process, or the pytest-xdist controller): it takes down what
+    #: the run made, while workers sharing the run leave it up for the others
+    owner: bool = True
 
 
 class Backend(Protocol):

@@ -116,7 +116,7 @@ class KindBackend:
         return dead[0] if dead else None
 
     def close(self) -> None:
-        if os.environ.get("PYTEST_XDIST_WORKER") is None and not self.options.keep:
+        if self.options.owner and not self.options.keep:
             remove(self.options.run_id)
 
 

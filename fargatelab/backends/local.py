@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -58,9 +57,9 @@ class LocalBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
-        self.owned = options.reuse is None
+        self.made_for_run = options.reuse is None
         self.env = _environment(options)
-        self.discards_cluster = self.owned and not options.keep
+        self.discards_cluster = self.made_for_run and not options.keep
         with self.env.start_lock():
             if not self.env.is_up():
                 self.env.up(_config(options, self.env))
@@ -78,6 +77,6 @@ class LocalBackend:
 
     def close(self) -> None:
         # --keep leaves the run's environment up too: what it kept can only be looked at there.
-        if self.owned and not self.options.keep and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        if self.made_for_run and not self.options.keep and self.options.owner:
             self.env.down(quiet=True)
 

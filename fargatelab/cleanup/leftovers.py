@@ -1,4 +1,4 @@
-"""Remove everything a run created, newest kind first, and list what is left (the leak check).
+"""Find everything of a run that still exists: what the cleanup deletes, and the leak check after it.
 
 A run's resources are found by its run id, never by name guesses:
 
@@ -11,53 +11,42 @@ A run's resources are found by its run id, never by name guesses:
 * IAM: roles under the path ``/fargate-labs/`` tagged ``fargate-labs/run-id=<run>``;
 * anything else the Resource Groups Tagging API lists with the tag (reported, never deleted).
 
-Deletion runs in the reverse order of creation and waits until each thing is really gone: namespaces
-first (the controller removes an Ingress's load balancer through its finalizer before the Ingress goes),
-then load balancers, target groups, Fargate profiles (one at a time, retrying ``ResourceInUseException``)
-and IAM roles. The clusters, VPCs and subnets the run found are never touched.
+What this finds, :mod:`fargatelab.cleanup.deletion` deletes; what it still finds afterwards is a leak.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
+from ..eks.aws_errors import error_code
 from ..eks.elbv2 import paged, with_tags
-from ..eks.facts import RUN_ID_LABEL
-from ..eks.retry import retry_transient
+from ..eks.facts import ROLE_PATH, RUN_ID_LABEL, RUN_ID_TAG
 
 __all__ = [
-    "RUN_ID_TAG",
-    "ROLE_PATH",
     "Leftover",
     "RunScope",
-    "Timeouts",
     "run_namespaces",
+    "run_cluster_objects",
+    "belongs_to_run",
     "run_load_balancers",
     "run_target_groups",
     "run_profiles",
     "run_roles",
     "find_leftovers",
-    "delete_run",
 ]
 
-RUN_ID_TAG = RUN_ID_LABEL
-#: IAM path of every role the harness creates (the replay policy limits IAM writes to it)
-ROLE_PATH = "/fargate-labs/"
 TAG_CLUSTER = "elbv2.k8s.aws/cluster"
 TAG_STACK = "ingress.k8s.aws/stack"
-INGRESS_FINALIZER = "ingress.k8s.aws/resources"
 _CLUSTER_SCOPED = (
     ("ClusterRole", "/apis/rbac.authorization.k8s.io/v1/clusterroles"),
     ("ClusterRoleBinding", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
     ("IngressClass", "/apis/networking.k8s.io/v1/ingressclasses"),
     ("PersistentVolume", "/api/v1/persistentvolumes"),
 )
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -68,16 +57,6 @@ class Leftover:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}" + (f" ({self.where})" if self.where else "")
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    namespace: float = 600.0
-    load_balancer: float = 600.0
-    target_group: float = 300.0
-    profile: float = 900.0
-    role: float = 120.0
-    interval: float = 2.0
 
 
 @dataclass
@@ -111,21 +90,6 @@ class RunScope:
         return names
 
 
-def _code(exc: BaseException) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _wait(what: str, gone: Callable[[], bool], timeout: float, interval: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not gone():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} still exists after {timeout:.0f}s")
-        time.sleep(interval)
-
-
-# --- finding ---------------------------------------------------------------------------------------
-
-
 def _belongs(namespace: str, run_id: str) -> bool:
     return namespace.endswith(f"-{run_id}")
 
@@ -138,10 +102,8 @@ def run_namespaces(api: Any, run_id: str) -> list[dict[str, Any]]:
     return [{"name": ns.metadata.name, "phase": ns.status.phase if ns.status else ""} for ns in items]
 
 
-def _cluster_scoped(api: Any, run_id: str) -> list[tuple[str, str, str]]:
+def run_cluster_objects(api: Any, run_id: str) -> list[tuple[str, str, str]]:
     """(kind, path, name) of labelled cluster-scoped objects."""
-    import json
-
     found = []
     for kind, path in _CLUSTER_SCOPED:
         resp = api.call_api(path, "GET", query_params=[("labelSelector", f"{RUN_ID_LABEL}={run_id}")],
@@ -151,7 +113,9 @@ def _cluster_scoped(api: Any, run_id: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def _ours(tags: dict[str, str], run_id: str, clusters: Iterable[str] | None) -> bool:
+def belongs_to_run(tags: dict[str, str], run_id: str, clusters: Iterable[str] | None) -> bool:
+    """Whether ELBv2 ``tags`` mark a resource of the run: tagged with it, or made by the Load Balancer
+    Controller of one of ``clusters`` (any, when None) for an Ingress in one of the run's namespaces."""
     if tags.get(RUN_ID_TAG) == run_id:
         return True
     stack = tags.get(TAG_STACK, "")
@@ -163,12 +127,12 @@ def _ours(tags: dict[str, str], run_id: str, clusters: Iterable[str] | None) -> 
 
 def run_load_balancers(elbv2: Any, run_id: str, clusters: Iterable[str] | None = None) -> list[dict[str, Any]]:
     lbs = with_tags(elbv2, paged(elbv2, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn")
-    return [lb for lb in lbs if _ours(lb["Tags"], run_id, clusters)]
+    return [lb for lb in lbs if belongs_to_run(lb["Tags"], run_id, clusters)]
 
 
 def run_target_groups(elbv2: Any, run_id: str, clusters: Iterable[str] | None = None) -> list[dict[str, Any]]:
     tgs = with_tags(elbv2, paged(elbv2, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
-    return [tg for tg in tgs if _ours(tg["Tags"], run_id, clusters)]
+    return [tg for tg in tgs if belongs_to_run(tg["Tags"], run_id, clusters)]
 
 
 def run_profiles(eks: Any, run_id: str, clusters: Iterable[str]) -> list[dict[str, Any]]:
@@ -179,14 +143,14 @@ def run_profiles(eks: Any, run_id: str, clusters: Iterable[str]) -> list[dict[st
             names = [n for page in eks.get_paginator("list_fargate_profiles").paginate(clusterName=cluster)
                      for n in page["fargateProfileNames"]]
         except ClientError as exc:
-            if _code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 continue
             raise
         for name in names:
             try:
                 profile = eks.describe_fargate_profile(clusterName=cluster, fargateProfileName=name)["fargateProfile"]
             except ClientError as exc:
-                if _code(exc) == "ResourceNotFoundException":
+                if error_code(exc) == "ResourceNotFoundException":
                     continue
                 raise
             if (profile.get("tags") or {}).get(RUN_ID_TAG) == run_id:
@@ -200,7 +164,7 @@ def run_roles(iam: Any, run_id: str) -> list[dict[str, Any]]:
         try:
             tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role["RoleName"])["Tags"]}
         except ClientError as exc:
-            if _code(exc) == "NoSuchEntity":
+            if error_code(exc) == "NoSuchEntity":
                 continue
             raise
         if tags.get(RUN_ID_TAG) == run_id:
@@ -215,7 +179,7 @@ def _tagged_elsewhere(scope: RunScope) -> list[Leftover]:
         arns = [m["ResourceARN"] for page in tagging.get_paginator("get_resources").paginate(
             TagFilters=[{"Key": RUN_ID_TAG, "Values": [scope.run_id]}]) for m in page["ResourceTagMappingList"]]
     except Exception as exc:  # AccessDenied, or an endpoint without the API: the specific checks still ran
-        note = f"tagging API not searched ({_code(exc) or type(exc).__name__})"
+        note = f"tagging API not searched ({error_code(exc) or type(exc).__name__})"
         if note not in scope.notes:
             scope.notes.append(note)
         return []
@@ -230,7 +194,7 @@ def find_leftovers(scope: RunScope) -> list[Leftover]:
     if scope.kubeconfig:
         api = scope.kubernetes()
         left += [Leftover("namespace", ns["name"], ns["phase"]) for ns in run_namespaces(api, scope.run_id)]
-        left += [Leftover(kind, name) for kind, _path, name in _cluster_scoped(api, scope.run_id)]
+        left += [Leftover(kind, name) for kind, _path, name in run_cluster_objects(api, scope.run_id)]
     else:
         scope.notes.append("Kubernetes objects not checked (no cluster connection)")
     clusters = scope.cluster_names()
@@ -244,205 +208,3 @@ def find_leftovers(scope: RunScope) -> list[Leftover]:
     left += [Leftover("IAM role", r["RoleName"], r["Arn"]) for r in run_roles(scope.aws("iam"), scope.run_id)]
     left += _tagged_elsewhere(scope)
     return left
-
-
-# --- deleting ---------------------------------------------------------------------------------------
-
-
-def _delete_kubernetes(scope: RunScope, timeouts: Timeouts, progress: Progress) -> list[str]:
-    from kubernetes import client
-
-    api = scope.kubernetes()
-    core = client.CoreV1Api(api)
-    errors: list[str] = []
-    names = [ns["name"] for ns in run_namespaces(api, scope.run_id)]
-    for name in names:
-        try:
-            core.delete_namespace(name)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                errors.append(f"namespace {name}: {exc.reason}")
-
-    def gone(name: str) -> bool:
-        try:
-            core.read_namespace(name)
-        except client.ApiException as exc:
-            return exc.status == 404
-        return False
-
-    for name in names:
-        try:
-            _wait(f"namespace {name}", lambda n=name: gone(n), timeouts.namespace, timeouts.interval)  # type: ignore[misc]
-            progress(f"deleted namespace {name}")
-        except TimeoutError as exc:
-            # The controller did not release its Ingresses: delete their AWS side, then the finalizers.
-            stuck = _release_ingresses(scope, api, name, timeouts, progress)
-            if stuck or not gone(name):
-                errors.append(str(exc) + (f" (Ingress finalizers: {', '.join(stuck)})" if stuck else ""))
-    for kind, path, name in _cluster_scoped(api, scope.run_id):
-        try:
-            api.call_api(f"{path}/{name}", "DELETE", auth_settings=["BearerToken"], _preload_content=False)
-            progress(f"deleted {kind} {name}")
-        except client.ApiException as exc:
-            if exc.status != 404:
-                errors.append(f"{kind} {name}: {exc.reason}")
-    return errors
-
-
-def _release_ingresses(scope: RunScope, api: Any, namespace: str, timeouts: Timeouts,
-                       progress: Progress) -> list[str]:
-    """Last resort when the Load Balancer Controller is gone: delete the load balancers, drop the finalizers."""
-    from kubernetes import client
-
-    net = client.NetworkingV1Api(api)
-    stuck = [i for i in net.list_namespaced_ingress(namespace).items
-             if INGRESS_FINALIZER in (i.metadata.finalizers or [])]
-    if not stuck:
-        return []
-    progress(f"namespace {namespace} is held by Ingress finalizers: deleting the load balancers directly")
-    _delete_elbv2(scope, timeouts, progress)
-    for ing in stuck:
-        finalizers = [f for f in ing.metadata.finalizers if f != INGRESS_FINALIZER]
-        net.patch_namespaced_ingress(ing.metadata.name, namespace, {"metadata": {"finalizers": finalizers}})
-    try:
-        _wait(f"namespace {namespace}", lambda: not [n for n in client.CoreV1Api(api).list_namespace(
-            field_selector=f"metadata.name={namespace}").items], timeouts.namespace / 2, timeouts.interval)
-    except TimeoutError:
-        return [f"{namespace}/{i.metadata.name}" for i in stuck]
-    return []
-
-
-def _delete_elbv2(scope: RunScope, timeouts: Timeouts, progress: Progress) -> list[str]:
-    elbv2 = scope.aws("elbv2")
-    errors: list[str] = []
-    clusters = scope.clusters or None
-    lbs = run_load_balancers(elbv2, scope.run_id, clusters)
-    for lb in lbs:
-        try:
-            elbv2.delete_load_balancer(LoadBalancerArn=lb["LoadBalancerArn"])
-        except ClientError as exc:
-            if "NotFound" not in _code(exc):
-                errors.append(f"load balancer {lb['LoadBalancerName']}: {_code(exc)}")
-
-    def lb_gone(arn: str) -> bool:
-        try:
-            elbv2.describe_load_balancers(LoadBalancerArns=[arn])
-        except ClientError as exc:
-            return "NotFound" in _code(exc)
-        return False
-
-    for lb in lbs:
-        try:
-            _wait(f"load balancer {lb['LoadBalancerName']}", lambda a=lb["LoadBalancerArn"]: lb_gone(a),  # type: ignore[misc]
-                  timeouts.load_balancer, timeouts.interval)
-            progress(f"deleted load balancer {lb['LoadBalancerName']}")
-        except TimeoutError as exc:
-            errors.append(str(exc))
-
-    def tg_gone(arn: str) -> bool:
-        try:
-            elbv2.delete_target_group(TargetGroupArn=arn)  # idempotent; ResourceInUse while a listener is going
-        except ClientError as exc:
-            code = _code(exc)
-            if "NotFound" in code:
-                return True
-            if code != "ResourceInUse":
-                raise
-            return False
-        try:
-            elbv2.describe_target_groups(TargetGroupArns=[arn])
-        except ClientError as exc:
-            return "NotFound" in _code(exc)
-        return False
-
-    for tg in run_target_groups(elbv2, scope.run_id, clusters):
-        try:
-            _wait(f"target group {tg['TargetGroupName']}", lambda a=tg["TargetGroupArn"]: tg_gone(a),  # type: ignore[misc]
-                  timeouts.target_group, timeouts.interval)
-            progress(f"deleted target group {tg['TargetGroupName']}")
-        except (TimeoutError, ClientError) as exc:
-            errors.append(f"target group {tg['TargetGroupName']}: {exc}")
-    return errors
-
-
-def _delete_profiles(scope: RunScope, timeouts: Timeouts, progress: Progress) -> list[str]:
-    eks = scope.aws("eks")
-    errors: list[str] = []
-    for profile in run_profiles(eks, scope.run_id, scope.cluster_names()):
-        cluster, name = profile["clusterName"], profile["fargateProfileName"]
-        try:
-            if profile["status"] != "DELETING":
-                # EKS lets one profile per cluster be in transition: wait for the others' turn.
-                retry_transient(lambda: eks.delete_fargate_profile(clusterName=cluster, fargateProfileName=name),
-                                 attempts=40, first_delay=2.0)
-        except ClientError as exc:
-            if _code(exc) != "ResourceNotFoundException":
-                errors.append(f"Fargate profile {name}: {_code(exc)}: {exc}")
-                continue
-
-        def gone(c: str = cluster, n: str = name) -> bool:
-            try:
-                eks.describe_fargate_profile(clusterName=c, fargateProfileName=n)
-            except ClientError as exc:
-                return _code(exc) == "ResourceNotFoundException"
-            return False
-
-        try:
-            _wait(f"Fargate profile {name}", gone, timeouts.profile, timeouts.interval)
-            progress(f"deleted Fargate profile {name} (cluster {cluster})")
-        except TimeoutError as exc:
-            errors.append(str(exc))
-    return errors
-
-
-def _delete_roles(scope: RunScope, timeouts: Timeouts, progress: Progress) -> list[str]:
-    iam = scope.aws("iam")
-    errors: list[str] = []
-    for role in run_roles(iam, scope.run_id):
-        name = role["RoleName"]
-        try:
-            for policy in paged(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name):
-                iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
-            for policy_name in paged(iam, "list_role_policies", "PolicyNames", RoleName=name):
-                iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-            for profile in paged(iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
-                iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"],
-                                                      RoleName=name)
-            iam.delete_role(RoleName=name)
-        except ClientError as exc:
-            if _code(exc) != "NoSuchEntity":
-                errors.append(f"IAM role {name}: {_code(exc)}")
-                continue
-
-        def gone(n: str = name) -> bool:
-            try:
-                iam.get_role(RoleName=n)
-            except ClientError as exc:
-                return _code(exc) == "NoSuchEntity"
-            return False
-
-        try:
-            _wait(f"IAM role {name}", gone, timeouts.role, timeouts.interval)
-            progress(f"deleted IAM role {name}")
-        except TimeoutError as exc:
-            errors.append(str(exc))
-    return errors
-
-
-def delete_run(scope: RunScope, progress: Progress = print, timeouts: Timeouts = Timeouts()) -> list[str]:
-    """Delete the run's resources in reverse order of creation; the failures, one line each."""
-    errors: list[str] = []
-    steps: list[tuple[str, Callable[[], list[str]]]] = []
-    if scope.kubeconfig:
-        steps.append(("Kubernetes", lambda: _delete_kubernetes(scope, timeouts, progress)))
-    steps += [
-        ("ELBv2", lambda: _delete_elbv2(scope, timeouts, progress)),
-        ("EKS Fargate profiles", lambda: _delete_profiles(scope, timeouts, progress)),
-        ("IAM roles", lambda: _delete_roles(scope, timeouts, progress)),
-    ]
-    for what, step in steps:
-        try:
-            errors += step()
-        except Exception as exc:  # one broken step must not keep the later ones from running
-            errors.append(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    return errors

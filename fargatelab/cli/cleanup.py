@@ -9,7 +9,7 @@ Where to look:
 
 ``cleanup`` first takes down every local environment whose run id is X (a local-backend run keeps all it
 made inside its environment), and any process still tagged with X; then deletes the run's resources
-(:func:`fargatelab.cleanup.leftovers.delete_run`) and ends with the leak check. Both commands exit
+(:func:`fargatelab.cleanup.deletion.delete_run`) and ends with the leak check. Both commands exit
 ``LEAKED_RESOURCES`` (17) when anything of the run remains.
 """
 
@@ -68,7 +68,7 @@ def _scope(args: argparse.Namespace, kubeconfig_needed: bool = True) -> Any:
         handle = LocalEnvironment(args.env).handle()
         return RunScope(run_id=args.run_id, region=handle.region, aws=aws_factory(handle),
                         clusters=[handle.cluster_name], kubeconfig=handle.kubeconfig)
-    from ..backends.eks import Connection, connect
+    from ..backends.eks_connection import Connection, connect
 
     if args.cluster:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -141,7 +141,8 @@ def run_leaks(args: argparse.Namespace) -> int:
 
 def run_cleanup(args: argparse.Namespace) -> int:
     from ..local import process
-    from ..cleanup.leftovers import delete_run, find_leftovers
+    from ..cleanup.deletion import delete_run
+    from ..cleanup.leftovers import find_leftovers
     from ..local.environment import LocalEnvironment, state_root
 
     _validate(args)

@@ -15,6 +15,7 @@ from ..rules.naming import validate_cluster_name
 
 __all__ = ["main"]
 
+
 def cluster_name_argument(value: str) -> str:
     """argparse type of ``--cluster``: an EKS cluster name, or a usage error saying what is allowed."""
     try:

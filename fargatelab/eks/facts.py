@@ -6,7 +6,7 @@ cluster DNS address and run-id tag; they live here, below all of them, so none h
 
 from __future__ import annotations
 
-__all__ = ["SERVICE_CIDR", "CLUSTER_DNS_IP", "RUN_ID_LABEL", "RUN_ID_TAG", "SANDBOX_TAG"]
+__all__ = ["SERVICE_CIDR", "CLUSTER_DNS_IP", "RUN_ID_LABEL", "RUN_ID_TAG", "SANDBOX_TAG", "ROLE_PATH"]
 
 #: EKS picks 172.20.0.0/16 for Services when the VPC is in 10.0.0.0/8 (and 10.100.0.0/16 otherwise)
 SERVICE_CIDR = "172.20.0.0/16"
@@ -17,3 +17,5 @@ RUN_ID_LABEL = "fargate-labs/run-id"
 RUN_ID_TAG = RUN_ID_LABEL
 #: an EKS cluster tagged with this (value "true") may be written to by a replay run
 SANDBOX_TAG = "fargate-labs/sandbox"
+#: IAM path of every role the harness creates (the replay policy limits IAM writes to it)
+ROLE_PATH = "/fargate-labs/"

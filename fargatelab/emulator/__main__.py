@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     session = boto3.session.Session(region_name=args.region)
-    aws: Callable[[str], Any] = lambda service: session.client(service, endpoint_url=args.aws_endpoint)
+
+    def aws(service: str) -> Any:
+        return session.client(service, endpoint_url=args.aws_endpoint)
+
     clients = connect(args.kubeconfig)
     timing = profile(args.timing, args.timing_scale)
 

@@ -8,21 +8,20 @@ id, so ``down`` also finds what the state file lost track of.
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import os
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from . import controlplane as cp
 from . import process
 from .binaries import Binaries, provision
+from .startup import Startup, dead_components
 from ..errors import ExitCode, HarnessError
+from ..rules.naming import new_run_id
 from ..scenario.handle import ClusterHandle
 
 __all__ = ["EnvironmentConfig", "LocalEnvironment", "state_root"]
@@ -88,10 +87,7 @@ class LocalEnvironment:
         os.replace(tmp, self.state_file)
 
     def dead_components(self, state: dict[str, Any] | None = None) -> list[str]:
-        state = state or self.state() or {}
-        return [
-            c["name"] for c in state.get("components", []) if not process.alive(c["pid"], state.get("run_id"))
-        ]
+        return dead_components(state or self.state() or {})
 
     def start_lock(self) -> IO[str]:
         """This environment's start lock, held (close the file to release it): whoever holds it is
@@ -158,11 +154,11 @@ class LocalEnvironment:
                 ExitCode.PORT_IN_USE,
             )
         bins = provision(bin_dir=config.bin_dir, progress=progress)
-        run_id = config.run_id or uuid.uuid4().hex[:8]
+        run_id = config.run_id or new_run_id()
         for attempt in range(1, _START_ATTEMPTS + 1):
             state = self._new_state(config, bins, run_id)
             try:
-                self._start_all(bins, config, state, progress)
+                Startup(self.dir, state, self._write_state).all_components(bins, config, progress)
                 return self.handle()
             except BaseException as exc:
                 self.down(quiet=True)
@@ -196,129 +192,6 @@ class LocalEnvironment:
         self._write_state(state)
         return state
 
-    def _launch(self, state: dict[str, Any], name: str, command: list[str], port: int = 0,
-                env: dict[str, str] | None = None) -> process.Component:
-        comp = process.start(name, command, self.dir / "logs", state["run_id"], port, env)
-        state["components"].append(comp.to_json())
-        self._write_state(state)
-        return comp
-
-    def _first_dead(self, state: dict[str, Any]) -> Callable[[], str | None]:
-        def check() -> str | None:
-            dead = self.dead_components(state)
-            if not dead:
-                return None
-            log = self.dir / "logs" / f"{dead[0]}.log"
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            return f"{dead[0]} ({tail[0][:300] if tail else 'no output'}; log {log})"
-
-        return check
-
-    def _start_all(self, bins: Binaries, config: EnvironmentConfig, state: dict[str, Any],
-                   progress: Progress) -> None:
-        t0 = time.monotonic()
-        creds = cp.issue_credentials(self.dir / "pki")
-        dead = self._first_dead(state)
-
-        api_port = config.apiserver_port or process.free_port()
-        server = f"https://127.0.0.1:{api_port}"
-        # moto is the slowest to start (imports and seeding) and needs only the endpoint and CA, so it
-        # goes first and comes up while etcd and the API server do.
-        self._start_moto(config, state, server, creds.ca)
-
-        etcd_port, peer_port = process.free_port(), process.free_port()
-        Path(state["etcd_data"]).mkdir(parents=True, exist_ok=True)
-        self._launch(state, "etcd", cp.etcd_command(bins, Path(state["etcd_data"]), etcd_port, peer_port),
-                     etcd_port)
-
-        # EKS's authenticator, so the API server also takes `k8s-aws-v1.` tokens (checked against moto's STS).
-        auth_flags = self._start_authenticator(creds, config, state)
-        self._launch(state, "kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port, extra=auth_flags),
-                     api_port)
-
-        kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
-                                         config.cluster_name, "admin")
-        state.update(kubeconfig=str(kubeconfig), server=server)
-
-        cp.wait_until(lambda: cp.api_get(server, creds, "/readyz")[0] == 200, 60, "kube-apiserver /readyz", dead)
-        progress(f"kube-apiserver ready on {server} ({time.monotonic() - t0:.1f}s)")
-
-        for name, client, build in (
-            ("kube-controller-manager", creds.controller_manager,
-             lambda kc: cp.controller_manager_command(bins, creds, kc)),
-            ("kube-scheduler", creds.scheduler, lambda kc: cp.scheduler_command(bins, kc)),
-        ):
-            kc = cp.write_kubeconfig(self.dir / f"{name}.kubeconfig", server, creds.ca, client,
-                                     config.cluster_name, name)
-            self._launch(state, name, build(kc))
-        kwok_kc = cp.write_kubeconfig(self.dir / "kwok.kubeconfig", server, creds.ca, creds.kwok,
-                                      config.cluster_name, "kwok")
-        emulator_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
-                                          config.cluster_name, "fargate-emulator")
-        self._start_fargate(bins, config, state, kwok_kc, emulator_kc, creds.webhook, creds.ca)
-
-        cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
-                      "the default ServiceAccount (controller-manager)", dead)
-        cp.wait_until(lambda: _log_says(self.dir / "logs" / "moto.log", "READY"), 60, "the moto server", dead)
-        cp.wait_until(lambda: _log_says(self.dir / "logs" / "emulator.log", "READY"), 60,
-                      "the Fargate emulation", dead)
-        cp.wait_until(lambda: _log_says(self.dir / "logs" / "authenticator.log", "READY"), 60,
-                      "the token authenticator", dead)
-        progress(f"controllers, moto and the Fargate emulation ready ({time.monotonic() - t0:.1f}s)")
-
-        state["ready"] = True
-        self._write_state(state)
-        progress(f"environment {self.name!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
-
-    def _start_authenticator(self, creds: cp.Credentials, config: EnvironmentConfig,
-                             state: dict[str, Any]) -> list[str]:
-        """aws-iam-authenticator's TokenReview webhook (fargatelab.emulator.authenticator); the API server flags."""
-        from ..emulator.authenticator import apiserver_flags, webhook_kubeconfig
-
-        port = process.free_port()
-        self._launch(state, "authenticator", [
-            sys.executable, "-m", "fargatelab.emulator.authenticator", "--port", str(port),
-            "--cert", str(creds.webhook.cert), "--key", str(creds.webhook.key), "--cluster", config.cluster_name,
-            "--sts-endpoint", state["aws_endpoint"], "--access-key", "testing=testing",
-        ], port)
-        return apiserver_flags(webhook_kubeconfig(self.dir / "authenticator.kubeconfig",
-                                                  f"https://127.0.0.1:{port}/authenticate", creds.ca))
-
-    def _start_moto(self, config: EnvironmentConfig, state: dict[str, Any], endpoint: str, ca: Path) -> None:
-        """The AWS side: moto seeded with the workshop, its cluster record pointing at ``endpoint``."""
-        aws_port = process.free_port()
-        self._launch(state, "moto", [
-            sys.executable, "-m", "fargatelab.local.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
-            "--region", config.region, "--cluster-name", config.cluster_name, "--endpoint", endpoint,
-            "--ca-file", str(ca), "--run-id", state["run_id"], *_profile_delays(config),
-        ], aws_port)
-        state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
-
-    def _start_fargate(self, bins: Binaries, config: EnvironmentConfig, state: dict[str, Any],
-                       kwok_kubeconfig: Path, emulator_kubeconfig: Path, webhook: cp.CertPair, ca: Path,
-                       webhook_host: str = "127.0.0.1") -> None:
-        """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers).
-
-        ``webhook_host`` is where the API server reaches the webhooks: loopback for the local control
-        plane, the kind network's gateway for kind.
-        """
-        from ..emulator.kwok_stages import kwok_command, kwok_configuration
-        from ..rules.timing import profile
-
-        kwok_cfg = self.dir / "kwok.yaml"
-        kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
-        self._launch(state, "kwok", kwok_command(bins.path("kwok"), str(kwok_kubeconfig), str(kwok_cfg)))
-        webhook_port = process.free_port()
-        self._launch(state, "emulator", [
-            sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emulator_kubeconfig),
-            "--aws-endpoint", state["aws_endpoint"], "--region", config.region, "--cluster", config.cluster_name,
-            "--kubernetes-version", state["kubernetes_version"], "--run-id", state["run_id"],
-            "--webhook-host", webhook_host, "--webhook-port", str(webhook_port),
-            "--webhook-cert", str(webhook.cert), "--webhook-key", str(webhook.key),
-            "--ca-file", str(ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
-            "--placement", config.placement,
-        ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-
     def attach(self, kubeconfig: str, options: Any, webhook_host: str,
                progress: Progress = _stderr) -> ClusterHandle:
         """Run moto, KWOK and the emulation (hosted placement) against an API server we did not start.
@@ -345,16 +218,16 @@ class LocalEnvironment:
                                  "kubeconfig": kubeconfig, "server": cluster["server"], "components": [],
                                  "ready": False, "timing_scale": options.timing_scale, "started": time.time()}
         self._write_state(state)
+        start = Startup(self.dir, state, self._write_state)
         try:
             webhook_ca = Authority(self.dir / "pki")
             webhook = webhook_ca.issue("webhook", "fargate-labs-webhook", hosts=(webhook_host,), server=True)
-            self._start_moto(config, state, cluster["server"], api_ca)
+            start.moto(config, cluster["server"], api_ca)
             kc = Path(kubeconfig)
-            self._start_fargate(bins, config, state, kc, kc, webhook, webhook_ca.cert_path, webhook_host)
-            dead = self._first_dead(state)
+            start.fargate(bins, config, kc, kc, webhook, webhook_ca.cert_path, webhook_host)
+            dead = start.first_dead()
             for name in ("moto", "emulator"):
-                log = self.dir / "logs" / f"{name}.log"
-                cp.wait_until(functools.partial(_log_says, log, "READY"), 60, name, dead)
+                start.wait_ready(name, name, dead)
         except BaseException:
             self.down(quiet=True)
             raise
@@ -411,20 +284,6 @@ class LocalEnvironment:
             dict(c, state="running" if process.alive(c["pid"], run_id) else "DEAD")
             for c in state.get("components", [])
         ]
-
-
-def _profile_delays(config: EnvironmentConfig) -> list[str]:
-    from ..rules.timing import profile
-
-    t = profile(config.timing, config.timing_scale)
-    return ["--profile-create-seconds", str(t.profile_create), "--profile-delete-seconds", str(t.profile_delete)]
-
-
-def _log_says(log: Path, word: str) -> bool:
-    try:
-        return word in log.read_text(errors="replace")
-    except OSError:
-        return False
 
 
 def _shell_quote(value: str) -> str:

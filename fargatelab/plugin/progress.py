@@ -11,6 +11,8 @@ every poll. Three displays use them:
   file (:class:`FeedWriter`) and the controller turns them into the same lines (:class:`FeedReader`),
   prefixed with the worker id.
 
+The pytest side (the terminal, output capture, the relay's thread) is :mod:`fargatelab.plugin.progress_line`.
+
 >>> from fargatelab.scenario.wait import WaitStatus
 >>> lines = LineProgress(after=5, every=30)
 >>> lines.feed("k", WaitStatus("pod a/b Running", 60, 2, "Pending"))

@@ -1,44 +1,42 @@
-"""The labs' reports and the terminal progress line: the second pytest plugin of the harness.
+"""The labs' reports: written from pytest's test reports by the process that owns the run.
 
 Reports (``reports/<run id>/``: ``junit.xml``, ``report.html``, ``summary.json``, ``summary.md``, and
 ``reports/latest`` pointing at the newest run) are written by the process that owns the run: the only
 process, or the pytest-xdist controller, which builds them from the reports its workers send. A
 worker adds to each of its test reports what the controller cannot see (the lab marker, the step's
-description, the worker id, the cluster's name and Kubernetes version) as the ``fargatelab``
-attribute, which xdist carries across like the report's ``user_properties`` and ``sections``.
+description, the worker id, the cluster's name and Kubernetes version, and what went wrong as data:
+:func:`failure_data`) as the ``fargatelab`` attribute, which xdist carries across like the report's
+``user_properties`` and ``sections``.
 
 Reports are written when ``--reports-dir`` is given, or when the run has lab scenarios (tests marked
 ``lab``), to ``reports/`` under the root directory; ``--no-reports`` turns them off.
 
-Waits show a progress line (see :mod:`fargatelab.plugin.progress`); under xdist the workers relay their waits
-through files in a directory the controller makes, and the controller prints them.
+Waits show a progress line (:mod:`fargatelab.plugin.progress_line`), registered here too.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import tempfile
-import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import pytest
 
-from ..scenario import wait
-from .progress import FeedReader, FeedWriter, LineProgress, finished, waiting
-from ..report.run_report import RunInfo, RunReport, write_reports
+from ..errors import HarnessError
+from ..report.model import RunInfo, RunReport
+from ..report.write import write_reports
+from ..scenario.failures import Failure
+from ..scenario.wait import ComponentDied, WaitTimeout
+from .progress_line import configure_progress
+from .run import backend_of, owns_run, run_id, worker_id
 
-__all__ = ["pytest_addoption", "pytest_configure"]
+__all__ = ["pytest_addoption", "pytest_configure", "failure_data"]
 
 _CLUSTER = pytest.StashKey[dict[str, Any]]()
-
-#: waits at least this long are recorded on the step (``("wait", "...")`` in its user_properties)
-RECORD_WAITS_AFTER = 1.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,10 +49,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="progress of long waits: a live line on a terminal (auto), lines, or off")
     group.addoption("--progress-after", type=float, default=10.0, metavar="SECONDS",
                     help="show a wait once it has taken this long (default 10)")
-
-
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -83,7 +77,7 @@ class _Reporter:
             self.junit = Path(self.config.option.xmlpath)
             return
         if self.explicit:
-            run_dir = self.reports_dir / self.config.option.run_id
+            run_dir = self.reports_dir / run_id(self.config)
             run_dir.mkdir(parents=True, exist_ok=True)
             self.junit = run_dir / "junit.xml"
         else:
@@ -99,7 +93,7 @@ class _Reporter:
         interrupted = bool(self.stop_reason) or exitstatus == pytest.ExitCode.INTERRUPTED
         scale = getattr(o, "timing_scale", 1.0)
         return RunInfo(
-            run_id=o.run_id or "",
+            run_id=run_id(self.config),
             backend=getattr(o, "backend", "") or "",
             mode=getattr(o, "mode", "replay") or "replay",
             kubernetes_version=str(cluster.get("kubernetes_version") or ""),
@@ -189,20 +183,52 @@ class _Reporter:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: the run id and junit path must be set before pytest's junitxml plugin reads them.
-    if not _is_worker(config):
-        if not config.option.run_id:
-            config.option.run_id = uuid.uuid4().hex[:8]
+    if owns_run(config):
+        run_id(config)
         if not config.option.no_reports and not config.option.collectonly:
             reporter = _Reporter(config)
             reporter.configure_junit()
             config.pluginmanager.register(reporter, "fargatelab-report")
-    _configure_progress(config)
+    configure_progress(config)
 
 
 # --- what a worker adds to its reports ------------------------------------------------------------
 
+def failure_data(exc: BaseException) -> dict[str, str]:
+    """What went wrong in a phase, as the run report shows it: never parsed back out of a message.
+
+    ``kind`` is ``fact`` (expected vs actual), ``missing`` (and the command that makes it), ``timeout``
+    (a wait's condition vs what it last saw), ``assertion`` (a bare ``assert`` or ``pytest.fail``: its
+    message), ``error`` (the harness or the cluster broke: the step's outcome is *error*, not *failed*)
+    or ``exception`` (anything else).
+
+    >>> from fargatelab.scenario.failures import FactMismatch, KubectlFailed, Missing
+    >>> data = failure_data(FactMismatch("replicas", 3, 2))
+    >>> data["kind"], data["fact"], data["expected"], data["actual"]
+    ('fact', 'replicas', '3', '2')
+    >>> failure_data(Missing("Deployment a/b", "kubectl apply -f b.yaml"))["fix"]
+    'kubectl apply -f b.yaml'
+    >>> failure_data(KubectlFailed("kubectl get pods", 1, "connection refused\\n"))
+    {'kind': 'error', 'exception': 'KubectlFailed', 'message': '`kubectl get pods` failed (1): connection refused'}
+    >>> failure_data(AssertionError("assert 2 == 3\\n +  where 2 = len(pods)"))["message"]
+    'assert 2 == 3\\n +  where 2 = len(pods)'
+    """
+    if isinstance(exc, (HarnessError, ComponentDied)):
+        return {"kind": "error", "exception": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, Failure):
+        # str: the data crosses xdist's wire, and the report shows text
+        return {str(k): str(v) for k, v in exc.data().items() if v is not None}
+    if isinstance(exc, WaitTimeout):
+        return {"kind": "timeout", "fact": "timed out", "expected": exc.name, "actual": exc.observed,
+                "message": str(exc)}
+    if isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        return {"kind": "assertion", "message": str(exc)}
+    return {"kind": "exception", "message": f"{type(exc).__name__}: {exc}"}
+
+
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     extra: dict[str, Any] = {}
     mark = item.get_closest_marker("lab")
@@ -210,16 +236,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         extra["lab"] = [str(mark.args[0]), str(mark.args[1])]
     doc = getattr(getattr(item, "obj", None), "__doc__", None)
     if doc and doc.strip():
-        extra["description"] = doc.strip().split("\n\n")[0].replace("\n", " ")
-        extra["description"] = " ".join(extra["description"].split())
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+        extra["description"] = " ".join(doc.strip().split("\n\n")[0].split())
+    worker = worker_id(item.config)
     if worker:
         extra["worker"] = worker
     cluster = _cluster_info(item.config)
     if cluster:
         extra["cluster"] = cluster
+    if report.failed and call.excinfo is not None:
+        extra["failure"] = failure_data(call.excinfo.value)
     report.fargatelab = extra  # type: ignore[attr-defined]
-    return report  # type: ignore[no-any-return]
+    return report
 
 
 def _cluster_info(config: pytest.Config) -> dict[str, Any] | None:
@@ -227,9 +254,7 @@ def _cluster_info(config: pytest.Config) -> dict[str, Any] | None:
     cached = config.stash.get(_CLUSTER, None)
     if cached is not None:
         return cached
-    from .fixtures import _BACKEND_KEY
-
-    backend = config.stash.get(_BACKEND_KEY, None)
+    backend = backend_of(config)
     if backend is None:
         return None
     handle = backend.handle
@@ -246,218 +271,5 @@ def _server_version(kubeconfig: str) -> str:
         from ..scenario.kube import Kube
 
         return str(Kube(kubeconfig).get("/version").get("gitVersion") or "")
-    except Exception:
+    except Exception:  # noqa: BLE001 - the version is a nicety of the report, never a reason to fail a step
         return ""
-
-
-# --- the progress line ----------------------------------------------------------------------------
-
-class _Progress:
-    """The display of waits for this process: live line, lines, relay to the controller, or nothing."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.after = float(config.option.progress_after)
-        self.mode = config.option.progress
-        self.item: pytest.Item | None = None
-        self.lock = threading.RLock()
-        self.lines = LineProgress(self.after)
-        self.live_key: tuple[str, float] | None = None
-        self.live_text = ""
-        self.feed: FeedWriter | None = None
-        self.feed_dir: Path | None = None
-        self.reader: FeedReader | None = None
-        self.thread: threading.Thread | None = None
-        self.stopping = threading.Event()
-        self.display = False
-        self._saved_fspath: Path | bool | None = None
-        wait.add_progress_sink(self)
-
-    # the sink --------------------------------------------------------------------------------------
-
-    def __call__(self, status: wait.WaitStatus) -> None:
-        if status.outcome is not None and status.elapsed >= RECORD_WAITS_AFTER and self.item is not None:
-            self.item.user_properties.append(("wait", finished(status)))
-        if self.feed is not None:
-            self.feed(status)
-        elif self.display:
-            self._show(status)
-
-    def _terminal(self) -> Any:
-        return self.config.pluginmanager.get_plugin("terminalreporter")
-
-    def _show(self, status: wait.WaitStatus) -> None:
-        tr = self._terminal()
-        if tr is None:
-            return
-        capman = self.config.pluginmanager.get_plugin("capturemanager")
-        key = (status.name, status.started)
-        live = self.mode == "live" or (self.mode == "auto" and tr.isatty())
-        if live:
-            if status.outcome is None and status.elapsed < self.after:
-                return
-            if status.outcome is None:
-                text = "  " + waiting(status)
-                width = shutil.get_terminal_size((120, 24)).columns - 1
-                text = text if len(text) <= width else text[: width - 1] + "…"
-                if text == self.live_text:
-                    return
-            elif self.live_key != key:
-                return
-            with self._uncaptured(capman):
-                if self.live_key != key:
-                    self._begin(tr)
-                    self.live_key = key
-                if status.outcome is None:
-                    tr.rewrite(text, erase=True)
-                    self.live_text = text
-                    tr.flush()
-                else:
-                    tr.rewrite("  " + finished(status), erase=True)
-                    tr.write("\n", flush=True)
-                    self.live_key, self.live_text = None, ""
-                    self._end(tr)
-            return
-        out = self.lines.feed(key, status)
-        if out:
-            with self._uncaptured(capman):
-                self._begin(tr)
-                for line in out:
-                    tr.write_line("  " + line)
-                if not self.lines.active:
-                    self._end(tr)
-                tr.flush()
-
-    def _begin(self, tr: Any) -> None:
-        """Start on a fresh line, wherever pytest's progress letters left the cursor."""
-        if self._saved_fspath is None:
-            self._saved_fspath = tr.currentfspath if isinstance(tr.currentfspath, Path) else False
-        tr.ensure_newline()
-        self._newline(tr)
-
-    def _end(self, tr: Any) -> None:
-        """Give pytest its line back: the file name its next progress letters follow."""
-        saved, self._saved_fspath = self._saved_fspath, None
-        if isinstance(saved, Path):
-            tr.write(os.path.relpath(saved, self.config.invocation_params.dir) + " ")
-            tr.currentfspath = saved
-
-    def _newline(self, tr: Any) -> None:
-        tw = self.config.get_terminal_writer()
-        if tw.width_of_current_line:
-            tw.line()
-
-    @staticmethod
-    def _uncaptured(capman: Any) -> Any:
-        if capman is None:
-            import contextlib
-
-            return contextlib.nullcontext()
-        return capman.global_and_fixture_disabled()
-
-    # the xdist relay --------------------------------------------------------------------------------
-
-    def session_started(self) -> None:
-        if self.mode == "off" or _is_worker(self.config):
-            return
-        if self.config.pluginmanager.has_plugin("dsession"):
-            if self.feed_dir is None:
-                self.feed_dir = Path(tempfile.mkdtemp(prefix=f"fargate-labs-progress-{self.config.option.run_id}-"))
-            self.reader = FeedReader(self.feed_dir, self.after)
-            self.thread = threading.Thread(target=self._relay, name="fargate-labs-progress", daemon=True)
-            self.thread.start()
-        else:
-            self.display = True
-
-    def _relay(self) -> None:
-        assert self.reader is not None
-        while not self.stopping.wait(0.5):
-            self._print_relayed()
-
-    def _print_relayed(self) -> None:
-        assert self.reader is not None
-        tr = self._terminal()
-        with self.lock:
-            lines = self.reader.poll()
-            if not lines or tr is None:
-                return
-            for line in lines:
-                self._newline(tr)
-                tr.write_line("  " + line)
-            tr.flush()
-
-    def session_finished(self) -> None:
-        self.display = False
-        if self.thread is not None:
-            self.stopping.set()
-            self.thread.join(timeout=5)
-            self.thread = None
-            self._print_relayed()
-
-    # hooks ------------------------------------------------------------------------------------------
-
-    def pytest_sessionstart(self) -> None:
-        self.session_started()
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self) -> None:
-        self.session_finished()
-
-    def pytest_unconfigure(self) -> None:
-        wait.remove_progress_sink(self)
-        if self.feed_dir is not None and not _is_worker(self.config):
-            shutil.rmtree(self.feed_dir, ignore_errors=True)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
-        self.item = item
-        if self.feed is not None:
-            self.feed.test = item.name
-        try:
-            return (yield)
-        finally:
-            self.item = None
-
-    # The controller's relay thread writes between these hooks, never inside one.
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Iterator[None]:
-        with self.lock:
-            if self.reader is not None:
-                # A worker writes a wait's end before it sends the report: print it before the result.
-                self._print_relayed()
-            return (yield)
-
-    def pytest_keyboard_interrupt(self) -> None:
-        tr = self._terminal()
-        if self.live_key is not None and tr is not None:
-            tr.write("\n", flush=True)
-            self.live_key = None
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> Iterator[None]:
-        with self.lock:
-            return (yield)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> Iterator[None]:
-        with self.lock:
-            return (yield)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        """xdist: tell each worker where to relay its waits."""
-        if self.mode == "off":
-            return
-        if self.feed_dir is None:
-            self.feed_dir = Path(tempfile.mkdtemp(prefix=f"fargate-labs-progress-{self.config.option.run_id}-"))
-        node.workerinput["fargatelab_progress"] = str(self.feed_dir)
-
-
-def _configure_progress(config: pytest.Config) -> None:
-    progress = _Progress(config)
-    if _is_worker(config):
-        directory = config.workerinput.get("fargatelab_progress")  # type: ignore[attr-defined]
-        if directory:
-            worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
-            progress.feed = FeedWriter(Path(directory) / f"{worker}.jsonl")
-    config.pluginmanager.register(progress, "fargatelab-progress")

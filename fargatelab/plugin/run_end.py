@@ -122,8 +122,9 @@ def finish(root: Path, run_id: str, *, keep: bool, meter: CostMeter | None,
 
 def _eks_cleanup(end: RunEnd, used: dict[str, Any], run_id: str, directory: Path,
                  progress: Callable[[str], None]) -> None:
-    from ..backends.eks import connect
-    from ..cleanup.leftovers import delete_run, find_leftovers
+    from ..backends.eks_connection import connect
+    from ..cleanup.deletion import delete_run
+    from ..cleanup.leftovers import find_leftovers
 
     try:
         conn, _description, kubeconfig = connect(used["cluster"], used["region"], run_id)

@@ -126,8 +126,8 @@ def FargateNodesFor(kube: Kube, namespace: str, selector: str, count: int) -> Co
     return condition(f"{count} pods in {namespace} on {count} Fargate nodes", probe)
 
 
-def EventRecorded(kube: Kube, namespace: str, uid: str, reason: str,
-                  message: Callable[[str], bool] = lambda _: True) -> Condition:  # noqa: N802
+def EventRecorded(kube: Kube, namespace: str, uid: str, reason: str,  # noqa: N802
+                  message: Callable[[str], bool] = lambda _: True) -> Condition:
     def probe() -> tuple[bool, str]:
         events = [e for e in kube.events(namespace, uid=uid) if e["reason"] == reason]
         return any(message(e.get("message", "")) for e in events), f"{reason} events: {[e.get('message') for e in events]}"

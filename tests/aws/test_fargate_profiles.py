@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 
 from .conftest import CREATE_SECONDS, DELETE_SECONDS, Server, wait_for
 
+pytestmark = pytest.mark.integration
+
 RUN_TAG = {"fargate-labs/run-id": "pytest-aws"}
 
 

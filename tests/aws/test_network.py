@@ -9,9 +9,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fargatelab.errors import ExitCode
 
 from .conftest import API_ENDPOINT, CA_PEM, CLUSTER, REGION, RUN_ID, Server
+
+pytestmark = pytest.mark.integration
 
 PRIVATE_CIDRS = ["10.11.64.0/20", "10.11.80.0/20", "10.11.96.0/20"]
 ZONES = [f"{REGION}a", f"{REGION}b", f"{REGION}c"]

@@ -20,6 +20,8 @@ from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.scenario.kube import Kube
 from fargatelab.scenario.lab import MANIFESTS
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ["labs/test_fargate_profile.py", "labs/test_game_2048_ingress.py"]
 
@@ -77,7 +79,7 @@ def test_done_steps_pass_with_a_read_only_identity(student: dict[str, Any], tmp_
 
 
 def test_the_identity_really_is_read_only(student: dict[str, Any], tmp_path: Path) -> None:
-    from fargatelab.backends.eks import connect
+    from fargatelab.backends.eks_connection import connect
 
     os.environ.update({k: student["shell"][k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
     try:

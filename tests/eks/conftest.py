@@ -7,12 +7,7 @@ environment, ``--backend eks --cluster eksworkshop``. Nothing in the backend kno
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator

@@ -6,7 +6,6 @@ run's final cleanup and leak check, `fargate-lab cleanup` after a killed run, an
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -24,15 +23,19 @@ from kubernetes import client, config, watch
 
 from fargatelab.scenario import wait
 from fargatelab.backends import BackendOptions
-from fargatelab.backends.eks import SANDBOX_TAG, EksBackend, role_name
-from fargatelab.cleanup.leftovers import ROLE_PATH, delete_run, find_leftovers, run_load_balancers, run_target_groups
+from fargatelab.backends.eks import EksBackend
+from fargatelab.backends.pod_execution_role import role_name
+from fargatelab.cleanup.deletion import delete_run
+from fargatelab.cleanup.leftovers import find_leftovers, run_load_balancers, run_target_groups
+from fargatelab.eks.facts import ROLE_PATH, RUN_ID_LABEL, SANDBOX_TAG
 from fargatelab.report.cost import parse_capacity
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.scenario.handle import ClusterHandle
 from fargatelab.scenario.kube import Kube
-from fargatelab.eks.facts import RUN_ID_LABEL
 from fargatelab.scenario.lab import Lab
 from fargatelab.rules.timing import profile
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = "eksworkshop"

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import boto3
@@ -18,6 +17,8 @@ import pytest
 
 from fargatelab.scenario import conditions as cond
 from fargatelab.scenario import wait
+
+pytestmark = pytest.mark.integration
 
 WORKER = "ip-10-11-64-10.ap-northeast-2.compute.internal"
 

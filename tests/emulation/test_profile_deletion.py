@@ -11,6 +11,8 @@ from fargatelab.scenario import wait
 from fargatelab.local.environment import LocalEnvironment
 from fargatelab.scenario.kube import Kube
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def env(local_environment: Callable[..., LocalEnvironment]) -> LocalEnvironment:

@@ -13,6 +13,8 @@ from fargatelab.local.environment import LocalEnvironment
 from fargatelab.scenario.kube import Kube
 from fargatelab.rules.timing import profile
 
+pytestmark = pytest.mark.integration
+
 SCALE = 0.05  # profile creation 240 s -> 12 s, pod start-up 52 s -> 2.6 s
 
 

@@ -20,6 +20,8 @@ import yaml
 from fargatelab.local import process
 from fargatelab.errors import ExitCode
 
+pytestmark = pytest.mark.integration
+
 
 def fargate_lab(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "fargatelab.cli.main", *args], capture_output=True, text=True,

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fargatelab.local.environment import LocalEnvironment
 from fargatelab.scenario.kube import Kube
+
+pytestmark = pytest.mark.integration
 
 LAB = '''
 def test_makes_a_namespace(lab):
@@ -24,7 +28,7 @@ def test_keep_leaves_the_run_and_its_environment_up(tmp_path: Path) -> None:
     os.environ["FARGATE_LABS_STATE"] = str(state)
     environment = LocalEnvironment(f"labs-{run_id}")
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "test_kept.py", "-p", "fargatelab.plugin.fixtures",
+        done = subprocess.run([sys.executable, "-m", "pytest", "test_kept.py", "-p", "fargatelab.plugin",
                                "-p", "no:cacheprovider", "--run-id", run_id, "--keep", "-q"],
                               cwd=tmp_path, env=shell, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -10,6 +10,8 @@ import pytest
 from fargatelab.local import process
 from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_port_taken_meanwhile_means_new_ports_not_a_failed_start(monkeypatch: pytest.MonkeyPatch,
                                                                      tmp_path: Path) -> None:

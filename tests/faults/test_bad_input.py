@@ -15,6 +15,8 @@ from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import ExitCode
 from fargatelab.scenario.kube import Kube
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SYNTHETIC_LAB = '''
@@ -44,7 +46,7 @@ def run_synthetic_lab(tmp_path: Path, shell: dict[str, str], manifest: str, body
     (tmp_path / "test_synthetic.py").write_text(SYNTHETIC_LAB.format(manifest=manifest))
     env = dict(shell, FARGATE_LABS_MANIFESTS=str(manifests))
     return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_synthetic.py"), "-p",
-                           "fargatelab.plugin.fixtures", "-p", "no:cacheprovider", "--reuse", "badinput",
+                           "fargatelab.plugin", "-p", "no:cacheprovider", "--reuse", "badinput",
                            "--run-id", run_id, "-q"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=180)
 

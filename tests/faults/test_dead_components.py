@@ -20,6 +20,8 @@ from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.errors import ExitCode
 from fargatelab.scenario.kube import Kube
 
+pytestmark = pytest.mark.integration
+
 TIMEOUT = 120.0
 
 

@@ -11,6 +11,8 @@ import pytest
 import injector as faults
 from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalEnvironment]:

@@ -12,6 +12,8 @@ import pytest
 
 from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

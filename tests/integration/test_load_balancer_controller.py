@@ -173,7 +173,7 @@ def lab(environment: ClusterHandle, kube: Clients, aws: Callable[[str], Any], se
               f"fargate-labs.test/alb-t{tag}")
     yield one
     # Delete this test's Ingresses through a controller so no load balancer outlives the test.
-    survivor = one.controller().start()
+    one.controller().start()
     try:
         for ing in kube.networking.list_namespaced_ingress(namespace).items:
             if ing.spec.ingress_class_name == one.ingress_class or \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import pytest
 from fargatelab.backends.kind import KIND_VERSION, NODE_IMAGE, kind_config, require_docker
 from fargatelab.local.binaries import KUBERNETES_VERSION
 from fargatelab.errors import ExitCode, HarnessError
+
+pytestmark = pytest.mark.kind
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,17 +112,16 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
     def attach(env: LocalEnvironment, kubeconfig: str, options: object, webhook_host: str) -> None:
         attached.append(webhook_host)
         env.dir.mkdir(parents=True, exist_ok=True)
-        env._write_state({"name": env.name, "run_id": "kind0001", "cluster_name": "eksworkshop",
-                          "region": "ap-northeast-2", "kubernetes_version": "v1.34.0", "kubeconfig": kubeconfig,
-                          "aws_endpoint": "http://127.0.0.1:1", "components": [], "ready": True})
+        env.state_file.write_text(json.dumps({
+            "name": env.name, "run_id": "kind0001", "cluster_name": "eksworkshop", "region": "ap-northeast-2",
+            "kubernetes_version": "v1.34.0", "kubeconfig": kubeconfig, "aws_endpoint": "http://127.0.0.1:1",
+            "components": [], "ready": True}))
 
     monkeypatch.setattr(LocalEnvironment, "attach", attach)
     monkeypatch.setattr(LocalEnvironment, "down", lambda env, quiet=False: env.state_file.unlink())
-    options = BackendOptions(backend="kind", run_id="kind0001")
+    options = BackendOptions(backend="kind", run_id="kind0001", owner=False)  # two workers, neither the owner
 
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     first = kind.KindBackend(options)
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     second = kind.KindBackend(options)
     assert (KindClusterRecord.created, attached) == (["fargate-labs-kind0001"], ["172.18.0.1"])
     assert first.handle == second.handle and first.handle.aws_endpoint == "http://127.0.0.1:1"
@@ -131,3 +134,9 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
     kind.remove("kind0001")  # twice: nothing left, nothing done
     assert KindClusterRecord.deleted == ["fargate-labs-kind0001"]
     assert not LocalEnvironment("kind-kind0001").is_up()
+
+    # A run of one process owns what it made: closing its backend removes both.
+    alone = kind.KindBackend(dataclasses.replace(options, run_id="kind0002", owner=True))
+    alone.close()
+    assert KindClusterRecord.deleted == ["fargate-labs-kind0001", "fargate-labs-kind0002"]
+    assert not LocalEnvironment("kind-kind0002").is_up()

@@ -15,6 +15,8 @@ import yaml
 from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.scenario.lab import MANIFESTS
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

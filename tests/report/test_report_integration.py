@@ -1,9 +1,10 @@
 """The reports of a real pytest run of a synthetic lab (no cluster), checked on disk and in headless Chromium.
 
 The synthetic lab (``synthetic/lab_synthetic.py`` with ``synthetic/conftest_synthetic.py``) has a
-passing step, a failing step with expected vs actual, documented commands, a documentation defect and
-diagnostics sections attached by the real plugin, a check-mode "missing: …; run: …" failure, a skipped
-step, and a step that waits. It runs in a subprocess, with pytest-xdist like ``nox -s labs``.
+passing step, a failing step with expected vs actual (``FactMismatch``), documented commands, a
+documentation defect and diagnostics sections attached by the real plugin, a check-mode ``Missing``, a
+bare ``assert``, a step whose kubectl fails (``KubectlFailed``) and one whose fixture raises a
+``HarnessError`` (both errors, not failures), a skipped step, and a step that waits. It runs in a subprocess, with pytest-xdist like ``nox -s labs``.
 
 Chromium: Debian's ``chromium`` package (``apt-get update && apt-get install -y chromium``), or set
 ``FARGATE_LABS_CHROMIUM`` to a Chromium/Chrome binary. Without one, the browser test is skipped saying so,
@@ -69,7 +70,9 @@ def test_xdist_run_writes_every_report(xdist_run: dict[str, Any]) -> None:
 
     suite = ET.parse(run / "junit.xml").getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("7", "2", "1")
+    # pytest's own view: an exception in a test's body is a failure, one in its setup an error
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
+        "10", "4", "1", "1")
 
     summary = json.loads((run / "summary.json").read_text())
     assert {k: summary["run"][k] for k in ("run_id", "backend", "kubernetes_version", "cluster", "workers")} == {
@@ -82,10 +85,26 @@ def test_xdist_run_writes_every_report(xdist_run: dict[str, Any]) -> None:
     assert (steps["netshoot present"]["missing"], steps["netshoot present"]["fix"]) == (
         "Deployment study-aews/netshoot", "kubectl apply -f netshoot.yaml")
     assert steps["apply"]["commands"] == ["kubectl apply -f fargate_2048_full.yaml"]
+    assert (steps["bare assert"]["outcome"], steps["bare assert"]["expected"]) == ("failed", None)
+    # the harness's errors are errors, with their message, and count apart from the failed facts
+    assert {name: steps[name]["outcome"] for name in ("kubectl breaks", "unreachable")} == {
+        "kubectl breaks": "error", "unreachable": "error"}
+    assert steps["kubectl breaks"]["message"] == (
+        "`kubectl -n fargate-game-2048 get pods` failed (1): The connection to the server 127.0.0.1:6443 was refused")
+    assert {k: summary["totals"][k] for k in ("passed", "failed", "error", "skipped")} == {
+        "passed": 4, "failed": 3, "error": 2, "skipped": 1}
+    assert summary["verdict"] == "FAILED"
 
     md = (run / "summary.md").read_text()
     assert "- ✘ netshoot present — missing: Deployment study-aews/netshoot\n  - fix: `kubectl apply -f netshoot.yaml`" in md
     assert "- ✔ apply\n" in md
+    assert "- ✘ bare assert — two pods of deployment-2048\n" in md
+    assert ("- ⚠ unreachable — error: the API server at https://127.0.0.1:6443 refused the connection\n") in md
+    assert "**4 of 9 steps ✔**, 2 ⚠ with an error, 1 skipped." in md
+
+    page = (run / "report.html").read_text()
+    assert '<details class="step error" id="test-synthetic-lab-py-test-kubectl-breaks" open>' in page
+    assert '<span class="error">2 with an error</span>' in page
 
 
 def test_xdist_controller_prints_the_workers_waits(xdist_run: dict[str, Any]) -> None:

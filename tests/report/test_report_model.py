@@ -1,4 +1,7 @@
-"""The report model and its renderings, from synthetic pytest reports (no pytest run, no cluster)."""
+"""The report model and its renderings, from synthetic pytest reports (no pytest run, no cluster).
+
+How each kind of failure is shown (fact, missing, timeout, bare assert, harness error): test_report_failures.py.
+"""
 
 from __future__ import annotations
 
@@ -6,83 +9,25 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _pytest._code import ExceptionInfo
 from _pytest.reports import CollectReport, TestReport
 
+from fargatelab.report.model import RunInfo, RunReport, step_title
+from fargatelab.report.page import render_html
+from fargatelab.report.summary import render_summary_md, summary_json
+from fargatelab.report.write import write_reports
+from fargatelab.scenario.failures import Missing
 from fargatelab.scenario.lab import expect
-from fargatelab.report.run_report import (RunInfo,
-    RunReport,
-    parse_failure,
-    render_html,
-    render_summary_md,
-    step_title,
-    summary_json,
-    write_reports)
-from fargatelab.scenario.wait import WaitTimeout
+from report_fakes import LAB1, FakeReport, failing, longrepr_of, model_of, phases, raised, report
 
-LAB1 = ["Lab 1 — Fargate profile", "000"]
 LAB5 = ["Lab 5 — root-shell", "002"]
 EVENTS = ("LAST SEEN   TYPE      REASON             OBJECT           MESSAGE\n"
           "3s          Warning   FailedScheduling   pod/root-shell   Pod not supported on Fargate: <hostNetwork>")
 
 
-def _exc(exc: BaseException) -> Any:
-    try:
-        raise exc
-    except BaseException:
-        return ExceptionInfo.from_current().getrepr(style="short")
-
-
-def _failure(fn: Any) -> Any:
-    try:
-        fn()
-    except BaseException:
-        return ExceptionInfo.from_current().getrepr(style="short")
-    raise AssertionError("no failure")
-
-
-def report(nodeid: str, when: str = "call", outcome: str = "passed", longrepr: Any = None,
-           sections: list[tuple[str, str]] | None = None, props: list[tuple[str, object]] | None = None,
-           lab: list[str] | None = None, duration: float = 0.5, **extra: Any) -> TestReport:
-    rep = TestReport(nodeid, (nodeid.split("::")[0], 1, nodeid), {}, outcome, longrepr, when,  # type: ignore[arg-type]
-                     sections or [], duration, 0, duration, props or [], **extra)
-    rep.fargatelab = {"lab": lab or LAB1, "cluster": {"cluster": "eksworkshop", "kubernetes_version": "v1.30.8-eks"}}
-    return rep
-
-
-def phases(nodeid: str, outcome: str = "passed", longrepr: Any = None, when: str = "call",
-           props: list[tuple[str, object]] | None = None, **kw: Any) -> list[TestReport]:
-    """setup, call, teardown reports of one test, the failure (if any) in phase ``when``."""
-    out = []
-    for phase in ("setup", "call", "teardown"):
-        if phase == when:
-            out.append(report(nodeid, phase, outcome, longrepr, props=props, **kw))
-            if outcome != "passed" and phase == "setup":
-                out.append(report(nodeid, "teardown", "passed", props=props, lab=kw.get("lab")))
-                break
-        else:
-            out.append(report(nodeid, phase, "passed", props=props, lab=kw.get("lab")))
-    return out
-
-
-def xdist_roundtrip(rep: Any) -> Any:
-    """What the controller gets from a worker: the report through pytest's serialisation and JSON."""
-    data = json.loads(json.dumps(rep._to_json()))
-    return (TestReport if isinstance(rep, TestReport) else CollectReport)._from_json(data)
-
-
-def model_of(reports: list[Any], info: RunInfo | None = None, roundtrip: bool = False) -> RunReport:
-    model = RunReport(info or RunInfo(run_id="abc123", backend="local", mode="replay", cluster="eksworkshop"))
-    for rep in reports:
-        model.add(xdist_roundtrip(rep) if roundtrip else rep)
-    return model
-
-
 def scale_failure() -> list[TestReport]:
-    longrepr = _failure(lambda: expect("Fargate nodes after scaling", 5, 3))
+    exc, longrepr = raised(lambda: expect("Fargate nodes after scaling", 5, 3))
     props: list[tuple[str, object]] = [
         ("step", "kubectl -n fargate-game-2048 deployment fargate-game-2048 --replicas=3  =>  "
                  "kubectl -n fargate-game-2048 scale deployment deployment-2048 --replicas=3"),
@@ -91,36 +36,14 @@ def scale_failure() -> list[TestReport]:
     sections = [("diagnostics: events in fargate-game-2048", EVENTS),
                 ("diagnostics: describe pods in fargate-game-2048", "Name: root-shell\nStatus: Pending"),
                 ("Captured stdout call", "hello from the step")]
-    reps = phases("labs/test_scaling.py::test_scale[5->3]", "failed", longrepr, props=props, sections=sections)
+    reps = phases("labs/test_scaling.py::test_scale[5->3]", "failed", longrepr, props=props, sections=sections,
+                  failure=exc)
     # the teardown report holds a wait recorded during cleanup as well
     reps[-1].user_properties = [*props, ("wait", "namespace x deleted: met after 2.0s (timeout 120s)")]
     return reps
 
 
-# --- parsing failures ---------------------------------------------------------------------------
-
-def test_parse_expect_message() -> None:
-    parsed = parse_failure("AssertionError: profile status\n  expected: 'ACTIVE'\n  actual:   'CREATING'")
-    assert (parsed["fact"], parsed["expected"], parsed["actual"]) == ("profile status", "'ACTIVE'", "'CREATING'")
-
-
-@pytest.mark.parametrize("message,missing,fix", [
-    ("Failed: missing: Deployment study-aews/netshoot; run: kubectl apply -f netshoot.yaml",
-     "Deployment study-aews/netshoot", "kubectl apply -f netshoot.yaml"),
-    ("Failed: missing: Fargate profile fargate-game-2048 in cluster eksworkshop; create it with: eksctl create "
-     "fargateprofile --cluster $EKSCLUSTER_NAME --name fargate-game-2048 --namespace fargate-game-2048",
-     "Fargate profile fargate-game-2048 in cluster eksworkshop",
-     "eksctl create fargateprofile --cluster $EKSCLUSTER_NAME --name fargate-game-2048 --namespace fargate-game-2048"),
-], ids=["ensure", "profile"])
-def test_parse_check_mode_message(message: str, missing: str, fix: str) -> None:
-    parsed = parse_failure(message)
-    assert (parsed["missing"], parsed["fix"]) == (missing, fix)
-
-
-def test_parse_wait_timeout() -> None:
-    parsed = parse_failure("fargatelab.scenario.wait.WaitTimeout: " + str(WaitTimeout("pod a/b Running", 60, "Pending")))
-    assert (parsed["expected"], parsed["actual"]) == ("pod a/b Running", "Pending")
-
+# --- reading reports ----------------------------------------------------------------------------
 
 def test_step_title() -> None:
     assert step_title("test_profile_rule[eks- prefix->InvalidParameterException]") == \
@@ -164,9 +87,8 @@ def test_failure_keeps_diagnostics_commands_and_expected_actual(roundtrip: bool)
 
 
 def test_outcomes_of_every_phase() -> None:
-    setup_error = phases("labs/a.py::test_setup", "failed", _exc(RuntimeError("cluster gone")), when="setup")
-    cleanup = phases("labs/a.py::test_cleanup", "failed", _exc(AssertionError("cleanup failed: ns x")),
-                     when="teardown")
+    setup_error = failing("labs/a.py::test_setup", RuntimeError("cluster gone"), when="setup")
+    cleanup = failing("labs/a.py::test_cleanup", AssertionError("cleanup failed: ns x"), when="teardown")
     skipped = phases("labs/a.py::test_skip", "skipped", ("labs/a.py", 3, "Skipped: needs pod-network: no pods"),
                      when="setup")
     xfail = [report("labs/a.py::test_xfail", "setup"),
@@ -178,7 +100,23 @@ def test_outcomes_of_every_phase() -> None:
     assert (steps["test_cleanup"].outcome, steps["test_cleanup"].fact) == ("error", "cleanup failed: ns x")
     assert (steps["test_skip"].outcome, steps["test_skip"].fact) == ("skipped", "needs pod-network: no pods")
     assert (steps["test_xfail"].outcome, steps["test_xfail"].ok) == ("xfailed", True)
-    assert model.totals()["error"] == 2 and model.verdict() == "FAILED"
+    # errors, and no documented outcome that failed
+    assert (model.totals()["error"], model.totals()["failed"], model.verdict()) == (2, 0, "ERROR")
+
+
+def test_reads_only_what_crosses_the_wire() -> None:
+    """A report with nothing but the attributes xdist serialises: no longrepr object, no pytest class."""
+    model = RunReport(RunInfo(run_id="r1", backend="local"))
+    model.add(FakeReport("labs/test_a.py::test_ok", "call", "passed", fargatelab={"lab": LAB1, "worker": "gw1"},
+                         user_properties=[("step", "kubectl get pods")], start=10.0, stop=12.0, duration=2.0))
+    model.add(FakeReport("labs/test_a.py::test_bad", "call", "failed",
+                         fargatelab={"failure": {"kind": "fact", "fact": "replicas", "expected": "3", "actual": "2",
+                                                 "message": "replicas\n  expected: 3\n  actual:   2"}}))
+    ok, bad = model.steps()
+    assert (ok.outcome, ok.worker, ok.commands, ok.duration, ok.started, ok.finished) == (
+        "passed", "gw1", ["kubectl get pods"], 2.0, 10.0, 12.0)
+    assert (bad.outcome, bad.fact, bad.expected, bad.actual, bad.lab) == ("failed", "replicas", "3", "2", LAB1[0])
+    assert model.verdict() == "FAILED"
 
 
 def test_labs_grouped_by_module_and_marker_in_collection_order() -> None:
@@ -217,7 +155,7 @@ def test_interrupted_run_shows_what_did_not_run() -> None:
 
 
 def test_collection_error_is_reported() -> None:
-    rep = CollectReport("labs/test_broken.py", "failed", _exc(SyntaxError("invalid syntax")), [])
+    rep = CollectReport("labs/test_broken.py", "failed", longrepr_of(SyntaxError("invalid syntax")), [])
     model = model_of([rep], roundtrip=False)
     assert model.totals()["error"] == 1 and not model.ok
     assert "could not be loaded" in render_summary_md(model)
@@ -229,12 +167,12 @@ def test_collection_error_is_reported() -> None:
 def _check_mode_model() -> RunReport:
     info = RunInfo(run_id="stud1", backend="eks", mode="check", cluster="eksworkshop", region="ap-northeast-2",
                    kubernetes_version="v1.30.8-eks-2d5f260")
-    missing = _failure(lambda: pytest.fail("missing: Deployment study-aews/netshoot; run: kubectl apply -f "
-                                           "netshoot.yaml", pytrace=False))
     return model_of([
         *phases("labs/test_fargate_profile.py::test_create_profile",
                 props=[("step", "eksctl create fargateprofile --name fargate-game-2048")]),
-        *phases("labs/test_netshoot.py::test_netshoot", "failed", missing, lab=["Lab 4 — netshoot", "002"]),
+        *failing("labs/test_netshoot.py::test_netshoot",
+                 Missing("Deployment study-aews/netshoot", "kubectl apply -f netshoot.yaml"),
+                 lab=["Lab 4 — netshoot", "002"]),
         *phases("labs/test_netshoot.py::test_in_pod", "skipped", ("x", 1, "Skipped: needs pod-network"),
                 when="setup", lab=["Lab 4 — netshoot", "002"]),
     ], info, roundtrip=True)

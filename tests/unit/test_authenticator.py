@@ -9,13 +9,9 @@ import boto3
 import pytest
 
 from fargatelab.eks import token as eks_token
-from fargatelab.emulator.authenticator import (Authenticator,
-    Identity,
-    ParsedToken,
-    TokenRejected,
-    map_identity,
-    parse_token,
-    verify_signature)
+from fargatelab.emulator.authenticator import Authenticator
+from fargatelab.emulator.identity_mapping import map_identity
+from fargatelab.emulator.token_verifier import Identity, ParsedToken, TokenRejected, parse_token, verify_signature
 
 ENDPOINT = "http://127.0.0.1:4566"
 ACCOUNT = "123456789012"

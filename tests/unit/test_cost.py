@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fargatelab.cleanup.leftovers import _ours
+from fargatelab.cleanup.leftovers import belongs_to_run
 from fargatelab.report.cost import (PRICES,
     CostMeter,
     LoadBalancerRecord,
@@ -87,8 +87,9 @@ def test_merge_prefers_the_first_precise_end() -> None:
 
 
 def test_elbv2_resources_of_a_run() -> None:
-    assert _ours({"fargate-labs/run-id": "r1"}, "r1", None)
-    assert _ours({"ingress.k8s.aws/stack": "game-2048-r1/ingress-2048", "elbv2.k8s.aws/cluster": "c"}, "r1", ["c"])
-    assert not _ours({"ingress.k8s.aws/stack": "game-2048-r1/ingress-2048", "elbv2.k8s.aws/cluster": "d"}, "r1", ["c"])
-    assert not _ours({"ingress.k8s.aws/stack": "game-2048-r11/x"}, "r1", None)
-    assert not _ours({"ingress.k8s.aws/stack": "shared-group"}, "r1", None)
+    assert belongs_to_run({"fargate-labs/run-id": "r1"}, "r1", None)
+    stack = "game-2048-r1/ingress-2048"
+    assert belongs_to_run({"ingress.k8s.aws/stack": stack, "elbv2.k8s.aws/cluster": "c"}, "r1", ["c"])
+    assert not belongs_to_run({"ingress.k8s.aws/stack": stack, "elbv2.k8s.aws/cluster": "d"}, "r1", ["c"])
+    assert not belongs_to_run({"ingress.k8s.aws/stack": "game-2048-r11/x"}, "r1", None)
+    assert not belongs_to_run({"ingress.k8s.aws/stack": "shared-group"}, "r1", None)

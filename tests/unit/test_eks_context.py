@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fargatelab.backends.eks import target_from_context
+from fargatelab.backends.eks_connection import target_from_context
 from fargatelab.rules.naming import validate_run_id
 from fargatelab.errors import ExitCode, HarnessError
 

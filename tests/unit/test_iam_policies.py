@@ -6,7 +6,7 @@ import fnmatch
 import json
 from pathlib import Path
 
-from fargatelab.backends.eks import READ_ACTIONS, REPLAY_WRITE_ACTIONS
+from fargatelab.backends.eks_preflight import READ_ACTIONS, REPLAY_WRITE_ACTIONS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "iam"
 

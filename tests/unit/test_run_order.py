@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fargatelab.plugin.fixtures import _starts_environment_early
+from fargatelab.plugin.session import _starts_environment_early
 
 ROOT = Path(__file__).resolve().parents[2]
 

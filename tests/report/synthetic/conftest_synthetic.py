@@ -11,10 +11,11 @@ from typing import Iterator
 
 import pytest
 
+from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.scenario.handle import ClusterHandle
 from fargatelab.scenario.lab import Lab
 
-pytest_plugins = ["fargatelab.plugin.fixtures", "fargatelab.plugin.reporting"]
+pytest_plugins = ["fargatelab.plugin"]
 
 HANDLE = ClusterHandle(kubeconfig="/nonexistent/kubeconfig", cluster_name="synthetic-cluster",
                        region="ap-northeast-2", run_id="synthetic", kubernetes_version="v1.34.4-synthetic")
@@ -48,9 +49,15 @@ class SyntheticLab(Lab):
 @pytest.fixture
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     # Imported here, not at the top: pytest_plugins above must import the plugin first (assertion rewriting).
-    from fargatelab.plugin.fixtures import _BACKEND_KEY, _LAB_KEY
+    from fargatelab.plugin import fixtures, run
 
-    request.config.stash[_BACKEND_KEY] = FakeBackend()  # type: ignore[assignment]
+    request.config.stash[run.BACKEND] = FakeBackend()
     the_lab = SyntheticLab(HANDLE, None, None, None, record=request.node.user_properties)  # type: ignore[arg-type]
-    request.node.stash[_LAB_KEY] = the_lab
+    request.node.stash[fixtures._LAB] = the_lab
     yield the_lab
+
+
+@pytest.fixture
+def broken_cluster() -> None:
+    """A fixture whose cluster cannot be reached: the step never starts."""
+    raise HarnessError("the API server at https://127.0.0.1:6443 refused the connection", ExitCode.START_FAILED)

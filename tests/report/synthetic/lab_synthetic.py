@@ -8,6 +8,7 @@ import time
 import pytest
 
 from fargatelab.scenario import wait
+from fargatelab.scenario.failures import KubectlFailed, Missing
 from fargatelab.scenario.lab import Lab, expect
 
 pytestmark = [pytest.mark.lab("Lab 9 — synthetic scaling", "000")]
@@ -29,7 +30,24 @@ def test_scale(lab: Lab, replicas: int) -> None:
 
 def test_netshoot_present(lab: Lab) -> None:
     """Check mode: the netshoot Deployment exists."""
-    pytest.fail("missing: Deployment study-aews/netshoot; run: kubectl apply -f netshoot.yaml", pytrace=False)
+    raise Missing("Deployment study-aews/netshoot", "kubectl apply -f netshoot.yaml")
+
+
+def test_kubectl_breaks(lab: Lab) -> None:
+    """kubectl itself fails: an error of the harness, not a documented fact."""
+    lab.step("kubectl -n fargate-game-2048 get pods")
+    raise KubectlFailed("kubectl -n fargate-game-2048 get pods", 1,
+                        "The connection to the server 127.0.0.1:6443 was refused\n")
+
+
+def test_unreachable(lab: Lab, broken_cluster: None) -> None:
+    """Its cluster fixture fails: an error in setup."""
+
+
+def test_bare_assert(lab: Lab) -> None:
+    """A bare assert: its message is the fact."""
+    pods = ["deployment-2048-7d9c-x"]
+    assert len(pods) == 2, "two pods of deployment-2048\nsecond line"
 
 
 @pytest.mark.skip(reason="check mode never changes the cluster; this step only exists in replay mode")

@@ -1,0 +1,181 @@
+"""Starting the components of a local environment: the control plane, moto, the token authenticator, KWOK
+and the Fargate emulation.
+
+Each component is written to the state file as soon as its process exists, so that ``down`` finds it even
+when a later one fails to start.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import controlplane as cp
+from . import process
+from .binaries import Binaries
+
+if TYPE_CHECKING:
+    from .environment import EnvironmentConfig
+
+__all__ = ["Startup", "dead_components"]
+
+Progress = Callable[[str], None]
+
+
+def dead_components(state: dict[str, Any]) -> list[str]:
+    """Names of the state's components whose process is gone (or is no longer the run's)."""
+    return [
+        c["name"] for c in state.get("components", []) if not process.alive(c["pid"], state.get("run_id"))
+    ]
+
+
+class Startup:
+    """Starts components into one environment's directory and state."""
+
+    def __init__(self, directory: Path, state: dict[str, Any], save: Callable[[dict[str, Any]], None]) -> None:
+        self.dir = directory
+        self.state = state
+        self.save = save
+
+    def launch(self, name: str, command: list[str], port: int = 0,
+               env: dict[str, str] | None = None) -> process.Component:
+        comp = process.start(name, command, self.dir / "logs", self.state["run_id"], port, env)
+        self.state["components"].append(comp.to_json())
+        self.save(self.state)
+        return comp
+
+    def first_dead(self) -> Callable[[], str | None]:
+        """A check naming the first dead component with the last line of its log, for the waits."""
+        def check() -> str | None:
+            dead = dead_components(self.state)
+            if not dead:
+                return None
+            log = self.dir / "logs" / f"{dead[0]}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            return f"{dead[0]} ({tail[0][:300] if tail else 'no output'}; log {log})"
+
+        return check
+
+    def wait_ready(self, component: str, what: str, dead: Callable[[], str | None]) -> None:
+        """Wait until ``component`` logs READY (moto, the emulation and the authenticator do once serving)."""
+        log = self.dir / "logs" / f"{component}.log"
+        cp.wait_until(functools.partial(_log_says, log, "READY"), 60, what, dead)
+
+    def all_components(self, bins: Binaries, config: EnvironmentConfig, progress: Progress) -> None:
+        """A control plane of our own, and on it all that makes it EKS on Fargate; marks the state ready."""
+        state = self.state
+        t0 = time.monotonic()
+        creds = cp.issue_credentials(self.dir / "pki")
+        dead = self.first_dead()
+
+        api_port = config.apiserver_port or process.free_port()
+        server = f"https://127.0.0.1:{api_port}"
+        # moto is the slowest to start (imports and seeding) and needs only the endpoint and CA, so it
+        # goes first and comes up while etcd and the API server do.
+        self.moto(config, server, creds.ca)
+
+        etcd_port, peer_port = process.free_port(), process.free_port()
+        Path(state["etcd_data"]).mkdir(parents=True, exist_ok=True)
+        self.launch("etcd", cp.etcd_command(bins, Path(state["etcd_data"]), etcd_port, peer_port), etcd_port)
+
+        # EKS's authenticator, so the API server also takes `k8s-aws-v1.` tokens (checked against moto's STS).
+        auth_flags = self.authenticator(creds, config)
+        self.launch("kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port, extra=auth_flags),
+                    api_port)
+
+        kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
+                                         config.cluster_name, "admin")
+        state.update(kubeconfig=str(kubeconfig), server=server)
+
+        cp.wait_until(lambda: cp.api_get(server, creds, "/readyz")[0] == 200, 60, "kube-apiserver /readyz", dead)
+        progress(f"kube-apiserver ready on {server} ({time.monotonic() - t0:.1f}s)")
+
+        for name, client, build in (
+            ("kube-controller-manager", creds.controller_manager,
+             lambda kc: cp.controller_manager_command(bins, creds, kc)),
+            ("kube-scheduler", creds.scheduler, lambda kc: cp.scheduler_command(bins, kc)),
+        ):
+            kc = cp.write_kubeconfig(self.dir / f"{name}.kubeconfig", server, creds.ca, client,
+                                     config.cluster_name, name)
+            self.launch(name, build(kc))
+        kwok_kc = cp.write_kubeconfig(self.dir / "kwok.kubeconfig", server, creds.ca, creds.kwok,
+                                      config.cluster_name, "kwok")
+        emulator_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
+                                          config.cluster_name, "fargate-emulator")
+        self.fargate(bins, config, kwok_kc, emulator_kc, creds.webhook, creds.ca)
+
+        cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
+                      "the default ServiceAccount (controller-manager)", dead)
+        self.wait_ready("moto", "the moto server", dead)
+        self.wait_ready("emulator", "the Fargate emulation", dead)
+        self.wait_ready("authenticator", "the token authenticator", dead)
+        progress(f"controllers, moto and the Fargate emulation ready ({time.monotonic() - t0:.1f}s)")
+
+        state["ready"] = True
+        self.save(state)
+        progress(f"environment {state['name']!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
+
+    def authenticator(self, creds: cp.Credentials, config: EnvironmentConfig) -> list[str]:
+        """aws-iam-authenticator's TokenReview webhook (fargatelab.emulator.authenticator); the API server flags."""
+        from ..emulator.authenticator import apiserver_flags, webhook_kubeconfig
+
+        port = process.free_port()
+        self.launch("authenticator", [
+            sys.executable, "-m", "fargatelab.emulator.authenticator", "--port", str(port),
+            "--cert", str(creds.webhook.cert), "--key", str(creds.webhook.key), "--cluster", config.cluster_name,
+            "--sts-endpoint", self.state["aws_endpoint"], "--access-key", "testing=testing",
+        ], port)
+        return apiserver_flags(webhook_kubeconfig(self.dir / "authenticator.kubeconfig",
+                                                  f"https://127.0.0.1:{port}/authenticate", creds.ca))
+
+    def moto(self, config: EnvironmentConfig, endpoint: str, ca: Path) -> None:
+        """The AWS side: moto seeded with the workshop, its cluster record pointing at ``endpoint``."""
+        aws_port = process.free_port()
+        self.launch("moto", [
+            sys.executable, "-m", "fargatelab.local.aws.server", "--host", "127.0.0.1", "--port", str(aws_port),
+            "--region", config.region, "--cluster-name", config.cluster_name, "--endpoint", endpoint,
+            "--ca-file", str(ca), "--run-id", self.state["run_id"], *_profile_delays(config),
+        ], aws_port)
+        self.state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
+
+    def fargate(self, bins: Binaries, config: EnvironmentConfig, kwok_kubeconfig: Path, emulator_kubeconfig: Path,
+                webhook: cp.CertPair, ca: Path, webhook_host: str = "127.0.0.1") -> None:
+        """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers).
+
+        ``webhook_host`` is where the API server reaches the webhooks: loopback for the local control
+        plane, the kind network's gateway for kind.
+        """
+        from ..emulator.kwok_stages import kwok_command, kwok_configuration
+        from ..rules.timing import profile
+
+        state = self.state
+        kwok_cfg = self.dir / "kwok.yaml"
+        kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
+        self.launch("kwok", kwok_command(bins.path("kwok"), str(kwok_kubeconfig), str(kwok_cfg)))
+        webhook_port = process.free_port()
+        self.launch("emulator", [
+            sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emulator_kubeconfig),
+            "--aws-endpoint", state["aws_endpoint"], "--region", config.region, "--cluster", config.cluster_name,
+            "--kubernetes-version", state["kubernetes_version"], "--run-id", state["run_id"],
+            "--webhook-host", webhook_host, "--webhook-port", str(webhook_port),
+            "--webhook-cert", str(webhook.cert), "--webhook-key", str(webhook.key),
+            "--ca-file", str(ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
+            "--placement", config.placement,
+        ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+
+
+def _profile_delays(config: EnvironmentConfig) -> list[str]:
+    from ..rules.timing import profile
+
+    t = profile(config.timing, config.timing_scale)
+    return ["--profile-create-seconds", str(t.profile_create), "--profile-delete-seconds", str(t.profile_delete)]
+
+
+def _log_says(log: Path, word: str) -> bool:
+    try:
+        return word in log.read_text(errors="replace")
+    except OSError:
+        return False
