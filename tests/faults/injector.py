@@ -21,7 +21,7 @@ from fargatelab.local.environment import LocalEnvironment, state_root
 
 __all__ = ["Outcome", "interrupt_run", "kill_run", "kill_component_run", "leaks"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: A run that has not ended this long after its fault counts as hung (and is killed).
 HANG_AFTER = 180.0
 
