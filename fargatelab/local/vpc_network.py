@@ -1,0 +1,167 @@
+"""The VPC of a local environment as network namespaces: a router, and one attachment per microVM.
+
+Every VPC address lives only inside namespaces this module creates; the host's own namespace holds none.
+
+* The **router** namespace (``fargate-labs-<run>-vpc``) is the VPC's implicit router: it owns each subnet's
+  ``.1`` address (on its loopback, as a VPC router answers for it), forwards between attachments, and has
+  one uplink to the host with link-local addresses only. It has no default route, so nothing addressed
+  outside the VPC (``curl ipinfo.io``) can leave: the packet is unroutable, there is no NAT anywhere.
+* The **host** reaches VPC addresses by one route for the VPC's CIDR over the uplink, and the router
+  reaches the host's listeners (API server, registry) at the environment's link-local address on ``lo``.
+* A **microVM attachment** is a namespace whose ``eth0`` (mtu 9001, as on Fargate) holds the ENI's address
+  with its subnet's prefix, default route via the subnet's ``.1``; its peer sits in the router, which
+  routes the address there and answers ARP for what lies beyond (proxy ARP).
+
+Names carry the run id, so ``fargate-lab cleanup`` finds them after a ``kill -9``: namespaces
+``fargate-labs-<run>-…``, links ``fl<run>…`` (interface names are at most 15 characters).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from dataclasses import dataclass
+
+from ..errors import ExitCode, HarnessError
+
+__all__ = ["VpcNetwork", "Attachment", "link_local_address", "namespaces_of_run", "remove_run"]
+
+NETNS_PREFIX = "fargate-labs-"
+MTU = 9001
+
+
+def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = ["ip", *(["-n", netns] if netns else []), *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise HarnessError(f"`{' '.join(command)}` failed: {result.stderr.strip()}", ExitCode.START_FAILED)
+    return result
+
+
+def _sysctl(netns: str, key: str, value: str) -> None:
+    result = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise HarnessError(f"sysctl {key}={value} in {netns} failed: {result.stderr.strip()}", ExitCode.START_FAILED)
+
+
+def link_local_address(run_id: str) -> str:
+    """The environment's address on the host's ``lo``, where its listeners are reached from the VPC.
+
+    One per run, so environments side by side never remove each other's: 169.254.<a>.<b>, away from
+    the addresses AWS itself uses in that range (169.254.169.x, 169.254.170.x).
+
+    >>> link_local_address("00000000")
+    '169.254.200.1'
+    """
+    n = int(run_id[:8], 16) if all(c in "0123456789abcdef" for c in run_id[:8]) else sum(map(ord, run_id))
+    return f"169.254.{200 + n % 50}.{1 + (n // 50) % 250}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One microVM's place in the VPC: its namespace, and the router-side link of its ``eth0``."""
+
+    netns: str
+    address: str
+    prefix: int
+    router_link: str
+
+
+class VpcNetwork:
+    """The router namespace and its uplink for one environment (``run_id``) and VPC (``cidr``)."""
+
+    def __init__(self, run_id: str, cidr: str) -> None:
+        self.run_id = run_id
+        self.cidr = ipaddress.ip_network(cidr)
+        self.router = f"{NETNS_PREFIX}{run_id}-vpc"
+        self.host_address = link_local_address(run_id)
+        self._uplink_host = f"fl{run_id[:8]}u"
+        self._gateways: set[str] = set()
+
+    # --- the router ---------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """Make the router namespace and its uplink; the host gets a route for the VPC, never an address in it."""
+        router_side = self._router_address()
+        _ip("netns", "add", self.router)
+        _ip("link", "set", "lo", "up", netns=self.router)
+        _ip("link", "add", self._uplink_host, "type", "veth", "peer", "name", "up0", "netns", self.router)
+        _ip("addr", "add", f"{self.host_address}/32", "dev", "lo", check=False)  # may exist after a crash
+        _ip("link", "set", self._uplink_host, "up")
+        _ip("link", "set", "up0", "up", netns=self.router)
+        _ip("addr", "add", f"{router_side}/32", "dev", "up0", netns=self.router)
+        _ip("route", "add", f"{self.host_address}/32", "dev", "up0", netns=self.router)
+        _ip("route", "add", str(self.cidr), "dev", self._uplink_host, "src", self.host_address)
+        _sysctl(self.router, "net.ipv4.ip_forward", "1")
+        # The host sends to VPC addresses over the uplink as if they were on it: the router answers for them.
+        _sysctl(self.router, "net.ipv4.conf.up0.proxy_arp", "1")
+
+    def _router_address(self) -> str:
+        a, b, c, d = (int(x) for x in self.host_address.split("."))
+        return f"{a}.{b}.{c}.{d + 1 if d < 254 else d - 1}"
+
+    def gateway(self, subnet: str) -> str:
+        """The subnet's ``.1``: the router answers for it, as a VPC's router does."""
+        network = ipaddress.ip_network(subnet)
+        address = str(network.network_address + 1)
+        if address not in self._gateways:
+            _ip("addr", "add", f"{address}/32", "dev", "lo", netns=self.router, check=False)
+            self._gateways.add(address)
+        return address
+
+    # --- microVMs -----------------------------------------------------------------------------
+
+    def attach(self, address: str, subnet: str) -> Attachment:
+        """A namespace for the microVM with ``address``, its ``eth0`` in ``subnet`` (mtu 9001), routed by the router."""
+        network = ipaddress.ip_network(subnet)
+        if ipaddress.ip_address(address) not in network or not network.subnet_of(self.cidr):  # type: ignore[arg-type]
+            raise HarnessError(f"{address} is not in subnet {subnet} of VPC {self.cidr}", ExitCode.BAD_INPUT)
+        netns = f"{NETNS_PREFIX}{self.run_id}-{address.replace('.', '-')}"
+        link = "fl" + ipaddress.ip_address(address).packed.hex()
+        gateway = self.gateway(subnet)
+        _ip("netns", "add", netns)
+        try:
+            _ip("link", "set", "lo", "up", netns=netns)
+            _ip("link", "add", link, "mtu", str(MTU), "netns", self.router, "type", "veth",
+                "peer", "name", "eth0", "mtu", str(MTU), "netns", netns)
+            _ip("link", "set", link, "up", netns=self.router)
+            _sysctl(self.router, f"net.ipv4.conf.{link}.proxy_arp", "1")
+            _ip("addr", "add", f"{address}/{network.prefixlen}", "dev", "eth0", netns=netns)
+            _ip("link", "set", "eth0", "up", netns=netns)
+            _ip("route", "add", "default", "via", gateway, "dev", "eth0", netns=netns)
+            _ip("route", "add", f"{address}/32", "dev", link, netns=self.router)
+        except BaseException:
+            _ip("netns", "del", netns, check=False)
+            raise
+        return Attachment(netns, address, network.prefixlen, link)
+
+    def detach(self, attachment: Attachment) -> None:
+        """Remove the microVM's namespace; its veth goes with it, and so does the router's route."""
+        _ip("netns", "del", attachment.netns, check=False)
+
+    def remove(self) -> None:
+        remove_run(self.run_id)
+
+
+def namespaces_of_run(run_id: str) -> list[str]:
+    """Every network namespace of ``run_id`` (microVMs and router), also those of a run killed with -9."""
+    listed = _ip("netns", "list", check=False).stdout.splitlines()
+    names = [line.split()[0] for line in listed if line.strip()]
+    return [n for n in names if n.startswith(f"{NETNS_PREFIX}{run_id}-")]
+
+
+def remove_run(run_id: str) -> list[str]:
+    """Remove what ``run_id`` made: its namespaces (their links go with them), the host's uplink, route and
+    link-local address. Returns what was removed; removing what is already gone is not an error."""
+    removed = []
+    for netns in sorted(namespaces_of_run(run_id), key=lambda n: n.endswith("-vpc")):  # the router last
+        _ip("netns", "del", netns, check=False)
+        removed.append(f"network namespace {netns}")
+    uplink = f"fl{run_id[:8]}u"
+    if _ip("link", "del", uplink, check=False).returncode == 0:
+        removed.append(f"link {uplink}")
+    address = link_local_address(run_id)
+    if _ip("addr", "del", f"{address}/32", "dev", "lo", check=False).returncode == 0:
+        removed.append(f"address {address} on lo")
+    return removed
