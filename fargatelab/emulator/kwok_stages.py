@@ -18,7 +18,8 @@ from ..rules.timing import Timing
 
 __all__ = ["MANAGED_NODES_SELECTOR", "kwok_configuration", "kwok_command"]
 
-MANAGED_NODES_SELECTOR = "eks.amazonaws.com/compute-type"
+#: real kubelets (the microVM data plane) label their nodes fargate-labs/data-plane=microvm: not KWOK's
+MANAGED_NODES_SELECTOR = "eks.amazonaws.com/compute-type,!fargate-labs/data-plane"
 
 # jq over the pod: the seconds of the first `sleep N` in any container's command and args, as a Go
 # duration; no output (no sleep) makes KWOK fall back to durationMilliseconds.

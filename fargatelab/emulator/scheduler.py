@@ -3,11 +3,13 @@
 Level-triggered: every pass lists what the API holds and acts on the difference, so the scheduler
 rebuilds its view after a restart and never binds a pod twice (a second binding is refused by the API).
 
-Two placements:
+Three placements:
 
 * ``per-pod-node`` (local backend): a new Fargate node per pod, run by KWOK, and the pod bound to it;
 * ``hosted`` (kind): the pod is bound to a real worker, and a shadow Fargate node named from the pod's
-  IP keeps the node count and the node facts the labs assert.
+  IP keeps the node count and the node facts the labs assert;
+* ``microvm`` (local backend, real data plane): as ``per-pod-node``, but a real kubelet in the node's
+  microVM takes the node over, so the kubelet's own events and the containers' are real, not written here.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .nodes import COMPUTE_TYPE_LABEL, Subnet, allocate_ip, fargate_node, is_far
 __all__ = ["FargateScheduler", "PLACEMENTS"]
 
 log = logging.getLogger(__name__)
-PLACEMENTS = ("per-pod-node", "hosted")
+PLACEMENTS = ("per-pod-node", "hosted", "microvm")
 _NODE_EVENTS = (
     ("Starting", "Starting kubelet."),
     ("NodeHasSufficientMemory", "Node {node} status is now: NodeHasSufficientMemory"),
@@ -111,7 +113,7 @@ class FargateScheduler:
                     self._place(pod, used_ips)
                 elif self.placement == "hosted" and pod["status"].get("podIP"):
                     self._ensure_shadow_node(pod, used_ips)
-                if pod["status"].get("phase") == "Running":
+                if pod["status"].get("phase") == "Running" and self.placement != "microvm":
                     self._announce_started(pod)
             except Exception as exc:  # one unreadable pod (a missing claim, say) must not stall the rest
                 log.warning("cannot schedule %s/%s: %s", meta["namespace"], meta["name"], exc)
@@ -158,7 +160,7 @@ class FargateScheduler:
             self._bind(pod, target)
         finally:
             self._provisioning.discard(target)
-        if self.placement != "hosted":
+        if self.placement == "per-pod-node":
             self._node_events(node)
 
     def _bind(self, pod: dict[str, Any], node_name: str) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "COMPONENTS",
     "Binaries",
     "cache_root",
+    "kubernetes_module",
     "provision",
     "verify",
 ]
@@ -248,21 +249,17 @@ def _run_go(
     progress(f"  built {what} in {time.monotonic() - started:.0f}s")
 
 
-def _build_all(version: str, out: Path, progress: Progress) -> None:
-    _go()  # fail with the clear line before any work when Go is missing
+def kubernetes_module(version: str = KUBERNETES_VERSION) -> tuple[Path, list[str]]:
+    """The module directory and ``go build`` flags that build ``k8s.io/kubernetes/cmd/<name>`` at ``version``.
+
+    Every build of Kubernetes commands shares this directory, so a command built after others recompiles
+    only the packages they did not need. Raises OSError when the Go module proxy cannot be reached.
+    """
     work = cache_root() / "build" / f"k8s-{version}"
     work.mkdir(parents=True, exist_ok=True)
     minor = version.lstrip("v").split(".")
     staging_version = f"v0.{minor[1]}.{minor[2]}"
-
-    try:
-        modules = _staging_modules(version)
-    except OSError as exc:
-        raise HarnessError(
-            f"cannot reach the Go module proxy to build Kubernetes {version} ({exc}); "
-            "pass --bin-dir DIR with prebuilt binaries instead",
-            ExitCode.MISSING_BINARY,
-        ) from None
+    modules = _staging_modules(version)
     replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in modules)
     (work / "go.mod").write_text(
         f"module fargatelab.local/k8s\n\ngo 1.24\n\nrequire k8s.io/kubernetes {version}\n\n"
@@ -278,9 +275,22 @@ def _build_all(version: str, out: Path, progress: Progress) -> None:
             ("gitTreeState", "clean"),
         )
     )
+    return work, ["-trimpath", "-ldflags", f"-s -w {ldflags}"]
+
+
+def _build_all(version: str, out: Path, progress: Progress) -> None:
+    _go()  # fail with the clear line before any work when Go is missing
+    try:
+        work, flags = kubernetes_module(version)
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot reach the Go module proxy to build Kubernetes {version} ({exc}); "
+            "pass --bin-dir DIR with prebuilt binaries instead",
+            ExitCode.MISSING_BINARY,
+        ) from None
     progress(f"building Kubernetes {version} from Go modules (a cold build takes 10-25 minutes on 2 cores)")
     _run_go(
-        ["build", "-trimpath", "-ldflags", f"-s -w {ldflags}", "-o", str(out) + os.sep]
+        ["build", *flags, "-o", str(out) + os.sep]
         + [f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMPONENTS],
         work,
         progress,

@@ -45,15 +45,16 @@ class Credentials:
     kwok: CertPair
     emulator: CertPair
     webhook: CertPair
+    kubelet_client: CertPair
 
 
-def issue_credentials(pki_dir: Path) -> Credentials:
+def issue_credentials(pki_dir: Path, api_address: str = "127.0.0.1") -> Credentials:
     ca = Authority(pki_dir)
     serving = ca.issue(
         "apiserver",
         "kube-apiserver",
-        hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-               "kubernetes.default.svc.cluster.local", "172.20.0.1"),
+        hosts=tuple(dict.fromkeys((api_address, "127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
+                                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "172.20.0.1"))),
         server=True,
     )
     return Credentials(
@@ -67,6 +68,8 @@ def issue_credentials(pki_dir: Path) -> Credentials:
         kwok=ca.issue("kwok", "fargate-labs-kwok", organization="system:masters", client=True),
         emulator=ca.issue("emulator", "eks:fargate-scheduler", organization="system:masters", client=True),
         webhook=ca.issue("webhook", "fargate-labs-webhook", hosts=("127.0.0.1", "localhost"), server=True),
+        kubelet_client=ca.issue("kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters",
+                                client=True),
     )
 
 
@@ -109,13 +112,14 @@ def etcd_command(bins: Binaries, data_dir: Path, client_port: int, peer_port: in
 
 
 def apiserver_command(
-    bins: Binaries, creds: Credentials, port: int, etcd_port: int, extra: list[str] | None = None
+    bins: Binaries, creds: Credentials, port: int, etcd_port: int, extra: list[str] | None = None,
+    bind_address: str = "127.0.0.1",
 ) -> list[str]:
     return [
         bins.path("kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
         f"--secure-port={port}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={bind_address}",
         "--advertise-address=127.0.0.1",
         # A loopback advertise address cannot go into the `kubernetes` Endpoints; nothing in-cluster
         # needs them, because no real kubelet or pod network exists on this backend.
@@ -127,7 +131,11 @@ def apiserver_command(
         f"--service-account-signing-key-file={creds.service_account.key}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC",
+        "--authorization-mode=Node,RBAC",
+        # microVM kubelets are reached at their node's InternalIP (the ENI), as on EKS, with this identity
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--kubelet-client-certificate={creds.kubelet_client.cert}",
+        f"--kubelet-client-key={creds.kubelet_client.key}",
         "--allow-privileged=true",
         "--enable-priority-and-fairness=false",
         "--profiling=false",

@@ -7,6 +7,7 @@ id, so ``down`` also finds what the state file lost track of.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -48,6 +49,11 @@ class EnvironmentConfig:
     run_id: str = ""
     #: "per-pod-node" (a KWOK-run Fargate node per pod) or "hosted" (pods on real workers, shadow nodes)
     placement: str = "per-pod-node"
+    #: where the API server listens: loopback, or the environment's link-local address on ``lo`` when
+    #: kubelets in the VPC's namespaces must reach it (it must already be there)
+    api_address: str = "127.0.0.1"
+    #: "kwok" (KWOK plays the Fargate nodes) or "microvm" (a real kubelet, containerd and runc per pod)
+    data_plane: str = "kwok"
 
 
 def _stderr(line: str) -> None:
@@ -155,6 +161,13 @@ class LocalEnvironment:
             )
         bins = provision(bin_dir=config.bin_dir, progress=progress)
         run_id = config.run_id or new_run_id()
+        if config.data_plane == "microvm":
+            from .microvm import require_microvm_host
+            from .vpc_network import link_local_address
+
+            require_microvm_host()
+            # The VPC's namespaces reach the API server at the environment's link-local address.
+            config = dataclasses.replace(config, api_address=link_local_address(run_id))
         for attempt in range(1, _START_ATTEMPTS + 1):
             state = self._new_state(config, bins, run_id)
             try:
@@ -255,6 +268,10 @@ class LocalEnvironment:
         if run_id:
             pids += [p for p in process.tagged_pids(run_id) if p not in pids]
         process.stop(pids)
+        if run_id:
+            from .microvm import remove_run_data_plane
+
+            remove_run_data_plane(run_id, self.dir)
         if state.get("etcd_data"):
             shutil.rmtree(state["etcd_data"], ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)

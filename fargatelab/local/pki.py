@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,17 @@ class Authority:
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
         (directory / "ca.key").write_bytes(_pem_key(self._key))
 
+    @classmethod
+    def load(cls, directory: Path) -> Authority:
+        """The CA an environment already made (``ca.crt``/``ca.key`` in ``directory``), to issue more with it."""
+        self = cls.__new__(cls)
+        self.directory = directory
+        self.cert_path = directory / "ca.crt"
+        self._cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+        self._key = key  # type: ignore[assignment]
+        return self
+
     @property
     def pem(self) -> bytes:
         return self._cert.public_bytes(serialization.Encoding.PEM)
@@ -82,7 +94,11 @@ class Authority:
     ) -> CertPair:
         """Write ``<name>.crt`` and ``<name>.key`` signed by this CA."""
         key = _key()
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        # A Fargate node's identity (system:node:fargate-ip-….<region>.compute.internal) is longer than
+        # X.509's suggested 64-character bound, which Kubernetes does not enforce either.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name, _validate=len(common_name) <= 64)]
         if organization:
             attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
         now = _dt.datetime.now(_dt.timezone.utc)

@@ -68,11 +68,17 @@ class Startup:
         """A control plane of our own, and on it all that makes it EKS on Fargate; marks the state ready."""
         state = self.state
         t0 = time.monotonic()
-        creds = cp.issue_credentials(self.dir / "pki")
+        creds = cp.issue_credentials(self.dir / "pki", config.api_address)
         dead = self.first_dead()
 
+        if config.data_plane == "microvm":
+            from .aws.network import VPC_CIDR
+            from .vpc_network import VpcNetwork
+
+            VpcNetwork(state["run_id"], VPC_CIDR).create()
+            state["data_plane"] = "microvm"
         api_port = config.apiserver_port or process.free_port()
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{config.api_address}:{api_port}"
         # moto is the slowest to start (imports and seeding) and needs only the endpoint and CA, so it
         # goes first and comes up while etcd and the API server do.
         self.moto(config, server, creds.ca)
@@ -83,7 +89,8 @@ class Startup:
 
         # EKS's authenticator, so the API server also takes `k8s-aws-v1.` tokens (checked against moto's STS).
         auth_flags = self.authenticator(creds, config)
-        self.launch("kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port, extra=auth_flags),
+        self.launch("kube-apiserver", cp.apiserver_command(bins, creds, api_port, etcd_port, extra=auth_flags,
+                                                        bind_address=config.api_address),
                     api_port)
 
         kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
@@ -106,6 +113,8 @@ class Startup:
         emulator_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
                                           config.cluster_name, "fargate-emulator")
         self.fargate(bins, config, kwok_kc, emulator_kc, creds.webhook, creds.ca)
+        if config.data_plane == "microvm":
+            self.microvms(config, progress)
 
         cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
                       "the default ServiceAccount (controller-manager)", dead)
@@ -117,6 +126,26 @@ class Startup:
         state["ready"] = True
         self.save(state)
         progress(f"environment {state['name']!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
+
+    def microvms(self, config: EnvironmentConfig, progress: Progress) -> None:
+        """The data plane of real pods: the offline registry with its images, and the microVM controller."""
+        from .dataplane_binaries import provision_dataplane
+        from .images import build_images
+        from .registry import Registry, publish
+
+        bins = provision_dataplane(progress)
+        images = build_images(bins.path("crane"), bins.path("registry"), bins.path("coredns"), progress)
+        registry = Registry(bins.path("registry"), self.dir / "registry", host=config.api_address,
+                            run_id=self.state["run_id"]).start()
+        self.state["components"].append(process.Component("registry", registry.pid or 0, registry.port,
+                                                          str(registry.log_path), []).to_json())
+        publish(images, bins.path("crane"), registry.address)
+        self.state["registry"] = registry.address
+        self.save(self.state)
+        self.launch("microvm-controller", [sys.executable, "-m", "fargatelab.local.microvm_controller",
+                                           "--state-dir", str(self.dir)])
+        self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
+        progress(f"microVM data plane ready: registry {registry.address}, {len(images.records)} images")
 
     def authenticator(self, creds: cp.Credentials, config: EnvironmentConfig) -> list[str]:
         """aws-iam-authenticator's TokenReview webhook (fargatelab.emulator.authenticator); the API server flags."""
@@ -154,7 +183,8 @@ class Startup:
         state = self.state
         kwok_cfg = self.dir / "kwok.yaml"
         kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
-        self.launch("kwok", kwok_command(bins.path("kwok"), str(kwok_kubeconfig), str(kwok_cfg)))
+        if config.data_plane != "microvm":  # real kubelets run the Fargate nodes of the microVM data plane
+            self.launch("kwok", kwok_command(bins.path("kwok"), str(kwok_kubeconfig), str(kwok_cfg)))
         webhook_port = process.free_port()
         self.launch("emulator", [
             sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emulator_kubeconfig),
@@ -163,7 +193,7 @@ class Startup:
             "--webhook-host", webhook_host, "--webhook-port", str(webhook_port),
             "--webhook-cert", str(webhook.cert), "--webhook-key", str(webhook.key),
             "--ca-file", str(ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
-            "--placement", config.placement,
+            "--placement", "microvm" if config.data_plane == "microvm" else config.placement,
         ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
 
 

@@ -19,6 +19,7 @@ Names carry the run id, so ``fargate-lab cleanup`` finds them after a ``kill -9`
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from dataclasses import dataclass
 
@@ -93,9 +94,28 @@ class VpcNetwork:
         _ip("addr", "add", f"{router_side}/32", "dev", "up0", netns=self.router)
         _ip("route", "add", f"{self.host_address}/32", "dev", "up0", netns=self.router)
         _ip("route", "add", str(self.cidr), "dev", self._uplink_host, "src", self.host_address)
+        # microVMs' management addresses (see ``attach``) are in the host address's /24
+        _ip("route", "add", self._management_block(), "dev", self._uplink_host, "src", self.host_address)
         _sysctl(self.router, "net.ipv4.ip_forward", "1")
         # The host sends to VPC addresses over the uplink as if they were on it: the router answers for them.
         _sysctl(self.router, "net.ipv4.conf.up0.proxy_arp", "1")
+
+    def _management_block(self) -> str:
+        a, b, c, _ = self.host_address.split(".")
+        return f"{a}.{b}.{c}.0/24"
+
+    def _management_address(self, address: str) -> str:
+        """A free link-local address for a microVM's own traffic, derived from its ENI address."""
+        a, b, c, d = self.host_address.split(".")
+        taken = {int(d), int(self._router_address().split(".")[3])}
+        routed = _ip("route", "show", netns=self.router).stdout
+        start = int(ipaddress.ip_address(address)) % 250
+        for step in range(250):
+            last = 2 + (start + step) % 252
+            candidate = f"{a}.{b}.{c}.{last}"
+            if last not in taken and f"{candidate} " not in routed:
+                return candidate
+        raise HarnessError(f"no free management address in {self._management_block()}", ExitCode.START_FAILED)
 
     def _router_address(self) -> str:
         a, b, c, d = (int(x) for x in self.host_address.split("."))
@@ -112,8 +132,13 @@ class VpcNetwork:
 
     # --- microVMs -----------------------------------------------------------------------------
 
-    def attach(self, address: str, subnet: str) -> Attachment:
-        """A namespace for the microVM with ``address``, its ``eth0`` in ``subnet`` (mtu 9001), routed by the router."""
+    def attach(self, address: str, subnet: str, management: bool = False) -> Attachment:
+        """A namespace for the microVM with ``address``, its ``eth0`` in ``subnet`` (mtu 9001), routed by the router.
+
+        ``management``: the microVM runs a kubelet whose pod shares the address (see ``microvm``): it gets a
+        link-local address for its own traffic, forwarding to its pod, and policy routing that gives the
+        kubelet what arrives for the address on its port and the pod everything else.
+        """
         network = ipaddress.ip_network(subnet)
         if ipaddress.ip_address(address) not in network or not network.subnet_of(self.cidr):  # type: ignore[arg-type]
             raise HarnessError(f"{address} is not in subnet {subnet} of VPC {self.cidr}", ExitCode.BAD_INPUT)
@@ -127,14 +152,36 @@ class VpcNetwork:
                 "peer", "name", "eth0", "mtu", str(MTU), "netns", netns)
             _ip("link", "set", link, "up", netns=self.router)
             _sysctl(self.router, f"net.ipv4.conf.{link}.proxy_arp", "1")
+
             _ip("addr", "add", f"{address}/{network.prefixlen}", "dev", "eth0", netns=netns)
             _ip("link", "set", "eth0", "up", netns=netns)
             _ip("route", "add", "default", "via", gateway, "dev", "eth0", netns=netns)
             _ip("route", "add", f"{address}/32", "dev", link, netns=self.router)
+            # The router knows the ENI's MAC, as a VPC does: no ARP, which policy routing in a microVM (the
+            # address is its pod's) would otherwise have to answer.
+            mac = _ip("-j", "link", "show", "eth0", netns=netns).stdout
+            _ip("neigh", "replace", address, "lladdr", json.loads(mac)[0]["address"], "dev", link, "nud", "permanent",
+                netns=self.router)
+            if management:
+                self._manage(netns, address, link, gateway)
         except BaseException:
             _ip("netns", "del", netns, check=False)
             raise
         return Attachment(netns, address, network.prefixlen, link)
+
+    def _manage(self, netns: str, address: str, link: str, gateway: str) -> None:
+        own = self._management_address(address)
+        _ip("addr", "add", f"{own}/32", "dev", "eth0", netns=netns)
+        _ip("route", "add", f"{own}/32", "dev", link, netns=self.router)
+        _ip("route", "add", f"{self.host_address}/32", "via", gateway, "dev", "eth0", "src", own, netns=netns)
+        _sysctl(netns, "net.ipv4.ip_forward", "1")
+        # The address is local to the microVM (kubelet serves on it) and is the pod's: the kubelet's port
+        # stays local, the rest goes to the pod's route (which the CNI plugin adds), before the local table.
+        _ip("rule", "add", "pref", "10", "iif", "eth0", "ipproto", "tcp", "dport", "10250", "lookup", "local",
+            netns=netns)
+        _ip("rule", "add", "pref", "100", "to", f"{address}/32", "lookup", "main", netns=netns)
+        _ip("rule", "add", "pref", "200", "lookup", "local", netns=netns)
+        _ip("rule", "del", "pref", "0", "lookup", "local", netns=netns)
 
     def detach(self, attachment: Attachment) -> None:
         """Remove the microVM's namespace; its veth goes with it, and so does the router's route."""

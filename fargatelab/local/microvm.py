@@ -1,0 +1,307 @@
+"""One Fargate pod's microVM: a network namespace of the VPC with its own containerd + runc and a real kubelet.
+
+As on Fargate, the pod and its node share one address: the ENI's. The microVM's namespace holds it on
+``eth0`` (kubelet serves on it, port 10250, and reports it as the node's InternalIP); the pod's sandbox,
+which containerd creates, is joined to the microVM by the CNI ``ptp`` plugin with the same address and the
+subnet's ``.1`` as its gateway, so ``ip a`` in the pod shows ``eth0`` with the ENI's address and prefix.
+
+One address in two places is made unambiguous by policy routing in the microVM: what arrives for the
+address on TCP port 10250 is the kubelet's, anything else for the address goes on to the pod. The
+microVM's own traffic (kubelet and containerd to the API server and the registry) leaves from a
+link-local management address, so its replies are never mistaken for the pod's.
+
+Everything is tagged with the run id: the processes (``process.start``), the namespace (``vpc_network``),
+the cgroups (``/fargate-labs/<run>/<address>`` in every hierarchy) and the files under the state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..eks.facts import CLUSTER_DNS_IP
+from ..errors import ExitCode, HarnessError
+from ..rules.naming import fargate_node_name
+from . import process
+from .dataplane_binaries import DataPlaneBinaries
+from .pki import Authority
+from .registry import hosts_tomls
+from .vpc_network import Attachment, VpcNetwork
+
+__all__ = ["MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE", "cgroup_dirs", "require_microvm_host",
+           "remove_run_data_plane"]
+
+KUBELET_PORT = 10250
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class MicroVMSpec:
+    """What the fargate-scheduler decided: the ENI's address and subnet, and the node's identity."""
+
+    address: str
+    subnet: str
+    region: str
+    zone: str
+    provider_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[str, ...] = ("eks.amazonaws.com/compute-type=fargate:NoSchedule",)
+
+    @property
+    def node_name(self) -> str:
+        return fargate_node_name(self.address, self.region)
+
+    @property
+    def slug(self) -> str:
+        return self.address.replace(".", "-")
+
+
+def cgroup_dirs(run_id: str, slug: str) -> list[Path]:
+    """The kubelet's cgroupRoot in every cgroup v1 hierarchy (the kubelet needs it in all of them)."""
+    relative = Path("fargate-labs") / run_id / slug
+    return [h / relative for h in sorted(CGROUP_ROOT.iterdir()) if h.is_dir() and not h.is_symlink()
+            and (h / "cgroup.procs").exists()]
+
+
+class MicroVM:
+    """Starts and stops one microVM; ``root`` is its own directory under the environment's state."""
+
+    def __init__(self, spec: MicroVMSpec, root: Path, run_id: str, bins: DataPlaneBinaries, network: VpcNetwork,
+                 api_server: str, authority: Authority, registry_address: str) -> None:
+        self.spec, self.root, self.run_id, self.bins = spec, root, run_id, bins
+        self.network, self.api_server, self.authority = network, api_server, authority
+        self.registry_address = registry_address
+        self.attachment: Attachment | None = None
+        self.components: list[process.Component] = []
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.attachment = self.network.attach(self.spec.address, self.spec.subnet, management=True)
+        try:
+            self._write_containerd()
+            self._write_kubelet()
+            for path in cgroup_dirs(self.run_id, self.spec.slug):
+                path.mkdir(parents=True, exist_ok=True)
+            self._launch("containerd", [self.bins.path("containerd"), "--config", str(self.root / "containerd.toml")])
+            self._wait_for(self.root / "containerd.sock", "containerd's socket")
+            self._launch("kubelet", [
+                self.bins.path("kubelet"), "--config", str(self.root / "kubelet.yaml"),
+                "--kubeconfig", str(self.root / "kubelet.kubeconfig"),
+                "--hostname-override", self.spec.node_name, "--node-ip", self.spec.address,
+                "--root-dir", str(self.root / "kubelet"), "--provider-id", self.spec.provider_id,
+                "--node-labels", ",".join(f"{k}={v}" for k, v in sorted(self.spec.labels.items())),
+            ])
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop kubelet, containerd and every shim and container of this microVM; remove what it made."""
+        mine = [p for p in process.tagged_pids(self.run_id) if self._belongs(p)]
+        process.stop(mine)
+        # The pod's processes are runc's, reparented when their shim goes: the cgroups still hold them.
+        for path in cgroup_dirs(self.run_id, self.spec.slug):
+            _kill_cgroup(path)
+        self.components.clear()
+        _unmount_under(self.root)
+        for path in reversed(cgroup_dirs(self.run_id, self.spec.slug)):
+            _remove_cgroup(path)
+        if self.attachment is not None:
+            self.network.detach(self.attachment)
+            self.attachment = None
+
+    def _belongs(self, pid: int) -> bool:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"FARGATE_LABS_MICROVM={self.spec.slug}".encode() in environ.split(b"\0")
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _launch(self, name: str, command: list[str]) -> None:
+        assert self.attachment is not None
+        env = {"PATH": f"{self.bins.bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+               "FARGATE_LABS_MICROVM": self.spec.slug}
+        # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup hierarchies from kubelet.
+        netns = f"/run/netns/{self.attachment.netns}"
+        self.components.append(process.start(f"{name}-{self.spec.slug}", ["nsenter", f"--net={netns}", *command],
+                                             self.root, self.run_id, env=env))
+
+    def _wait_for(self, path: Path, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise HarnessError(f"microVM {self.spec.address}: no {what} after {timeout:.0f}s "
+                                   f"(see {self.root})", ExitCode.START_FAILED)
+            time.sleep(0.1)
+
+    def _write_containerd(self) -> None:
+        certs = self.root / "certs.d"
+        for host, text in hosts_tomls(self.registry_address).items():
+            (certs / host).mkdir(parents=True, exist_ok=True)
+            (certs / host / "hosts.toml").write_text(text)
+        cni = self.root / "cni"
+        cni.mkdir(exist_ok=True)
+        prefix = self.spec.subnet.split("/")[1]
+        gateway = self.network.gateway(self.spec.subnet)
+        (cni / "10-fargate-eni.conflist").write_text(json.dumps({
+            "cniVersion": "1.0.0", "name": "fargate-eni",
+            "plugins": [{"type": "ptp", "mtu": 9001, "ipam": {
+                "type": "static", "addresses": [{"address": f"{self.spec.address}/{prefix}", "gateway": gateway}],
+                "routes": [{"dst": "0.0.0.0/0"}]}}]}, indent=1))
+        r = self.root
+        (r / "containerd.toml").write_text(f"""version = 3
+root = "{r}/containerd/root"
+state = "{r}/containerd/state"
+[grpc]
+  address = "{r}/containerd.sock"
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{SANDBOX_IMAGE}"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "{certs}"
+[plugins.'io.containerd.cri.v1.runtime']
+  # Lowering a process's oom_score_adj fails on some hosts (EIO), which runc reports as
+  # "can't get final child's PID from pipe".
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+    BinaryName = "{self.bins.path('runc')}"
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{self.bins.cni_dir}"]
+    conf_dir = "{cni}"
+""")
+
+    def _write_kubelet(self) -> None:
+        from .controlplane import write_kubeconfig
+
+        spec, r = self.spec, self.root
+        # Fargate's kubelet authenticates as system:node:<node name>; the Node authorizer keeps it to its own.
+        pair = self.authority.issue(f"node-{spec.slug}", f"system:node:{spec.node_name}",
+                                    organization="system:nodes", client=True)
+        write_kubeconfig(r / "kubelet.kubeconfig", self.api_server, self.authority.cert_path, pair,
+                         "eksworkshop", "kubelet")
+        (r / "resolv.conf").write_text(f"search {spec.region}.compute.internal\nnameserver {CLUSTER_DNS_IP}\n")
+        cgroup_root = f"/fargate-labs/{self.run_id}/{spec.slug}"
+        taints = "".join(f"\n- {{key: {t.split('=')[0]}, value: {t.split('=')[1].split(':')[0]}, "
+                         f"effect: {t.split(':')[1]}}}" for t in spec.taints)
+        (r / "kubelet.yaml").write_text(f"""apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix://{r}/containerd.sock
+cgroupDriver: cgroupfs
+cgroupRoot: {cgroup_root}
+maxPods: 1
+clusterDNS: [{CLUSTER_DNS_IP}]
+clusterDomain: cluster.local
+resolvConf: {r}/resolv.conf
+failSwapOn: false
+address: {spec.address}
+port: {KUBELET_PORT}
+readOnlyPort: 0
+healthzPort: 0
+serializeImagePulls: false
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: false}}
+  x509: {{clientCAFile: {self.authority.cert_path}}}
+authorization: {{mode: AlwaysAllow}}
+evictionHard: {{memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}}
+registerWithTaints:{taints}
+""")
+
+
+def require_microvm_host() -> None:
+    """Refuse, in one line, a host that cannot run microVMs (root, Linux, cgroups and network namespaces)."""
+    import sys
+
+    missing = []
+    if not sys.platform.startswith("linux"):
+        missing.append("Linux")
+    elif os.geteuid() != 0:
+        missing.append("root (network namespaces, cgroups and mounts)")
+    elif not CGROUP_ROOT.is_dir() or not any(CGROUP_ROOT.iterdir()):
+        missing.append("cgroups under /sys/fs/cgroup")
+    elif shutil.which("ip") is None or shutil.which("nsenter") is None:
+        missing.append("iproute2's ip and util-linux's nsenter")
+    if missing:
+        raise HarnessError(f"this host cannot run microVMs: it needs {missing[0]}; use --data-plane kwok",
+                           ExitCode.BACKEND_UNAVAILABLE)
+
+
+def remove_run_data_plane(run_id: str, state_dir: Path) -> list[str]:
+    """Everything a run's microVMs left (after a kill -9 too): their pods' processes, cgroups, mounts, and the
+    VPC's namespaces. The microVMs' own processes carry the run id and are stopped with the environment's."""
+    from .vpc_network import remove_run
+
+    removed = []
+    base = [h / "fargate-labs" / run_id for h in sorted(CGROUP_ROOT.iterdir())
+            if h.is_dir() and not h.is_symlink()] if CGROUP_ROOT.is_dir() else []
+    for path in base:
+        if path.exists():
+            _kill_cgroup(path)
+    for path in base:
+        if path.exists():
+            _remove_cgroup(path)
+            removed.append(f"cgroup {path}")
+    mounts = _mounts_under(state_dir)
+    _unmount_under(state_dir / "microvms")
+    removed += [f"mount {m}" for m in mounts]
+    return removed + remove_run(run_id)
+
+
+def _mounts_under(root: Path) -> list[str]:
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        return []
+    prefix = str(root).rstrip("/") + "/"
+    return [m for m in mounts if m.startswith(prefix)]
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount what kubelet and containerd mounted under ``root`` (deepest first), then remove it."""
+    for target in sorted(_mounts_under(root), key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _kill_cgroup(path: Path) -> None:
+    import signal
+
+    if not path.exists():
+        return
+    for procs in path.rglob("cgroup.procs"):
+        try:
+            pids = [int(p) for p in procs.read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _remove_cgroup(path: Path) -> None:
+    """A cgroup directory goes with ``rmdir`` once empty, children first."""
+    if not path.exists():
+        return
+    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            child.rmdir()
+        except OSError:
+            pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,152 @@
+"""The microVM data plane's controller: a microVM for every Fargate node the fargate-scheduler makes.
+
+EKS starts a microVM when its fargate-scheduler places a pod; here the scheduler emulation creates the
+node and binds the pod (through the API, as against any cluster), and this controller — part of the local
+environment, not of the emulation — starts the microVM whose real kubelet takes that node over and runs
+the pod. When the node goes (its pod was deleted), the microVM goes. Stopping the controller stops every
+microVM it started.
+
+``python -m fargatelab.local.microvm_controller --state-dir DIR``: reads the environment's state (API
+server, CA, registry, run id) from ``DIR/state.json``, logs to stdout, prints ``READY`` once watching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .aws.network import PRIVATE_SUBNET_CIDRS, VPC_CIDR
+from .dataplane_binaries import provision_dataplane
+from .microvm import MicroVM, MicroVMSpec
+from .pki import Authority
+from .vpc_network import VpcNetwork
+
+__all__ = ["MicroVMController", "subnet_of", "spec_of"]
+
+log = logging.getLogger("fargatelab.microvm")
+COMPUTE_TYPE_LABEL = "eks.amazonaws.com/compute-type"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+
+
+def subnet_of(address: str, subnets: tuple[str, ...] = PRIVATE_SUBNET_CIDRS) -> str:
+    """The private subnet an ENI address is in.
+
+    >>> subnet_of("10.11.80.7")
+    '10.11.80.0/20'
+    """
+    for cidr in subnets:
+        if ipaddress.ip_address(address) in ipaddress.ip_network(cidr):
+            return cidr
+    raise ValueError(f"{address} is in none of the private subnets {', '.join(subnets)}")
+
+
+def spec_of(node: dict[str, Any]) -> MicroVMSpec | None:
+    """What a microVM for ``node`` needs, from the node the fargate-scheduler made; None for other nodes."""
+    meta, labels = node["metadata"], node["metadata"].get("labels") or {}
+    if labels.get(COMPUTE_TYPE_LABEL) != "fargate":
+        return None
+    address = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                    if a.get("type") == "InternalIP"), None)
+    if address is None:
+        address = meta["name"].split(".")[0].removeprefix("fargate-ip-").replace("-", ".")
+    region = labels.get(REGION_LABEL) or meta["name"].split(".")[1]
+    return MicroVMSpec(address, subnet_of(address), region, labels.get(ZONE_LABEL, f"{region}a"),
+                       (node.get("spec") or {}).get("providerID", ""),
+                       labels={COMPUTE_TYPE_LABEL: "fargate"})
+
+
+class MicroVMController:
+    def __init__(self, state_dir: Path) -> None:
+        from kubernetes import client, config
+
+        self.dir = state_dir
+        state = json.loads((state_dir / "state.json").read_text())
+        self.run_id: str = state["run_id"]
+        self.api_server: str = state["server"]
+        self.registry: str = state["registry"]
+        self.network = VpcNetwork(self.run_id, VPC_CIDR)
+        self.bins = provision_dataplane(lambda line: log.info("%s", line))
+        self.authority = Authority.load(state_dir / "pki")
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=state["kubeconfig"], client_configuration=cfg)
+        self.core = client.CoreV1Api(client.ApiClient(cfg))
+        self.vms: dict[str, MicroVM] = {}
+        self._lock = threading.Lock()
+
+    def reconcile(self) -> None:
+        """Start a microVM for each Fargate node without one; stop those whose node is gone."""
+        nodes = json.loads(self.core.list_node(label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
+                                               _preload_content=False).data)["items"]
+        wanted = {}
+        for node in nodes:
+            if node["metadata"].get("deletionTimestamp"):
+                continue
+            spec = spec_of(node)
+            if spec is not None:
+                wanted[node["metadata"]["name"]] = spec
+        with self._lock:
+            for name in [n for n in self.vms if n not in wanted]:
+                log.info("node %s is gone: stopping its microVM", name)
+                self.vms.pop(name).stop()
+            for name, spec in wanted.items():
+                if name in self.vms:
+                    continue
+                vm = MicroVM(spec, self.dir / "microvms" / spec.slug, self.run_id, self.bins, self.network,
+                             self.api_server, self.authority, self.registry)
+                try:
+                    vm.start()
+                except Exception as exc:  # one microVM that cannot start must not stop the others
+                    log.warning("cannot start the microVM of %s: %s", name, exc)
+                    continue
+                log.info("microVM of %s started (%s)", name, spec.address)
+                self.vms[name] = vm
+
+    def stop_all(self) -> None:
+        with self._lock:
+            for name in list(self.vms):
+                self.vms.pop(name).stop()
+
+    def run(self, stop: threading.Event, interval: float = 0.2) -> None:
+        from kubernetes import watch
+
+        print("READY", flush=True)
+        while not stop.is_set():
+            try:
+                self.reconcile()
+                # A watch wakes the loop as soon as a node appears or goes, instead of polling blindly.
+                w = watch.Watch()
+                for _ in w.stream(self.core.list_node, label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
+                                  timeout_seconds=1):
+                    w.stop()
+                    break
+            except Exception as exc:  # the API server may be restarting: keep trying until stopped
+                log.warning("reconcile failed: %s", exc)
+                stop.wait(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fargatelab.local.microvm_controller")
+    p.add_argument("--state-dir", required=True, type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    controller = MicroVMController(args.state_dir)
+    try:
+        controller.run(stop)
+    finally:
+        controller.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

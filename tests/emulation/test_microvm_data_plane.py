@@ -1,0 +1,95 @@
+"""The microVM data plane end to end: the fargate-scheduler places a Deployment's pods, each gets a microVM
+whose real kubelet runs it, and deleting the Deployment takes the nodes and their microVMs away."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import Any, Callable
+
+import pytest
+
+from fargatelab.local.environment import LocalEnvironment
+from fargatelab.local.vpc_network import namespaces_of_run
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="microVMs need root (network namespaces, cgroups): run as root"),
+]
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleeper, namespace: real}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: sleeper}}
+  template:
+    metadata: {labels: {app: sleeper}}
+    spec:
+      containers:
+      - name: c
+        image: busybox
+        command: ["sh", "-c", "echo started on $(hostname); sleep 3600"]
+"""
+
+
+@pytest.fixture(scope="module")
+def env(local_environment: Callable[..., LocalEnvironment]) -> LocalEnvironment:
+    return local_environment("microvms", data_plane="microvm")
+
+
+def _kubectl(env: LocalEnvironment, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, KUBECONFIG=env.handle().kubeconfig))
+
+
+def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def test_pods_run_in_microvms_placed_by_the_fargate_scheduler(env: LocalEnvironment, aws: Callable[[str], Any],
+                                                               pod_execution_role: str) -> None:
+    h = env.handle()
+    eks = aws("eks")
+    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="real",
+                               podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "real"}])
+    _until(lambda: eks.describe_fargate_profile(clusterName=h.cluster_name, fargateProfileName="real")
+           ["fargateProfile"]["status"] == "ACTIVE", 60, "profile ACTIVE")
+    assert _kubectl(env, "create", "namespace", "real").returncode == 0
+    assert _kubectl(env, "apply", "-f", "-", stdin=DEPLOYMENT).returncode == 0
+
+    def running() -> list[dict[str, Any]]:
+        pods = json.loads(_kubectl(env, "get", "pods", "-n", "real", "-o", "json").stdout)["items"]
+        ok = [p for p in pods if p["status"].get("phase") == "Running"
+              and all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
+        return ok if len(ok) == 2 else []
+
+    pods = _until(running, 180, "2 pods Running")
+    nodes = {n["metadata"]["name"]: n for n in json.loads(_kubectl(env, "get", "nodes", "-o", "json").stdout)["items"]}
+    for pod in pods:
+        node = nodes[pod["spec"]["nodeName"]]
+        internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert pod["spec"]["schedulerName"] == "fargate-scheduler"
+        assert (pod["status"]["podIP"], pod["status"]["hostIP"], internal) == (internal[0],) * 2 + ([internal[0]],)
+        assert node["metadata"]["name"] == f"fargate-ip-{internal[0].replace('.', '-')}.{h.region}.compute.internal"
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
+        logs = _kubectl(env, "logs", "-n", "real", pod["metadata"]["name"])
+        assert logs.stdout.startswith("started on "), logs.stderr
+        events = json.loads(_kubectl(env, "get", "events", "-n", "real", "--field-selector",
+                                     f"involvedObject.name={pod['metadata']['name']}", "-o", "json").stdout)["items"]
+        started = [e for e in events if e["reason"] == "Started"]
+        assert started and started[0]["source"].get("component") == "kubelet"
+        assert started[0]["source"].get("host") == node["metadata"]["name"]
+    assert len(namespaces_of_run(h.run_id)) == 1 + 2  # the VPC's router and one microVM per pod
+
+    assert _kubectl(env, "delete", "deployment", "-n", "real", "sleeper", "--wait=true").returncode == 0
+    _until(lambda: len(namespaces_of_run(h.run_id)) == 1, 120, "the microVMs gone with their nodes")

@@ -1,0 +1,305 @@
+"""Data-plane binaries: pins, cache directory, manifest checks, partial rebuilds, and the Go and apt steps
+against stand-in ``go``/``apt-get`` scripts; one integration test builds everything for real."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fargatelab.errors import ExitCode, HarnessError
+from fargatelab.local import dataplane_binaries as dp
+from fargatelab.local.binaries import KUBERNETES_VERSION
+
+REQUIRED = {
+    "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "runc", "coredns", "registry", "crane",
+    "cni/host-device", "cni/ptp", "cni/bridge", "cni/loopback", "cni/host-local", "cni/static", "cni/portmap",
+}
+
+
+def script(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FARGATE_LABS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Builds that write a small script per binary; returns the names of the components built."""
+    built: list[str] = []
+
+    def build(component: dp.Component, target: Path, progress: Any) -> dict[str, Any]:
+        built.append(component.name)
+        sums = {}
+        for rel in component.binaries:
+            p = script(target / rel, f"echo {rel} {component.version}")
+            sums[rel] = dp._digest(p)
+        entry: dict[str, Any] = {"version": component.version, "tags": list(component.tags), "sha256": sums}
+        if component.name == "runc":
+            entry["seccomp"] = True
+        return entry
+
+    monkeypatch.setattr(dp, "_build", build)
+    monkeypatch.setattr(dp, "_check_go", lambda components: "go1.99.0")
+    return built
+
+
+# --- pins ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("package", "name"),
+    [
+        ("github.com/distribution/distribution/v3/cmd/registry", "registry"),
+        ("github.com/distribution/distribution/v3", "distribution"),
+        ("github.com/coredns/coredns", "coredns"),
+        ("github.com/containernetworking/plugins/plugins/ipam/host-local", "host-local"),
+    ],
+)
+def test_a_command_is_named_as_go_install_names_it(package: str, name: str) -> None:
+    assert dp._command_name(package) == name
+
+
+def test_every_binary_the_data_plane_needs_is_pinned_once() -> None:
+    binaries = [rel for c in dp.COMPONENTS for rel in c.binaries]
+    assert len(binaries) == len(set(binaries))
+    assert set(binaries) == REQUIRED
+
+
+def test_pins() -> None:
+    versions = {c.name: c.version for c in dp.COMPONENTS}
+    assert versions == {
+        "kubernetes": KUBERNETES_VERSION, "containerd": "v2.4.2", "containerd-shim": "v2.4.2", "runc": "v1.3.7",
+        "cni-plugins": "v1.10.0", "coredns": "v1.14.7", "registry": "v3.1.2", "crane": "v0.22.1",
+    }
+    assert all(not c.cgo for c in dp.COMPONENTS if c.name != "runc")
+
+
+def test_the_cache_directory_follows_the_pins(cache: Path) -> None:
+    assert dp.dataplane_dir().parent.parent == cache
+    assert dp.dataplane_dir() == dp.dataplane_dir()
+    bumped = tuple(dataclasses.replace(c, version="v2.4.3") if c.name == "containerd" else c
+                   for c in dp.COMPONENTS)
+    assert dp._pins_digest(bumped) != dp._pins_digest()
+
+
+# --- verification and partial rebuilds ------------------------------------------------------------
+
+
+def test_provisioning_builds_each_component_once_then_reuses_the_cache(cache: Path, fake_builds: list[str]) -> None:
+    lines: list[str] = []
+    first = dp.provision_dataplane(lines.append)
+    assert fake_builds == [c.name for c in dp.COMPONENTS]
+    assert dp.verify_dataplane(first.bin_dir) == []
+    assert first.path("bridge") == str(first.cni_dir / "bridge")
+    assert first.path("kubelet") == str(first.bin_dir / "kubelet")
+    assert first.seccomp
+    manifest = json.loads((first.bin_dir / dp.MANIFEST).read_text())
+    assert manifest["components"]["containerd"]["go"] == "go1.99.0"
+
+    fake_builds.clear()
+    again = dp.provision_dataplane(lines.append)
+    assert fake_builds == []
+    assert again == first
+
+
+def test_only_the_corrupt_or_missing_component_is_rebuilt(cache: Path, fake_builds: list[str]) -> None:
+    bin_dir = dp.provision_dataplane(lambda line: None).bin_dir
+    (bin_dir / "containerd").write_text("#!/bin/sh\necho truncated\n")
+    (bin_dir / "cni" / "portmap").unlink()
+    problems = dp.verify_dataplane(bin_dir)
+    assert any("containerd: checksum differs" in p for p in problems)
+    assert any("cni/portmap: missing" in p for p in problems)
+
+    fake_builds.clear()
+    lines: list[str] = []
+    dp.provision_dataplane(lines.append)
+    assert fake_builds == ["containerd", "cni-plugins"]
+    assert any("building containerd again" in line for line in lines)
+    assert dp.verify_dataplane(bin_dir) == []
+
+
+def test_a_version_change_in_the_manifest_means_a_rebuild(cache: Path, fake_builds: list[str]) -> None:
+    bin_dir = dp.provision_dataplane(lambda line: None).bin_dir
+    manifest = json.loads((bin_dir / dp.MANIFEST).read_text())
+    manifest["components"]["crane"]["version"] = "v0.0.1"
+    (bin_dir / dp.MANIFEST).write_text(json.dumps(manifest))
+    assert dp.verify_dataplane(bin_dir) == [f"crane: not built at {dp.CRANE_VERSION} according to "
+                                            f"{bin_dir / dp.MANIFEST}"]
+    fake_builds.clear()
+    dp.provision_dataplane(lambda line: None)
+    assert fake_builds == ["crane"]
+
+
+def test_runc_without_seccomp_is_rebuilt_once_libseccomp_is_there(
+    cache: Path, fake_builds: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = dp.provision_dataplane(lambda line: None).bin_dir
+    manifest = json.loads((bin_dir / dp.MANIFEST).read_text())
+    manifest["components"]["runc"]["seccomp"] = False
+    (bin_dir / dp.MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setattr(dp, "_has_libseccomp", lambda: False)
+    fake_builds.clear()
+    assert not dp.provision_dataplane(lambda line: None).seccomp
+    assert fake_builds == []
+    monkeypatch.setattr(dp, "_has_libseccomp", lambda: True)
+    assert dp.provision_dataplane(lambda line: None).seccomp
+    assert fake_builds == ["runc"]
+
+
+def test_a_directory_without_manifest_is_only_checked_for_executables(tmp_path: Path) -> None:
+    for rel in REQUIRED:
+        script(tmp_path / rel, "true")
+    assert dp.verify_dataplane(tmp_path) == []
+    (tmp_path / "runc").chmod(0o644)
+    assert dp.verify_dataplane(tmp_path) == [f"runc: missing or not executable in {tmp_path}"]
+
+
+def test_an_unknown_binary_name_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="etcd"):
+        dp.DataPlaneBinaries(tmp_path).path("etcd")
+
+
+# --- Go ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PATH of stand-in tools only (plus /bin for the shell's own commands)."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    return tools
+
+
+def test_a_go_too_old_is_refused_before_any_build(fake_path: Path) -> None:
+    if Path("/usr/bin/go").exists():
+        pytest.skip("a system go in /usr/bin would shadow the stand-in")
+    script(fake_path / "go", 'echo go1.24.3')
+    with pytest.raises(HarnessError) as err:
+        dp._check_go(list(dp.COMPONENTS))
+    assert err.value.code == ExitCode.MISSING_BINARY
+    assert "cni-plugins v1.10.0 needs Go >= 1.26.8 but `go` is go1.24.3: install a newer Go" in str(err.value)
+    script(fake_path / "go", 'echo go1.26.8')
+    assert dp._check_go(list(dp.COMPONENTS)) == "go1.26.8"
+
+
+def test_no_go_at_all_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HarnessError, match=r"needs Go >= 1\.26\.8, and `go` is not on PATH: install it"):
+        dp._go()
+
+
+def test_a_component_is_installed_with_its_tags_and_version_stamps(
+    fake_path: Path, tmp_path: Path
+) -> None:
+    # The stand-in records its arguments and environment, and "builds" the command named by its last argument.
+    record = tmp_path / "go-args"
+    script(fake_path / "go", f'printf "%s\\n" "$@" "CGO=$CGO_ENABLED" "TC=$GOTOOLCHAIN" "FLAGS=$GOFLAGS" > {record}\n'
+           'for last; do :; done\nname=${last%@*}; name=${name##*/}\nprintf "#!/bin/sh\\n" > "$GOBIN/$name"')
+    target = tmp_path / "cache" / "bin"
+    target.mkdir(parents=True)
+    lines: list[str] = []
+    crane = next(c for c in dp.COMPONENTS if c.name == "crane")
+    entry = dp._build(crane, target, lines.append)
+    args = record.read_text().splitlines()
+    assert args[0] == "install"
+    assert "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v0.22.1" in args
+    assert "github.com/google/go-containerregistry/cmd/crane@v0.22.1" in args
+    assert {"CGO=0", "TC=local", "FLAGS=-mod=mod"} <= set(args)
+    assert entry["sha256"] == {"crane": dp._digest(target / "crane")}
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(".crane-")] == []
+    assert lines[0] == "building crane v0.22.1"
+    assert lines[1].startswith("  built crane in ")
+
+
+def test_a_failed_build_names_the_last_log_line_and_the_log(fake_path: Path, tmp_path: Path) -> None:
+    script(fake_path / "go", 'echo "compiling..."; echo "go: module x: 410 Gone" >&2; exit 1')
+    log = tmp_path / "x.log"
+    with pytest.raises(HarnessError) as err:
+        dp._run_go(["install", "x@v1"], tmp_path, {}, log, lambda line: None, "x")
+    assert err.value.code == ExitCode.MISSING_BINARY
+    assert str(err.value).startswith(f"building x with Go failed: go: module x: 410 Gone (full log {log}); ")
+
+
+# --- runc's seccomp -----------------------------------------------------------------------------------
+
+
+def test_without_root_runc_is_built_without_seccomp_and_says_so(
+    fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dp, "_has_libseccomp", lambda: False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    lines: list[str] = []
+    assert dp._seccomp_ready(lines.append, tmp_path / "log") is False
+    assert "building runc WITHOUT seccomp" in lines[0]
+
+
+def test_a_failed_apt_install_is_retried_after_an_update_then_given_up(
+    fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "apt-calls"
+    script(fake_path / "apt-get", f'echo "$*" >> {calls}; [ "$1" = update ]')
+    script(fake_path / "pkg-config", "exit 1")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    lines: list[str] = []
+    assert dp._seccomp_ready(lines.append, tmp_path / "log") is False
+    assert calls.read_text().splitlines() == [
+        "install -y --no-install-recommends libseccomp-dev", "update", "install -y --no-install-recommends libseccomp-dev",
+    ]
+    assert lines[0] == "installing libseccomp-dev with apt-get, for runc's seccomp support"
+    assert "failed" in lines[1] and "WITHOUT seccomp" in lines[1]
+
+
+def test_an_apt_install_that_works_enables_seccomp(
+    fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = tmp_path / "installed"
+    script(fake_path / "apt-get", f"touch {installed}")
+    script(fake_path / "pkg-config", f'[ -e {installed} ]')
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert dp._seccomp_ready(lambda line: None, tmp_path / "log") is True
+
+
+# --- the real thing ------------------------------------------------------------------------------------
+
+VERSION_COMMANDS = {
+    "kubelet": (["--version"], f"Kubernetes {KUBERNETES_VERSION}"),
+    "kube-proxy": (["--version"], f"Kubernetes {KUBERNETES_VERSION}"),
+    "containerd": (["--version"], f"containerd github.com/containerd/containerd/v2 {dp.CONTAINERD_VERSION}"),
+    "containerd-shim-runc-v2": (["-v"], dp.CONTAINERD_VERSION),
+    "runc": (["--version"], f"runc version {dp.RUNC_VERSION.lstrip('v')}"),
+    "coredns": (["-version"], f"CoreDNS-{dp.COREDNS_VERSION.lstrip('v')}"),
+    "registry": (["--version"], dp.REGISTRY_VERSION),
+    "crane": (["version"], dp.CRANE_VERSION),
+}
+
+
+@pytest.mark.integration
+def test_every_data_plane_binary_builds_and_reports_its_version() -> None:
+    binaries = dp.provision_dataplane()
+    assert dp.verify_dataplane(binaries.bin_dir) == []
+    for name, (args, expected) in VERSION_COMMANDS.items():
+        out = subprocess.run([binaries.path(name), *args], capture_output=True, text=True, timeout=60)
+        assert expected in out.stdout + out.stderr, (name, out)
+    for plugin in sorted(p.name for p in binaries.cni_dir.iterdir()):
+        # A CNI plugin run without CNI_COMMAND prints its "about" line, version included.
+        out = subprocess.run([binaries.path(plugin)], capture_output=True, text=True, timeout=60,
+                             env={"PATH": os.environ["PATH"]})
+        assert f"CNI {plugin} plugin {dp.CNI_PLUGINS_VERSION}" in out.stdout + out.stderr, (plugin, out)
+    if binaries.seccomp:
+        out = subprocess.run([binaries.path("runc"), "--version"], capture_output=True, text=True, timeout=60)
+        assert "libseccomp:" in out.stdout
