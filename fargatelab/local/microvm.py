@@ -23,6 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..eks.facts import CLUSTER_DNS_IP
 from ..errors import ExitCode, HarnessError
@@ -34,7 +35,7 @@ from .registry import hosts_tomls
 from .vpc_network import Attachment, VpcNetwork
 
 __all__ = ["MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE", "cgroup_dirs", "require_microvm_host",
-           "remove_run_data_plane"]
+           "remove_run_data_plane", "ensure_host_tools"]
 
 KUBELET_PORT = 10250
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
@@ -92,6 +93,7 @@ class MicroVM:
                 path.mkdir(parents=True, exist_ok=True)
             self._launch("containerd", [self.bins.path("containerd"), "--config", str(self.root / "containerd.toml")])
             self._wait_for(self.root / "containerd.sock", "containerd's socket")
+            self._write_kube_proxy()
             self._launch("kubelet", [
                 self.bins.path("kubelet"), "--config", str(self.root / "kubelet.yaml"),
                 "--kubeconfig", str(self.root / "kubelet.kubeconfig"),
@@ -99,6 +101,8 @@ class MicroVM:
                 "--root-dir", str(self.root / "kubelet"), "--provider-id", self.spec.provider_id,
                 "--node-labels", ",".join(f"{k}={v}" for k, v in sorted(self.spec.labels.items())),
             ])
+            # Fargate runs kube-proxy in every microVM: the pod's traffic passes the microVM's netfilter.
+            self._launch("kube-proxy", [self.bins.path("kube-proxy"), "--config", str(self.root / "kube-proxy.yaml")])
         except BaseException:
             self.stop()
             raise
@@ -182,6 +186,24 @@ state = "{r}/containerd/state"
     conf_dir = "{cni}"
 """)
 
+    def _write_kube_proxy(self) -> None:
+        from .controlplane import write_kubeconfig
+
+        r = self.root
+        pair = self.authority.issue(f"kube-proxy-{self.spec.slug}", "system:kube-proxy", client=True)
+        write_kubeconfig(r / "kube-proxy.kubeconfig", self.api_server, self.authority.cert_path, pair,
+                         "eksworkshop", "kube-proxy")
+        (r / "kube-proxy.yaml").write_text(f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {{kubeconfig: {r}/kube-proxy.kubeconfig}}
+hostnameOverride: {self.spec.node_name}
+mode: iptables
+# Its own namespace: nothing to serve beyond it, and the host's conntrack table is not the microVM's to size.
+healthzBindAddress: ""
+metricsBindAddress: ""
+conntrack: {{maxPerCore: 0, min: 0}}
+""")
+
     def _write_kubelet(self) -> None:
         from .controlplane import write_kubeconfig
 
@@ -253,6 +275,10 @@ def remove_run_data_plane(run_id: str, state_dir: Path) -> list[str]:
         if path.exists():
             _remove_cgroup(path)
             removed.append(f"cgroup {path}")
+            try:
+                path.parent.rmdir()  # /fargate-labs itself, once no run of any environment uses it
+            except OSError:
+                pass
     mounts = _mounts_under(state_dir)
     _unmount_under(state_dir / "microvms")
     removed += [f"mount {m}" for m in mounts]
@@ -266,6 +292,24 @@ def _mounts_under(root: Path) -> list[str]:
         return []
     prefix = str(root).rstrip("/") + "/"
     return [m for m in mounts if m.startswith(prefix)]
+
+
+def ensure_host_tools(progress: Callable[[str], None]) -> None:
+    """kube-proxy programs netfilter with the iptables command: install Debian's when it is missing."""
+    if shutil.which("iptables") is not None:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise HarnessError("kube-proxy needs the iptables command: install iptables (Debian: apt-get install "
+                           "iptables)", ExitCode.MISSING_BINARY)
+    progress("installing iptables with apt-get, for kube-proxy")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+        done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
+    if done.returncode != 0 or shutil.which("iptables") is None:
+        raise HarnessError(f"apt-get could not install iptables: {done.stderr.strip().splitlines()[-1:]}",
+                           ExitCode.MISSING_BINARY)
 
 
 def _unmount_under(root: Path) -> None:
@@ -292,16 +336,19 @@ def _kill_cgroup(path: Path) -> None:
                 pass
 
 
-def _remove_cgroup(path: Path) -> None:
-    """A cgroup directory goes with ``rmdir`` once empty, children first."""
-    if not path.exists():
-        return
-    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+def _remove_cgroup(path: Path, timeout: float = 5.0) -> None:
+    """A cgroup directory goes with ``rmdir`` once empty, children first; processes just killed take a moment
+    to leave it (``rmdir`` says EBUSY until then)."""
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                child.rmdir()
+            except OSError:
+                pass
         try:
-            child.rmdir()
+            path.rmdir()
         except OSError:
-            pass
-    try:
-        path.rmdir()
-    except OSError:
-        pass
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)

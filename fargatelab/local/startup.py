@@ -133,6 +133,9 @@ class Startup:
         from .images import build_images
         from .registry import Registry, publish
 
+        from .microvm import ensure_host_tools
+
+        ensure_host_tools(progress)
         bins = provision_dataplane(progress)
         images = build_images(bins.path("crane"), bins.path("registry"), bins.path("coredns"), progress)
         registry = Registry(bins.path("registry"), self.dir / "registry", host=config.api_address,

@@ -84,6 +84,13 @@ class VpcNetwork:
 
     def create(self) -> None:
         """Make the router namespace and its uplink; the host gets a route for the VPC, never an address in it."""
+        taken = _ip("route", "show", str(self.cidr), check=False).stdout.split()
+        if taken:
+            # Two environments cannot route one CIDR; the host would not know whose address is whose.
+            owner = taken[taken.index("dev") + 1] if "dev" in taken else "another link"
+            raise HarnessError(f"VPC {self.cidr} is already routed to {owner} (another environment with real pods): "
+                               "take that environment down first (`fargate-lab down`, or `fargate-lab cleanup`)",
+                               ExitCode.ALREADY_RUNNING)
         router_side = self._router_address()
         _ip("netns", "add", self.router)
         _ip("link", "set", "lo", "up", netns=self.router)

@@ -91,5 +91,78 @@ def test_pods_run_in_microvms_placed_by_the_fargate_scheduler(env: LocalEnvironm
         assert started[0]["source"].get("host") == node["metadata"]["name"]
     assert len(namespaces_of_run(h.run_id)) == 1 + 2  # the VPC's router and one microVM per pod
 
+    # A Service reaches the pods from another microVM, through the client's own kube-proxy.
+    assert _kubectl(env, "apply", "-f", "-", stdin=WEB).returncode == 0
+    web_ip = json.loads(_kubectl(env, "get", "service", "-n", "real", "web", "-o", "json").stdout)["spec"]["clusterIP"]
+    client = pods[0]["metadata"]["name"]
+
+    def fetched() -> str:
+        # busybox's nc: its static wget cannot load the resolver libraries the image lacks
+        got = _kubectl(env, "exec", "-n", "real", client, "--", "sh", "-c",
+                       f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {web_ip} 80")
+        return got.stdout if "served by a real pod" in got.stdout else ""
+
+    _until(fetched, 120, f"the web Service at {web_ip} from pod {client}")
+    assert _kubectl(env, "delete", "deployment", "-n", "real", "web", "--wait=true").returncode == 0
+
     assert _kubectl(env, "delete", "deployment", "-n", "real", "sleeper", "--wait=true").returncode == 0
     _until(lambda: len(namespaces_of_run(h.run_id)) == 1, 120, "the microVMs gone with their nodes")
+
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: real}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        command: ["sh", "-c", "mkdir -p /www && echo served by a real pod > /www/index.html && httpd -f -p 80 -h /www"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: real}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+"""
+
+
+def test_a_second_environment_with_real_pods_is_refused_in_one_line(
+        local_environment: Callable[..., LocalEnvironment], env: LocalEnvironment) -> None:
+    from fargatelab.errors import ExitCode, HarnessError
+
+    with pytest.raises(HarnessError) as refused:
+        local_environment("microvms-second", data_plane="microvm")
+    assert refused.value.code == ExitCode.ALREADY_RUNNING and "take that environment down" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_down_leaves_no_microvm_behind(env: LocalEnvironment, aws: Callable[[str], Any],
+                                       pod_execution_role: str) -> None:
+    """Taken down with a pod still running, the environment leaves no process, namespace, cgroup or mount."""
+    from pathlib import Path
+
+    from fargatelab.local import process
+
+    h = env.handle()
+    eks = aws("eks")
+    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="down",
+                               podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "default"}])
+    _until(lambda: eks.describe_fargate_profile(clusterName=h.cluster_name, fargateProfileName="down")
+           ["fargateProfile"]["status"] == "ACTIVE", 60, "profile ACTIVE")
+    assert _kubectl(env, "run", "stays", "--image=busybox", "--", "sleep", "3600").returncode == 0
+    _until(lambda: "Running" in _kubectl(env, "get", "pod", "stays").stdout, 120, "pod stays Running")
+    state_dir = env.dir
+    env.down(quiet=True)
+
+    assert process.tagged_pids(h.run_id) == []
+    assert namespaces_of_run(h.run_id) == []
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/fargate-labs/{h.run_id}"))
+    assert str(state_dir) not in Path("/proc/self/mounts").read_text()
+    assert "sleep 3600" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
