@@ -87,6 +87,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timing-scale", type=float, default=1.0)
     p.add_argument("--placement", choices=PLACEMENTS, default="per-pod-node")
     p.add_argument("--no-load-balancer-controller", action="store_true")
+    p.add_argument("--coredns-on-fargate", action="store_true",
+                   help="ship CoreDNS without the ec2 compute-type annotation (a cluster made Fargate-only, as in 002)")
     return p.parse_args(argv)
 
 
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles.healthy.wait(30)
     register_webhooks(clients, f"https://{args.webhook_host}:{webhook.port}", Path(args.ca_file).read_bytes(),
                       args.run_id)
-    install_addons(clients)
+    install_addons(clients, on_fargate=args.coredns_on_fargate)
     print(f"READY webhook={args.webhook_host}:{webhook.port}", flush=True)
     stop.wait()
     for t in threads:

@@ -16,6 +16,7 @@ the cgroups (``/fargate-labs/<run>/<address>`` in every hierarchy) and the files
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -213,7 +214,10 @@ conntrack: {{maxPerCore: 0, min: 0}}
                                     organization="system:nodes", client=True)
         write_kubeconfig(r / "kubelet.kubeconfig", self.api_server, self.authority.cert_path, pair,
                          "eksworkshop", "kubelet")
-        (r / "resolv.conf").write_text(f"search {spec.region}.compute.internal\nnameserver {CLUSTER_DNS_IP}\n")
+        # The node's own resolver is the VPC's (the CIDR's base + 2), as on EC2 and Fargate: pods with
+        # dnsPolicy Default (CoreDNS) get it; ClusterFirst pods get the cluster DNS and this search domain.
+        vpc_dns = ipaddress.ip_network(self.network.cidr).network_address + 2
+        (r / "resolv.conf").write_text(f"search {spec.region}.compute.internal\nnameserver {vpc_dns}\n")
         cgroup_root = f"/fargate-labs/{self.run_id}/{spec.slug}"
         taints = "".join(f"\n- {{key: {t.split('=')[0]}, value: {t.split('=')[1].split(':')[0]}, "
                          f"effect: {t.split(':')[1]}}}" for t in spec.taints)

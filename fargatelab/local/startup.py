@@ -8,6 +8,7 @@ when a later one fails to start.
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,7 +115,7 @@ class Startup:
                                           config.cluster_name, "fargate-emulator")
         self.fargate(bins, config, kwok_kc, emulator_kc, creds.webhook, creds.ca)
         if config.data_plane == "microvm":
-            self.microvms(config, progress)
+            self.microvms(config, progress, bins)
 
         cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
                       "the default ServiceAccount (controller-manager)", dead)
@@ -127,9 +128,16 @@ class Startup:
         self.save(state)
         progress(f"environment {state['name']!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
 
-    def microvms(self, config: EnvironmentConfig, progress: Progress) -> None:
-        """The data plane of real pods: the offline registry with its images, and the microVM controller."""
+    def microvms(self, config: EnvironmentConfig, progress: Progress, control_plane: Binaries) -> None:
+        """The data plane of real pods: the control plane's ENIs in the VPC, the offline registry with its
+        images, and the microVM controller."""
+        import boto3
+
+        from ..eks.vpc import cluster_subnets
+        from .aws.network import VPC_CIDR
+        from .cluster_enis import apply_with_kubectl, attach_control_plane
         from .dataplane_binaries import provision_dataplane
+        from .vpc_network import VpcNetwork
         from .images import build_images
         from .registry import Registry, publish
 
@@ -144,11 +152,33 @@ class Startup:
                                                           str(registry.log_path), []).to_json())
         publish(images, bins.path("crane"), registry.address)
         self.state["registry"] = registry.address
+        aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
+               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        private, _ = cluster_subnets(boto3.client("eks", **aws), boto3.client("ec2", **aws), config.cluster_name)
+        api_host, api_port = self.state["server"].removeprefix("https://").rsplit(":", 1)
+        self.state["control_plane_enis"] = attach_control_plane(
+            VpcNetwork(self.state["run_id"], VPC_CIDR), boto3.client("ec2", **aws), config.cluster_name, private,
+            api_host, int(api_port), apply_with_kubectl(control_plane.path("kubectl"), self.state["kubeconfig"]))
+        self._coredns_on_fargate(boto3.client("eks", **aws), boto3.client("iam", **aws), config, control_plane)
         self.save(self.state)
         self.launch("microvm-controller", [sys.executable, "-m", "fargatelab.local.microvm_controller",
                                            "--state-dir", str(self.dir)])
         self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
         progress(f"microVM data plane ready: registry {registry.address}, {len(images.records)} images")
+
+    def _coredns_on_fargate(self, eks: Any, iam: Any, config: EnvironmentConfig, bins: Binaries) -> None:
+        """A cluster with real pods starts as 002's does: a kube-system profile for CoreDNS, so the cluster DNS
+        answers from the first pod on. CoreDNS pods admitted before the profile was ACTIVE are made again."""
+        role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
+        eks.create_fargate_profile(clusterName=config.cluster_name, fargateProfileName="coredns",
+                                   podExecutionRoleArn=role, tags={"fargate-labs/run-id": self.state["run_id"]},
+                                   selectors=[{"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}])
+        cp.wait_until(lambda: eks.describe_fargate_profile(clusterName=config.cluster_name,
+                                                           fargateProfileName="coredns")
+                      ["fargateProfile"]["status"] == "ACTIVE", 60, "the coredns Fargate profile", self.first_dead())
+        kubectl = [bins.path("kubectl"), "--kubeconfig", self.state["kubeconfig"], "-n", "kube-system"]
+        subprocess.run([*kubectl, "delete", "pods", "-l", "k8s-app=kube-dns", "--field-selector",
+                        "spec.schedulerName!=fargate-scheduler", "--wait=false"], capture_output=True)
 
     def authenticator(self, creds: cp.Credentials, config: EnvironmentConfig) -> list[str]:
         """aws-iam-authenticator's TokenReview webhook (fargatelab.emulator.authenticator); the API server flags."""
@@ -197,6 +227,7 @@ class Startup:
             "--webhook-cert", str(webhook.cert), "--webhook-key", str(webhook.key),
             "--ca-file", str(ca), "--timing", config.timing, "--timing-scale", str(config.timing_scale),
             "--placement", "microvm" if config.data_plane == "microvm" else config.placement,
+            *(["--coredns-on-fargate"] if config.data_plane == "microvm" else []),
         ], webhook_port, env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
 
 

@@ -60,6 +60,10 @@ def test_pods_run_in_microvms_placed_by_the_fargate_scheduler(env: LocalEnvironm
                                                                pod_execution_role: str) -> None:
     h = env.handle()
     eks = aws("eks")
+    # The VPC's router, and CoreDNS's microVMs once it runs (the cluster DNS is on Fargate from the start).
+    _until(lambda: "Running" in _kubectl(env, "get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns").stdout,
+           120, "CoreDNS Running")
+    before = len(namespaces_of_run(h.run_id))
     eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="real",
                                podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "real"}])
     _until(lambda: eks.describe_fargate_profile(clusterName=h.cluster_name, fargateProfileName="real")
@@ -89,7 +93,7 @@ def test_pods_run_in_microvms_placed_by_the_fargate_scheduler(env: LocalEnvironm
         started = [e for e in events if e["reason"] == "Started"]
         assert started and started[0]["source"].get("component") == "kubelet"
         assert started[0]["source"].get("host") == node["metadata"]["name"]
-    assert len(namespaces_of_run(h.run_id)) == 1 + 2  # the VPC's router and one microVM per pod
+    assert len(namespaces_of_run(h.run_id)) == before + 2  # one microVM per pod
 
     # A Service reaches the pods from another microVM, through the client's own kube-proxy.
     assert _kubectl(env, "apply", "-f", "-", stdin=WEB).returncode == 0
@@ -103,10 +107,24 @@ def test_pods_run_in_microvms_placed_by_the_fargate_scheduler(env: LocalEnvironm
         return got.stdout if "served by a real pod" in got.stdout else ""
 
     _until(fetched, 120, f"the web Service at {web_ip} from pod {client}")
+
+    # The cluster DNS is a real CoreDNS on Fargate behind kube-dns, from the first pod on.
+    lookup = _kubectl(env, "exec", "-n", "real", client, "--", "nslookup", "web.real.svc.cluster.local")
+    assert f"Address: {web_ip}" in lookup.stdout, lookup.stdout + lookup.stderr
+    coredns = json.loads(_kubectl(env, "get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o",
+                                  "json").stdout)["items"]
+    assert coredns and {p["spec"]["schedulerName"] for p in coredns} == {"fargate-scheduler"}
+
+    # The API server is reached from pods through the kubernetes Service: two ENIs in the cluster's subnets.
+    endpoints = json.loads(_kubectl(env, "get", "endpoints", "kubernetes", "-o", "json").stdout)["subsets"][0]
+    assert [p["port"] for p in endpoints["ports"]] == [443] and len(endpoints["addresses"]) == 2
+    assert all(a["ip"].startswith("10.11.") for a in endpoints["addresses"])
+    api = _kubectl(env, "exec", "-n", "real", client, "--", "sh", "-c", "printf '' | nc -w 2 172.20.0.1 443 && echo open")
+    assert api.stdout.strip() == "open", api.stderr
     assert _kubectl(env, "delete", "deployment", "-n", "real", "web", "--wait=true").returncode == 0
 
     assert _kubectl(env, "delete", "deployment", "-n", "real", "sleeper", "--wait=true").returncode == 0
-    _until(lambda: len(namespaces_of_run(h.run_id)) == 1, 120, "the microVMs gone with their nodes")
+    _until(lambda: len(namespaces_of_run(h.run_id)) == before, 120, "the microVMs gone with their nodes")
 
 
 WEB = """
