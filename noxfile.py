@@ -62,8 +62,12 @@ def _unit(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
-    """The pure tests and the doctests: no Kubernetes binary is provisioned, no environment started."""
-    session.install("-c", "constraints.txt", "-e", ".")
+    """The pure tests and the doctests: no Kubernetes binary is provisioned, no environment started.
+
+    ``.[dev]`` like the other sessions: the pure tests check every extra's packages too (moto's mocks, the
+    kind and testinfra plugins' options, shell completion).
+    """
+    _install(session)
     _unit(session)
 
 

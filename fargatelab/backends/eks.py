@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Callable
 
 from ..cleanup.leftovers import RunScope
 from ..rules.naming import validate_run_id
-from ..scenario.handle import Capability, ClusterHandle
+from ..scenario.handle import ClusterHandle
+from .capabilities import declared
 from .eks_connection import Connection, run_dir, target_from_context
 from .eks_preflight import Preflight
 from .pod_execution_role import pod_execution_role
@@ -96,12 +97,9 @@ class EksBackend:
         role = pod_execution_role(conn, given, self.run_id, identity, self.progress) if self.replay or given else ""
         for note in self.notes:
             self.progress(f"fargate-labs: note: {note}")
-        capabilities = {Capability.POD_NETWORK, Capability.LOAD_BALANCER_HTTP, Capability.REAL_AWS}
-        if self.replay:
-            capabilities.add(Capability.WRITE)
         return ClusterHandle(
             kubeconfig=str(self.kubeconfig), cluster_name=conn.cluster, region=conn.region, run_id=self.run_id,
-            aws_endpoint=None, capabilities=frozenset(capabilities),
+            aws_endpoint=None, capabilities=declared("eks", self.options.mode),
             kubernetes_version=str(description.get("version", "")),
             extra={"pod_execution_role_arn": role, "account_id": identity["Account"],
                    "caller_arn": identity["Arn"], "cluster_arn": str(description.get("arn", ""))},

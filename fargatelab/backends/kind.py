@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..eks.facts import SERVICE_CIDR
 from ..errors import ExitCode, HarnessError
-from ..scenario.handle import Capability, ClusterHandle
+from ..scenario.handle import ClusterHandle
+from .capabilities import declared
 
 if TYPE_CHECKING:
     from . import BackendOptions
@@ -96,8 +97,7 @@ class KindBackend:
         self.handle: ClusterHandle = ClusterHandle(
             kubeconfig=str(self.cluster.kubeconfig_path), cluster_name=options.cluster, region=options.region,
             run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=NODE_IMAGE.split(":")[-1],
-            capabilities=frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY}
-                                   | ({Capability.WRITE} if options.mode == "replay" else set())),
+            capabilities=declared("kind", options.mode),
         )
 
     def _create(self, options: BackendOptions) -> None:

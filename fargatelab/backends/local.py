@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..local.environment import EnvironmentConfig, LocalEnvironment
 from ..scenario.handle import ClusterHandle
+from .capabilities import declared
 
 if TYPE_CHECKING:
     from . import BackendOptions
@@ -64,12 +65,8 @@ class LocalBackend:
             if not self.env.is_up():
                 self.env.up(_config(options, self.env))
         handle = self.env.handle()
-        # The local backend emulates Fargate: no container runs, so nothing can be probed in a pod.
         self.handle: ClusterHandle = dataclasses.replace(
-            handle,
-            run_id=options.run_id or handle.run_id,
-            capabilities=frozenset({"write"}) if options.mode == "replay" else frozenset(),
-        )
+            handle, run_id=options.run_id or handle.run_id, capabilities=declared("local", options.mode))
 
     def liveness(self) -> str | None:
         dead = self.env.dead_components()

@@ -16,6 +16,7 @@ made inside its environment), and any process still tagged with X; then deletes 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -26,15 +27,18 @@ from ..errors import ExitCode, HarnessError
 __all__ = ["add_parsers", "run_cleanup", "run_leaks"]
 
 
-def add_parsers(sub: Any, cluster_type: Any) -> None:
+def add_parsers(sub: Any, cluster_type: Any, descriptions: dict[str, str]) -> None:
     for name, text in (("cleanup", "delete everything tagged with a run id, then check nothing is left"),
                        ("leaks", "list what is still tagged with a run id (exit 17 if anything)")):
-        p = sub.add_parser(name, help=text)
+        p = sub.add_parser(name, help=text, description=descriptions[name])
         p.add_argument("--run-id", required=True, help="the run whose resources to remove")
         where = p.add_mutually_exclusive_group()
         where.add_argument("--env", default=None, metavar="NAME", help="a local environment the run used")
         where.add_argument("--cluster", type=cluster_type, default=None, help="the EKS cluster the run used")
         p.add_argument("--region", default=None, help="AWS region (default: $AWS_REGION, else ap-northeast-2)")
+        if name == "leaks":
+            p.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                           help="json: {run_id, leftovers, notes} on stdout")
 
 
 def _say(line: str) -> None:
@@ -112,7 +116,11 @@ def _aws_errors(call: Any) -> Any:
         raise HarnessError(f"cannot reach AWS: {exc}", ExitCode.AWS) from None
 
 
-def _report(scope: Any, leftovers: list[Any]) -> int:
+def _report(scope: Any, leftovers: list[Any], output: str = "table") -> int:
+    if output == "json":
+        print(json.dumps({"run_id": scope.run_id, "leftovers": [str(left) for left in leftovers],
+                          "notes": list(scope.notes)}, indent=2))
+        return ExitCode.LEAKED_RESOURCES if leftovers else ExitCode.OK
     for note in scope.notes:
         _say(f"note: {note}")
     if leftovers:
@@ -136,7 +144,7 @@ def run_leaks(args: argparse.Namespace) -> int:
     _validate(args)
     scope = _scope(args)
     leftovers = _aws_errors(lambda: find_leftovers(scope))
-    return _report(scope, leftovers)
+    return _report(scope, leftovers, args.output)
 
 
 def run_cleanup(args: argparse.Namespace) -> int:

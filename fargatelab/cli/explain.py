@@ -1,6 +1,6 @@
-"""``fargate-lab explain -f FILE [--profiles FILE] [-o table|json]``: the command behind :mod:`fargatelab.rules.explain`.
+"""``fargate-lab explain -f FILE [--profiles FILE] [-o table|json] [--strict]``: the command behind :mod:`fargatelab.rules.explain`.
 
-Reads a manifest (several YAML documents allowed, ``-`` for stdin) and, optionally, the Fargate
+Reads a manifest (several YAML documents allowed, ``-`` for stdin, named ``<stdin>`` in errors) and, optionally, the Fargate
 profiles to match against; without ``--profiles`` it uses the profiles the workshop documents create:
 ``fargate-game-2048`` (000), ``study_wildcard`` with ``study-*`` and ``kube-system`` (002).
 
@@ -41,9 +41,21 @@ def documented_profiles() -> list[Profile]:
     ]
 
 
+def shown(filename: str, what: str) -> str:
+    """How an error names the input: ``manifest m.yaml``, or ``<stdin>`` for ``-``.
+
+    >>> shown("m.yaml", "manifest"), shown("-", "manifest")
+    ('manifest m.yaml', '<stdin>')
+    """
+    return "<stdin>" if filename == "-" else f"{what} {filename}"
+
+
 def _read(filename: str, what: str) -> str:
     if filename == "-":
-        return sys.stdin.read()
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError:
+            raise HarnessError("<stdin> is not text (expected YAML)", ExitCode.BAD_INPUT) from None
     try:
         with open(filename, encoding="utf-8") as f:
             return f.read()
@@ -66,14 +78,15 @@ def _yaml_error(exc: yaml.YAMLError) -> str:
 def load_manifest(filename: str) -> list[dict[str, Any]]:
     """The Kubernetes objects of a YAML file (``---``-separated documents; empty documents are skipped)."""
     text = _read(filename, "manifest")
+    name = shown(filename, "manifest")
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise HarnessError(f"manifest {filename} is not valid YAML ({_yaml_error(exc)})", ExitCode.BAD_INPUT) from None
+        raise HarnessError(f"{name} is not valid YAML ({_yaml_error(exc)})", ExitCode.BAD_INPUT) from None
     for i, doc in enumerate(docs, 1):
         if not isinstance(doc, dict) or "kind" not in doc:
             raise HarnessError(
-                f"manifest {filename} is not a Kubernetes manifest: document {i} has no kind "
+                f"{name} is not a Kubernetes manifest: document {i} has no kind "
                 "(expected objects such as `kind: Deployment`)", ExitCode.BAD_INPUT)
     return docs
 
@@ -82,28 +95,39 @@ def load_profiles_file(filename: str) -> list[Profile]:
     """Profiles from JSON or YAML: ``aws eks describe-fargate-profile`` output, a list of profiles,
     ``{"fargateProfiles": [...]}``, or an eksctl ClusterConfig."""
     text = _read(filename, "profiles file")
+    name = shown(filename, "profiles file")
     try:
         doc = yaml.safe_load(text)  # JSON is YAML too
     except yaml.YAMLError as exc:
-        raise HarnessError(f"profiles file {filename} is neither JSON nor YAML ({_yaml_error(exc)})",
+        raise HarnessError(f"{name} is neither JSON nor YAML ({_yaml_error(exc)})",
                            ExitCode.BAD_INPUT) from None
     if not isinstance(doc, (dict, list)):
-        raise HarnessError(f"profiles file {filename} holds no Fargate profiles "
+        raise HarnessError(f"{name} holds no Fargate profiles "
                            "(expected describe-fargate-profile output or an eksctl ClusterConfig)",
                            ExitCode.BAD_INPUT)
     try:
         return load_profiles(doc)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise HarnessError(f"profiles file {filename}: {exc}", ExitCode.BAD_INPUT) from None
+        raise HarnessError(f"{name}: {exc}", ExitCode.BAD_INPUT) from None
 
 
-def run_explain(filename: str, profiles: str | None, output: str, out: TextIO | None = None) -> int:
-    """Print where each pod of ``filename`` would run; returns the process exit code."""
+#: ``--strict``: some pod of the manifest cannot run on Fargate
+NOT_ON_FARGATE = 1
+
+
+def run_explain(filename: str, profiles: str | None, output: str, out: TextIO | None = None,
+                strict: bool = False) -> int:
+    """Print where each pod of ``filename`` would run; returns the process exit code (with ``strict``, 1 when
+    any pod cannot run on Fargate)."""
     docs = load_manifest(filename)
     known = load_profiles_file(profiles) if profiles else documented_profiles()
     verdicts = explain(docs, known)
     stream = out or sys.stdout
     stream.write((to_json(verdicts) if output == "json" else format_table(verdicts)) + "\n")
     if not verdicts and output != "json":
-        print(f"fargate-lab: no Pod or pod template in {filename}", file=sys.stderr)
+        print(f"fargate-lab: no Pod or pod template in {shown(filename, 'manifest')}", file=sys.stderr)
+    off = [v for v in verdicts if not v.runs_on_fargate]
+    if strict and off:
+        print(f"fargate-lab: {len(off)} of {len(verdicts)} pod(s) cannot run on Fargate (--strict)", file=sys.stderr)
+        return NOT_ON_FARGATE
     return ExitCode.OK

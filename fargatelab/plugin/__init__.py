@@ -2,8 +2,8 @@
 
 Its modules, each a plugin of its own: ``options`` (command line and markers), ``session`` (the run:
 its id, its backend, its end), ``fixtures`` (cluster, kube, aws, timing, ``lab`` and the module's setup),
-``shared`` (setups shared by the tests of an xdist group), ``ordering`` (the labs' order on the workers)
-and ``reporting`` (reports and the progress line).
+``shared`` (setups shared by the tests of an xdist group), ``ordering`` (the labs' order on the workers),
+``selection`` (``--lab``, ``--list-labs``) and ``reporting`` (reports and the progress line).
 """
 
 pytest_plugins = [
@@ -12,5 +12,6 @@ pytest_plugins = [
     "fargatelab.plugin.fixtures",
     "fargatelab.plugin.shared",
     "fargatelab.plugin.ordering",
+    "fargatelab.plugin.selection",
     "fargatelab.plugin.reporting",
 ]

@@ -13,11 +13,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from ..backends.capabilities import skip_reason
 from ..errors import HarnessError
 from ..rules.timing import Timing, profile
 from ..scenario import conditions as cond
 from ..scenario import wait
-from ..scenario.handle import Capability, ClusterHandle
+from ..scenario.handle import ClusterHandle
 from ..scenario.kube import Kube
 from ..scenario.lab import Lab
 from .run import backend_of
@@ -126,7 +127,7 @@ def lab(request: pytest.FixtureRequest, cluster: ClusterHandle, kube: Kube, aws:
     """
     for mark in request.node.iter_markers("needs"):
         if not cluster.can(mark.args[0]):
-            pytest.skip(f"needs {mark.args[0]}: {Capability.REASONS.get(mark.args[0], mark.args[0])}")
+            pytest.skip(skip_reason(mark.args[0], request.config.option.backend, request.config.option.mode))
     module = request.node.getparent(pytest.Module)
 
     def setups() -> list[Lab]:

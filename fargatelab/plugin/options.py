@@ -36,7 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="replay: create, assert, clean up; check: read-only self-check of a student's cluster")
     group.addoption("--cluster", default="eksworkshop", type=_argument(validate_cluster_name),
                     help="EKS cluster name")
-    group.addoption("--region", default="ap-northeast-2")
+    group.addoption("--region", default="ap-northeast-2", help="AWS region of the cluster (default ap-northeast-2)")
     group.addoption("--keep", action="store_true", help="leave what the run created in place")
     group.addoption("--run-id", default=None, type=_argument(validate_run_id),
                     help="run id tagging everything created (default: random)")

@@ -9,7 +9,8 @@ description, the worker id, the cluster's name and Kubernetes version, and what 
 ``user_properties`` and ``sections``.
 
 Reports are written when ``--reports-dir`` is given, or when the run has lab scenarios (tests marked
-``lab``), to ``reports/`` under the root directory; ``--no-reports`` turns them off.
+``lab``), to ``reports/`` under the root directory; ``--no-reports`` turns them off. A run that starts no
+test (``--collect-only``, ``--fixtures``, ``--list-labs``, everything deselected) writes none.
 
 Waits show a progress line (:mod:`fargatelab.plugin.progress_line`), registered here too.
 """
@@ -70,19 +71,18 @@ class _Reporter:
         self.stop_reason = ""
         self.run_dir: Path | None = None
         self.has_labs = False
+        #: a test started (``--fixtures``, ``--collect-only``, ``--list-labs`` or everything deselected: none)
+        self.executed = False
 
     def configure_junit(self) -> None:
-        """Point pytest's junitxml at the run's directory (or at a staging file copied there later)."""
+        """Point pytest's junitxml at a staging file (copied into the run's directory when the run is reported),
+        unless ``--junitxml`` names a file of its own."""
         if self.config.option.xmlpath:
             self.junit = Path(self.config.option.xmlpath)
             return
-        if self.explicit:
-            run_dir = self.reports_dir / run_id(self.config)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.junit = run_dir / "junit.xml"
-        else:
-            self.staging = Path(tempfile.mkdtemp(prefix="fargate-labs-junit-"))
-            self.junit = self.staging / "junit.xml"
+        # Staged, not written into the run's directory: a run that executes no test leaves no directory.
+        self.staging = Path(tempfile.mkdtemp(prefix="fargate-labs-junit-"))
+        self.junit = self.staging / "junit.xml"
         self.config.option.xmlpath = str(self.junit)
 
     def info(self, exitstatus: int) -> RunInfo:
@@ -110,6 +110,8 @@ class _Reporter:
         )
 
     def write(self, exitstatus: int) -> None:
+        if not self.executed:
+            return  # nothing was checked: an empty report would replace the last real one as latest
         steps = self.model.steps()
         self.has_labs = self.has_labs or any(s.lab for s in steps)
         if not (self.explicit or self.has_labs):
@@ -134,6 +136,10 @@ class _Reporter:
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         self.model.expect(ids)
 
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        # Before the first setup: a backend that refuses in its setup still makes a (stopped) report.
+        self.executed = True
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.model.add(report)
 
@@ -152,6 +158,8 @@ class _Reporter:
         # trylast: after junitxml has written its file.
         try:
             self.write(int(exitstatus))
+            if self.run_dir is not None and self.staging is not None:
+                _junit_named(self.config, self.run_dir / "junit.xml")
         except OSError as err:
             tr = self.config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
@@ -180,12 +188,34 @@ class _Reporter:
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
+def _junit_named(config: pytest.Config, path: Path | None) -> None:
+    """Point pytest's junitxml at where its file ended up (``path``), or, with None, drop it unwritten."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    if path is not None:
+        xml.logfile = str(path)  # "generated xml file:" names the run's copy, not the staging one
+        return
+    del config.stash[xml_key]
+    config.pluginmanager.unregister(xml)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    reporter = session.config.pluginmanager.get_plugin("fargatelab-report")
+    if isinstance(reporter, _Reporter) and not reporter.executed and reporter.staging is not None:
+        # tryfirst, before junitxml writes: a run that started no test leaves no junit.xml and no line naming one
+        _junit_named(session.config, None)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: the run id and junit path must be set before pytest's junitxml plugin reads them.
     if owns_run(config):
         run_id(config)
-        if not config.option.no_reports and not config.option.collectonly:
+        if not (config.option.no_reports or config.option.collectonly or config.option.list_labs):
             reporter = _Reporter(config)
             reporter.configure_junit()
             config.pluginmanager.register(reporter, "fargatelab-report")

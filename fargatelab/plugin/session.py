@@ -45,6 +45,8 @@ def _starts_environment_early(config: pytest.Config) -> bool:
     o = config.option
     if o.backend != "local" or o.reuse or o.collectonly or getattr(o, "help", False):
         return False
+    if any(getattr(o, name, False) for name in ("list_labs", "showfixtures", "show_fixtures_per_test")):
+        return False  # these run no test
     labs = Path(config.rootpath) / "labs"
     paths = [Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args]
     return bool(paths) and all(p == labs or labs in p.parents for p in paths)

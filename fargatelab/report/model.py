@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["OUTCOMES", "RunInfo", "Step", "LabResult", "RunReport", "step_title"]
+from .names import step_title, without_xdist_group
+
+__all__ = ["OUTCOMES", "RunInfo", "Step", "LabResult", "RunReport", "step_title", "without_xdist_group"]
 
 DIAGNOSTICS_PREFIX = "diagnostics: "
 
@@ -144,9 +146,10 @@ class LabResult:
 
     @property
     def mark(self) -> str:
-        """✔ all held; ✘ a documented outcome did not; ⚠ none failed, but errors left some unchecked."""
+        """✔ all held; ✘ a documented outcome did not; ⚠ none failed, but errors left some unchecked; · none
+        failed, but some never ran."""
         if self.ok:
-            return "✔"
+            return OUTCOMES["not run"][0] if self.count("not run") else "✔"
         return "✘" if self.count("failed", "xpassed") else OUTCOMES["error"][0]
 
 
@@ -211,21 +214,6 @@ def _describe(step: Step, failure: dict[str, Any]) -> None:
     step.fact = part("fact") or (f"missing: {step.missing}" if step.missing else _first_line(step.message))
 
 
-def step_title(name: str) -> str:
-    """``test_profile_rule[6 selectors]`` -> ``profile rule [6 selectors]``.
-
-    >>> step_title("test_label_selector[all selector labels->fargate]")
-    'label selector [all selector labels->fargate]'
-    >>> step_title("test_in_pod[search <ns> \\\\u2026 compute.internal]")  # pytest escapes non-ASCII ids
-    'in pod [search <ns> … compute.internal]'
-    """
-    name = re.sub(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2}))",
-                  lambda m: chr(int(m.group(1) or m.group(2) or m.group(3), 16)), name)
-    base, bracket, param = name.partition("[")
-    base = re.sub(r"^test_?", "", base).replace("_", " ").strip() or name
-    return f"{base} [{param}" if bracket else base
-
-
 class RunReport:
     """Collects the reports of one run, in the controller (or the only process)."""
 
@@ -242,7 +230,7 @@ class RunReport:
 
     def expect(self, nodeids: Iterable[str], labs: dict[str, tuple[str, str]] | None = None) -> None:
         """The collected tests, in collection order: any without a report is shown as not run."""
-        for nodeid in nodeids:
+        for nodeid in map(without_xdist_group, nodeids):
             if nodeid not in self._order:
                 self._order[nodeid] = len(self._order)
             step = self._step(nodeid)
@@ -316,6 +304,7 @@ class RunReport:
             step.phase = "setup"  # set up; the call report decides, unless the run stops first
 
     def _step(self, nodeid: str) -> Step:
+        nodeid = without_xdist_group(nodeid)
         step = self._steps.get(nodeid)
         if step is None:
             module, _, name = nodeid.partition("::")
@@ -363,18 +352,20 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        t = self.totals()
-        return not self.info.interrupted and t["failed"] + t["error"] + t["xpassed"] == 0
+        return self.verdict() == "PASSED"
 
     def verdict(self) -> str:
         """INTERRUPTED; else FAILED when a documented outcome did not hold; else ERROR when the harness or the
-        cluster broke (what it left unchecked may hold or not); else PASSED."""
+        cluster broke (what it left unchecked may hold or not); else INCOMPLETE when a step never ran (a
+        worker lost, ``-x``): what it would have asserted is unknown; else PASSED."""
         if self.info.interrupted:
             return "INTERRUPTED"
         t = self.totals()
         if t["failed"] + t["xpassed"]:
             return "FAILED"
-        return "ERROR" if t["error"] else "PASSED"
+        if t["error"]:
+            return "ERROR"
+        return "INCOMPLETE" if t["not run"] else "PASSED"
 
 
 def _module_title(module: str) -> str:

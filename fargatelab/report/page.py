@@ -46,7 +46,7 @@ pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:
 .verdict{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600;font-size:14px;
  vertical-align:middle;margin-left:8px}
 .verdict.PASSED{background:var(--ok)}.verdict.FAILED{background:var(--bad)}.verdict.ERROR{background:var(--err)}
-.verdict.INTERRUPTED{background:var(--warn)}
+.verdict.INTERRUPTED,.verdict.INCOMPLETE{background:var(--warn)}
 .banner{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:10px 14px;margin:14px 0;font-weight:600}
 table.meta{border-collapse:collapse;margin:12px 0}
 table.meta th{text-align:left;font-weight:600;padding:2px 16px 2px 0;color:#59636e}
@@ -188,6 +188,9 @@ def render_html(model: RunReport, files: Iterable[str] = ()) -> str:
         out.append(f'<div class="banner" id="interrupted">The run was interrupted'
                    f'{": " + _e(i.stop_reason) if i.stop_reason else ""}. '
                    f'{t["not run"]} step(s) did not run; the results below are incomplete.</div>')
+    elif verdict == "INCOMPLETE":
+        out.append(f'<div class="banner" id="incomplete">{t["not run"]} step(s) did not run: '
+                   "what they assert was not checked.</div>")
     out.append('<table class="meta">' + "".join(
         f"<tr><th>{_e(k)}</th><td>{'<code>' + _e(v) + '</code>' if k == 'Command' else _e(v)}</td></tr>"
         for k, v in meta if v) + "</table>")

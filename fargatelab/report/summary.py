@@ -35,7 +35,8 @@ def summary_json(model: RunReport) -> dict[str, Any]:
         "totals": model.totals(),
         "labs": [
             {
-                "lab": lab.title, "document": lab.document, "module": lab.module, "ok": lab.ok,
+                "lab": lab.title, "document": lab.document, "module": lab.module,
+                "ok": lab.ok and not lab.count("not run"),
                 "wall_seconds": round(lab.wall, 3),
                 "steps": [
                     {
@@ -97,6 +98,9 @@ def render_summary_md(model: RunReport) -> str:
     lines += [" · ".join(facts), ""]
     if i.interrupted:
         lines += [f"**The run was interrupted** ({i.stop_reason or 'stopped early'}): steps marked · did not run.", ""]
+    elif t["not run"]:
+        lines += [f"**The run is incomplete**: {t['not run']} step(s) marked · did not run, so what they assert "
+                  "was not checked.", ""]
     lines += [f"**{done} of {counted} steps ✔**"
               + (f", {t['error']} {ERROR_MARK} with an error" if t["error"] else "")
               + (f", {t['skipped']} skipped" if t["skipped"] else "")

@@ -13,7 +13,7 @@ class Capability:
 
     #: pods really run and can reach each other (netshoot probes, ``kubectl exec``)
     POD_NETWORK = "pod-network"
-    #: the ALB serves HTTP (the 2048 page through its hostname or the service proxy)
+    #: the ALB serves HTTP (the 2048 page through its hostname)
     LOAD_BALANCER_HTTP = "load-balancer-http"
     #: the service proxy of the API server reaches pods (kind)
     SERVICE_PROXY = "service-proxy"
@@ -22,14 +22,13 @@ class Capability:
     #: the run may create, change and delete (replay mode)
     WRITE = "write"
 
+    #: what each capability is; which backend has it: :mod:`fargatelab.backends.capabilities`
     REASONS: Mapping[str, str] = {
-        POD_NETWORK: "this backend runs no real containers (pods are simulated by KWOK); "
-        "run with --backend kind or --backend eks for in-pod probes",
-        LOAD_BALANCER_HTTP: "this backend has no data plane behind the ALB; "
-        "run with --backend kind or --backend eks to fetch the game page",
-        SERVICE_PROXY: "the API server cannot reach pods on this backend",
-        REAL_AWS: "this backend does not use a real AWS account",
-        WRITE: "check mode never changes the cluster",
+        POD_NETWORK: "pods run as real containers that reach each other (netshoot probes, kubectl exec)",
+        LOAD_BALANCER_HTTP: "a real ALB answers HTTP at its hostname (the 2048 page)",
+        SERVICE_PROXY: "the API server's service proxy reaches pods",
+        REAL_AWS: "AWS resources live in a real account, so cost and leaks are real",
+        WRITE: "the run may create, change and delete (replay mode)",
     }
 
 

@@ -7,6 +7,7 @@ stand-in for an EKS access entry with AmazonEKSViewPolicy).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -105,6 +106,31 @@ def test_in_pod_probes_are_skipped_without_exec_and_say_why(student: dict[str, A
     skipped = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED [7] ")]
     assert skipped and "needs create on pods/exec in study-aews, which this identity lacks" in skipped[0], \
         result.stdout[-4000:]
+
+
+def test_fargate_lab_check_from_a_kubeconfig_context(student: dict[str, Any], tmp_path: Path) -> None:
+    """The student's command: cluster and region from their kubeconfig's context, one line per lab."""
+    arn = "arn:aws:eks:ap-northeast-2:123456789012:cluster/eksworkshop"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({  # as `aws eks update-kubeconfig` names it; only the context is read
+        "apiVersion": "v1", "kind": "Config", "current-context": arn,
+        "clusters": [{"name": arn, "cluster": {"server": "https://unused"}}], "users": [{"name": arn, "user": {}}],
+        "contexts": [{"name": arn, "context": {"cluster": arn, "user": arn}}]}))
+    shell = dict(student["shell"], KUBECONFIG=str(kubeconfig))
+
+    def check(*lab: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fargatelab.cli", "check", "--reports-dir",
+                               str(tmp_path / "reports"), *lab], cwd=ROOT, env=shell, capture_output=True,
+                              text=True, timeout=600)
+
+    done = check("--lab", "1")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "fargate-lab check: cluster eksworkshop in ap-northeast-2 (the current context)" in done.stdout
+    assert "✔ Lab 1 — Fargate profile: done" in done.stdout
+    not_yet = check("--lab", "root-shell")  # the student has not made the root-shell pod
+    assert not_yet.returncode == 1, not_yet.stdout[-4000:] + not_yet.stderr[-2000:]
+    assert "✘ Lab 5 — the root-shell pod is rejected: not yet" in not_yet.stdout
+    assert "      run: kubectl apply" in not_yet.stdout, not_yet.stdout[-4000:]
 
 
 def test_an_undone_step_is_named_with_its_command(student: dict[str, Any], tmp_path: Path) -> None:

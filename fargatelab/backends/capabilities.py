@@ -1,0 +1,59 @@
+"""What each backend can do, declared without opening it.
+
+``--list-labs`` and the skip reasons read these declarations, and every backend gives its handle exactly
+what it declares here, so a reason that names a backend is true of it.
+
+>>> sorted(declared("eks", "check"))
+['load-balancer-http', 'pod-network', 'real-aws']
+>>> print(skip_reason("load-balancer-http", "kind", "replay"))  # doctest: +ELLIPSIS
+needs load-balancer-http: the kind backend's ALB exists only ... though its pods run; run with --backend eks
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..scenario.handle import Capability
+
+__all__ = ["DECLARED", "declared", "providers", "skip_reason"]
+
+#: every backend's capabilities in replay mode; check mode has them all but WRITE
+DECLARED: Mapping[str, frozenset[str]] = {
+    "local": frozenset({Capability.WRITE}),
+    "kind": frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY, Capability.WRITE}),
+    "eks": frozenset({Capability.POD_NETWORK, Capability.LOAD_BALANCER_HTTP, Capability.REAL_AWS, Capability.WRITE}),
+}
+
+_MOTO_ALB = ("ALB exists only as AWS API objects in moto, made by the load balancer controller's emulation: "
+             "nothing behind it answers HTTP")
+
+#: why a backend lacks a capability, in terms of what that backend really runs
+_LACKS: Mapping[tuple[str, str], str] = {
+    ("local", Capability.POD_NETWORK): "the local backend simulates its pods with KWOK: no container runs",
+    ("local", Capability.LOAD_BALANCER_HTTP): f"the local backend's {_MOTO_ALB}",
+    ("kind", Capability.LOAD_BALANCER_HTTP): f"the kind backend's {_MOTO_ALB}, though its pods run",
+    ("local", Capability.SERVICE_PROXY): "the local backend runs no container for the API server to proxy to",
+    ("local", Capability.REAL_AWS): "the local backend's AWS is moto on loopback",
+    ("kind", Capability.REAL_AWS): "the kind backend's AWS is moto on loopback",
+}
+
+
+def declared(backend: str, mode: str) -> frozenset[str]:
+    """What ``backend`` can do in ``mode`` (replay or check); nothing for an unknown backend."""
+    capabilities = DECLARED.get(backend, frozenset())
+    return capabilities if mode == "replay" else capabilities - {Capability.WRITE}
+
+
+def providers(capability: str) -> list[str]:
+    """The backends that declare ``capability``, in the order they are offered."""
+    return [name for name, capabilities in DECLARED.items() if capability in capabilities]
+
+
+def skip_reason(capability: str, backend: str, mode: str) -> str:
+    """Why a step that needs ``capability`` is skipped on ``backend`` in ``mode``, and what would run it."""
+    if capability == Capability.WRITE and Capability.WRITE in DECLARED.get(backend, frozenset()):
+        return f"needs {capability}: check mode never changes the cluster; this step runs with --mode replay"
+    why = _LACKS.get((backend, capability), f"the {backend} backend does not provide it")
+    others = [name for name in providers(capability) if name != backend]
+    hint = " or ".join(f"--backend {name}" for name in others)
+    return f"needs {capability}: {why}; " + (f"run with {hint}" if hint else "no backend provides it")
