@@ -40,6 +40,8 @@ class BackendOptions:
     #: this process owns the run (the only process, or the pytest-xdist controller): it takes down what
     #: the run made, while workers sharing the run leave it up for the others
     owner: bool = True
+    #: local: "kwok" (simulated pods) or "microvm" (real pods, one microVM each; Linux, root)
+    data_plane: str = "kwok"
 
 
 class Backend(Protocol):

@@ -29,18 +29,30 @@ _MOTO_ALB = ("ALB exists only as AWS API objects in moto, made by the load balan
 
 #: why a backend lacks a capability, in terms of what that backend really runs
 _LACKS: Mapping[tuple[str, str], str] = {
-    ("local", Capability.POD_NETWORK): "the local backend simulates its pods with KWOK: no container runs",
+    ("local", Capability.POD_NETWORK): "the local backend simulates its pods with KWOK (--data-plane kwok): no "
+                                       "container runs; --data-plane microvm runs them (Linux, root)",
     ("local", Capability.LOAD_BALANCER_HTTP): f"the local backend's {_MOTO_ALB}",
     ("kind", Capability.LOAD_BALANCER_HTTP): f"the kind backend's {_MOTO_ALB}, though its pods run",
-    ("local", Capability.SERVICE_PROXY): "the local backend runs no container for the API server to proxy to",
+    ("local", Capability.SERVICE_PROXY): "the local backend with KWOK runs no container for the API server to proxy "
+                                         "to; --data-plane microvm does",
     ("local", Capability.REAL_AWS): "the local backend's AWS is moto on loopback",
     ("kind", Capability.REAL_AWS): "the kind backend's AWS is moto on loopback",
 }
 
 
-def declared(backend: str, mode: str) -> frozenset[str]:
-    """What ``backend`` can do in ``mode`` (replay or check); nothing for an unknown backend."""
+#: what the local backend adds with its microVM data plane: real containers, reachable from the API server
+MICROVM: frozenset[str] = frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY})
+
+
+def declared(backend: str, mode: str, data_plane: str = "kwok") -> frozenset[str]:
+    """What ``backend`` can do in ``mode`` (replay or check); nothing for an unknown backend.
+
+    >>> sorted(declared("local", "replay", "microvm"))
+    ['pod-network', 'service-proxy', 'write']
+    """
     capabilities = DECLARED.get(backend, frozenset())
+    if backend == "local" and data_plane == "microvm":
+        capabilities = capabilities | MICROVM
     return capabilities if mode == "replay" else capabilities - {Capability.WRITE}
 
 

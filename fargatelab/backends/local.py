@@ -22,7 +22,8 @@ def _environment(options: BackendOptions) -> LocalEnvironment:
 
 def _config(options: BackendOptions, env: LocalEnvironment) -> EnvironmentConfig:
     return EnvironmentConfig(name=env.name, cluster_name=options.cluster, region=options.region,
-                             timing=options.timing, timing_scale=options.timing_scale, run_id=options.run_id)
+                             timing=options.timing, timing_scale=options.timing_scale, run_id=options.run_id,
+                             data_plane=options.data_plane)
 
 
 def start_in_background(options: BackendOptions) -> threading.Thread:
@@ -65,8 +66,11 @@ class LocalBackend:
             if not self.env.is_up():
                 self.env.up(_config(options, self.env))
         handle = self.env.handle()
+        # A reused environment says which data plane it runs.
+        data_plane = handle.extra.get("data_plane", "kwok")
         self.handle: ClusterHandle = dataclasses.replace(
-            handle, run_id=options.run_id or handle.run_id, capabilities=declared("local", options.mode))
+            handle, run_id=options.run_id or handle.run_id,
+            capabilities=declared("local", options.mode, data_plane))
 
     def liveness(self) -> str | None:
         dead = self.env.dead_components()

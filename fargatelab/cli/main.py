@@ -66,6 +66,9 @@ def get_parser() -> argparse.ArgumentParser:
     up.add_argument("--placement", choices=("per-pod-node", "hosted"), default="per-pod-node",
                     help="per-pod-node: a Fargate node per pod (default); hosted: pods on worker nodes, "
                          "shadow Fargate nodes (how the kind backend runs)")
+    up.add_argument("--data-plane", choices=("kwok", "microvm"), default="kwok",
+                    help="kwok: KWOK plays the Fargate nodes (default); microvm: every Fargate pod runs for real in "
+                         "a microVM of its own, with a real kubelet, containerd and runc (Linux, root)")
 
     with_name(command("env", "print the export lines of a running environment"))
     status = with_name(command("status", "show each component, its pid, port and log"))
@@ -122,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         env.up(EnvironmentConfig(
             name=env.name, cluster_name=args.cluster, region=args.region, apiserver_port=args.apiserver_port,
             bin_dir=args.bin_dir, timing=args.timing, timing_scale=args.timing_scale, run_id=args.run_id,
-            placement=args.placement,
+            placement=args.placement, data_plane=args.data_plane,
         ))
         sys.stdout.write(env.exports())
     elif args.command == "env":

@@ -123,7 +123,8 @@ class LocalEnvironment:
             capabilities=frozenset({"write"}),
             kubernetes_version=state["kubernetes_version"],
             timing_scale=state.get("timing_scale", 1.0),
-            extra={"state_dir": str(self.dir), "environment": self.name},
+            extra={"state_dir": str(self.dir), "environment": self.name,
+                   "data_plane": state.get("data_plane", "kwok")},
         )
 
     def exports(self) -> str:

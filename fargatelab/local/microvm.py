@@ -39,6 +39,17 @@ __all__ = ["MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE", "cgroup_di
            "remove_run_data_plane", "ensure_host_tools"]
 
 KUBELET_PORT = 10250
+#: what a Fargate microVM's kubelet reports as its osImage comes from here
+AMAZON_LINUX_2 = """NAME="Amazon Linux"
+VERSION="2"
+ID="amzn"
+ID_LIKE="centos rhel fedora"
+VERSION_ID="2"
+PRETTY_NAME="Amazon Linux 2"
+ANSI_COLOR="0;33"
+CPE_NAME="cpe:2.3:o:amazon:amazon_linux:2"
+HOME_URL="https://amazonlinux.com/"
+"""
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -81,6 +92,7 @@ class MicroVM:
         self.registry_address = registry_address
         self.attachment: Attachment | None = None
         self.components: list[process.Component] = []
+        self._mount_holder = 0
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -92,6 +104,7 @@ class MicroVM:
             self._write_kubelet()
             for path in cgroup_dirs(self.run_id, self.spec.slug):
                 path.mkdir(parents=True, exist_ok=True)
+            self._start_mount_namespace()
             self._launch("containerd", [self.bins.path("containerd"), "--config", str(self.root / "containerd.toml")])
             self._wait_for(self.root / "containerd.sock", "containerd's socket")
             self._write_kube_proxy()
@@ -110,11 +123,14 @@ class MicroVM:
 
     def stop(self) -> None:
         """Stop kubelet, containerd and every shim and container of this microVM; remove what it made."""
-        mine = [p for p in process.tagged_pids(self.run_id) if self._belongs(p)]
-        process.stop(mine)
-        # The pod's processes are runc's, reparented when their shim goes: the cgroups still hold them.
+        # The pod's processes first (the cgroups hold them): their shims then exit by themselves.
         for path in cgroup_dirs(self.run_id, self.spec.slug):
             _kill_cgroup(path)
+        deadline = time.monotonic() + 10
+        while mine := [p for p in process.tagged_pids(self.run_id) if self._belongs(p)]:
+            process.stop(mine, grace=2.0)
+            if time.monotonic() > deadline:
+                break
         self.components.clear()
         _unmount_under(self.root)
         for path in reversed(cgroup_dirs(self.run_id, self.spec.slug)):
@@ -132,14 +148,37 @@ class MicroVM:
 
     # --- pieces -------------------------------------------------------------------------------
 
+    def _start_mount_namespace(self) -> None:
+        """The microVM's own mount namespace, held open by a sleeping process: Amazon Linux 2's os-release is
+        what its kubelet reads (the node's osImage), and what kubelet and containerd mount for pods stays
+        inside it and goes with it."""
+        assert self.attachment is not None
+        os_release = self.root / "os-release"
+        os_release.write_text(AMAZON_LINUX_2)
+        env = {"FARGATE_LABS_MICROVM": self.spec.slug}
+        holder = process.start(f"mounts-{self.spec.slug}", [
+            "nsenter", f"--net=/run/netns/{self.attachment.netns}", "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", f"mount --bind {os_release} /etc/os-release && exec sleep infinity"], self.root, self.run_id,
+            env=env)
+        self.components.append(holder)
+        deadline = time.monotonic() + 10
+        # /etc/os-release is a symbolic link on most systems: the mount lands on its target.
+        while "/os-release " not in _read(f"/proc/{holder.pid}/mountinfo"):
+            if time.monotonic() > deadline or not process.alive(holder.pid):
+                raise HarnessError(f"microVM {self.spec.address}: its mount namespace did not come up "
+                                   f"(see {self.root}/mounts-{self.spec.slug}.log)", ExitCode.START_FAILED)
+            time.sleep(0.02)
+        self._mount_holder = holder.pid
+
     def _launch(self, name: str, command: list[str]) -> None:
         assert self.attachment is not None
         env = {"PATH": f"{self.bins.bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
                "FARGATE_LABS_MICROVM": self.spec.slug}
         # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup hierarchies from kubelet.
         netns = f"/run/netns/{self.attachment.netns}"
-        self.components.append(process.start(f"{name}-{self.spec.slug}", ["nsenter", f"--net={netns}", *command],
-                                             self.root, self.run_id, env=env))
+        self.components.append(process.start(
+            f"{name}-{self.spec.slug}", ["nsenter", f"--net={netns}", f"--mount=/proc/{self._mount_holder}/ns/mnt",
+                                         *command], self.root, self.run_id, env=env))
 
     def _wait_for(self, path: Path, what: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -244,6 +283,13 @@ authorization: {{mode: AlwaysAllow}}
 evictionHard: {{memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}}
 registerWithTaints:{taints}
 """)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def require_microvm_host() -> None:

@@ -42,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run id tagging everything created (default: random)")
     group.addoption("--timing", choices=tuple(PROFILES), default="fast",
                     help="emulated latencies: fast, or eks (documented EKS latencies)")
+    group.addoption("--data-plane", choices=("kwok", "microvm"), default="kwok",
+                    help="local backend: kwok (simulated pods, default) or microvm (every Fargate pod runs for real "
+                         "in a microVM of its own; Linux, root)")
     group.addoption("--timing-scale", type=float, default=1.0, help="multiply emulated latencies")
     group.addoption("--reuse", nargs="?", const=os.environ.get("FARGATE_LABS_ENV", "default"), default=None,
                     metavar="ENV", help="reuse a local environment already `up` (default name: $FARGATE_LABS_ENV)")
@@ -65,4 +68,5 @@ def backend_options(config: pytest.Config) -> BackendOptions:
     return BackendOptions(backend=o.backend, mode=o.mode, cluster=o.cluster, region=o.region, run_id=run_id(config),
                           timing=o.timing, timing_scale=o.timing_scale, reuse=o.reuse,
                           pod_execution_role_arn=o.pod_execution_role_arn, allow_unsafe=o.allow_unsafe,
-                          kube_context=o.kube_context, keep=o.keep, owner=owns_run(config))
+                          kube_context=o.kube_context, keep=o.keep, owner=owns_run(config),
+                          data_plane=o.data_plane)

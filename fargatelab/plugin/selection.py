@@ -184,14 +184,15 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         return None
     tr = config.pluginmanager.get_plugin("terminalreporter")
     write = tr.write_line if tr is not None else print
-    for line in list_labs_lines(catalog(session.items), config.option.backend, config.option.mode):
+    for line in list_labs_lines(catalog(session.items), config.option.backend, config.option.mode,
+                                getattr(config.option, "data_plane", "kwok")):
         write(line)
     return True
 
 
-def list_labs_lines(labs: list[LabEntry], backend: str, mode: str) -> list[str]:
+def list_labs_lines(labs: list[LabEntry], backend: str, mode: str, data_plane: str = "kwok") -> list[str]:
     """The ``--list-labs`` table: what each lab is, and how many of its steps ``backend`` runs in ``mode``."""
-    capabilities = declared(backend, mode)
+    capabilities = declared(backend, mode, data_plane)
     rows = [("LAB", "NAME", "DOCUMENT", "STEPS", f"RUNS ON {backend} ({mode})")]
     for e in labs:
         why = [runnable(item, capabilities, mode) for item in e.items]

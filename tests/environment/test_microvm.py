@@ -96,6 +96,7 @@ def test_a_pod_runs_for_real_in_its_microvm(environment: tuple[LocalEnvironment,
         assert (seen["status"]["podIP"], seen["status"]["hostIP"], internal) == (ADDRESS, ADDRESS, [ADDRESS])
         assert node["status"]["capacity"]["pods"] == "1"
         assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
+        assert node["status"]["nodeInfo"]["osImage"] == "Amazon Linux 2"
         assert {"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"} in \
             node["spec"]["taints"]
 
@@ -109,8 +110,11 @@ def test_a_pod_runs_for_real_in_its_microvm(environment: tuple[LocalEnvironment,
     finally:
         vm.stop()
 
-    assert not [p for p in process.tagged_pids(run_id) if f"FARGATE_LABS_MICROVM={spec.slug}".encode()
-                in Path(f"/proc/{p}/environ").read_bytes()]
+    # (a stopped shim may linger as a zombie until init reaps it: not a process that runs)
+    left = [p for p in process.tagged_pids(run_id) if process.alive(p, run_id)
+            and f"FARGATE_LABS_MICROVM={spec.slug}".encode() in Path(f"/proc/{p}/environ").read_bytes()]
+    assert not left, subprocess.run(["ps", "-o", "pid,stat,args", "-p", ",".join(map(str, left))],
+                                    capture_output=True, text=True).stdout
     assert [n for n in namespaces_of_run(run_id) if spec.slug in n] == []
     assert not [p for p in cgroup_dirs(run_id, spec.slug) if p.exists()]
     assert str(vm.root) not in Path("/proc/self/mounts").read_text()
