@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ExitCode, HarnessError
+from ..rules.naming import kubelet_version
 from .binaries import KUBERNETES_VERSION, cache_root, kubernetes_module
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "COREDNS_VERSION",
     "REGISTRY_VERSION",
     "CRANE_VERSION",
+    "KUBELET_VERSION",
     "Component",
     "DataPlaneBinaries",
     "dataplane_dir",
@@ -48,6 +50,9 @@ CNI_PLUGINS_VERSION = "v1.10.0"
 COREDNS_VERSION = "v1.14.7"
 REGISTRY_VERSION = "v3.1.2"
 CRANE_VERSION = "v0.22.1"
+# What a Fargate node's kubelet and kube-proxy report on EKS (``v1.34.4-eks-<hash>``), so that nodes of real
+# microVMs show the same nodeInfo as the emulated ones; the control plane keeps the plain version.
+KUBELET_VERSION = kubelet_version(KUBERNETES_VERSION)
 MANIFEST = "MANIFEST.json"
 CNI_SUBDIR = "cni"
 
@@ -93,7 +98,9 @@ _CRANE = "github.com/google/go-containerregistry"
 
 COMPONENTS: tuple[Component, ...] = (
     Component("kubernetes", "k8s.io/kubernetes", KUBERNETES_VERSION,
-              ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"), "1.24"),
+              ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"), "1.24",
+              stamps=(("k8s.io/component-base/version.gitVersion", KUBELET_VERSION),
+                      ("k8s.io/client-go/pkg/version.gitVersion", KUBELET_VERSION))),
     # CGO off drops btrfs by itself; devmapper and zfs go too because no Fargate pod uses those snapshotters.
     Component("containerd", _CONTAINERD, CONTAINERD_VERSION, (f"{_CONTAINERD}/cmd/containerd",), "1.26.6",
               _CONTAINERD_TAGS, ((f"{_CONTAINERD}/version.Version", CONTAINERD_VERSION),)),
@@ -277,8 +284,8 @@ def _build(component: Component, target: Path, progress: Progress) -> dict[str, 
         seccomp = _seccomp_ready(progress, log)
         if seccomp:
             tags.append("seccomp")
-    ldflags = " ".join(["-s", "-w"] + [f"-X {var}={value}" for var, value in component.stamps])
-    flags = ["-trimpath", "-ldflags", ldflags] + (["-tags", ",".join(tags)] if tags else [])
+    flags = ["-trimpath", "-ldflags", _ldflags("-s -w", component.stamps)]
+    flags += ["-tags", ",".join(tags)] if tags else []
     # Built beside the target and moved in file by file, so a binary in bin/ is always whole.
     staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
     try:
@@ -289,6 +296,7 @@ def _build(component: Component, target: Path, progress: Progress) -> dict[str, 
             except OSError as exc:
                 raise HarnessError(f"cannot reach the Go module proxy to build kubelet and kube-proxy ({exc}): "
                                    "check GOPROXY and the network, then run again", ExitCode.MISSING_BINARY) from None
+            flags = _with_stamps(flags, component.stamps)
             args = ["build", *flags, "-o", str(staging) + os.sep, *component.packages]
         else:
             # go install outside any module, so the component's own go.mod decides its dependencies.
@@ -311,6 +319,38 @@ def _build(component: Component, target: Path, progress: Progress) -> dict[str, 
         return entry
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ldflags(base: str, stamps: tuple[tuple[str, str], ...]) -> str:
+    """``base`` with each stamped variable's ``-X`` set to the stamp's value, replaced in place or appended.
+
+    Replaced rather than appended, so the command line holds one value per variable instead of relying on
+    the linker letting the last ``-X`` win.
+    """
+    words = base.split()
+    wanted = dict(stamps)
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] == "-X" and i + 1 < len(words):
+            var = words[i + 1].split("=", 1)[0]
+            out += ["-X", f"{var}={wanted.pop(var)}" if var in wanted else words[i + 1]]
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    for var, value in wanted.items():
+        out += ["-X", f"{var}={value}"]
+    return " ".join(out)
+
+
+def _with_stamps(flags: list[str], stamps: tuple[tuple[str, str], ...]) -> list[str]:
+    if not stamps:
+        return flags
+    if "-ldflags" not in flags:
+        return [*flags, "-ldflags", _ldflags("", stamps)]
+    at = flags.index("-ldflags") + 1
+    return [*flags[:at], _ldflags(flags[at], stamps), *flags[at + 1:]]
 
 
 def _run_go(args: list[str], cwd: Path, extra_env: dict[str, str], log: Path, progress: Progress,

@@ -180,7 +180,8 @@ RECIPES: tuple[Recipe, ...] = (
            note="no dig: dnsutils would add libicu72 and bind9-libs (about 45 MB)",
            # Without a .zshrc an interactive zsh starts its new-user questionnaire instead of a prompt.
            files=(("root/.zshrc", "PROMPT='%m %1~ %# '\n"),)),
-    Recipe("nginx", ("docker.io/library/nginx:latest",), "essential", ("nginx-light",), _nginx,
+    Recipe("nginx", ("docker.io/library/nginx:latest", "public.ecr.aws/nginx/nginx:latest"), "essential",
+           ("nginx-light",), _nginx,
            commands=("nginx",), cmd=("nginx", "-g", "daemon off;"), ports=("80/tcp",)),
     Recipe("busybox", ("docker.io/library/busybox:latest", "docker.io/library/busybox:1.36"), "extract",
            _BUSYBOX, _busybox, commands=("sh", "sleep", "cat"), cmd=("sh",), note="Debian's busybox 1.35 applets"),

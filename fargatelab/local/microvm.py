@@ -344,8 +344,22 @@ def _mounts_under(root: Path) -> list[str]:
     return [m for m in mounts if m.startswith(prefix)]
 
 
+#: every microVM's kubelet and containerd watch files with inotify; the kernel's default of 128 instances per
+#: user runs out at a dozen microVMs ("too many open files", and containerd then serves no CRI at all)
+INOTIFY_MINIMUM = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
 def ensure_host_tools(progress: Callable[[str], None]) -> None:
-    """kube-proxy programs netfilter with the iptables command: install Debian's when it is missing."""
+    """What the host needs for many microVMs: inotify room, and the iptables command kube-proxy programs
+    netfilter with (Debian's, installed when missing)."""
+    for key, minimum in INOTIFY_MINIMUM.items():
+        path = Path("/proc/sys") / key
+        try:
+            if int(path.read_text()) < minimum:
+                path.write_text(str(minimum))
+                progress(f"raised {key.replace('/', '.')} to {minimum} for the microVMs' kubelets and containerds")
+        except (OSError, ValueError):
+            pass
     if shutil.which("iptables") is not None:
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:

@@ -9,7 +9,7 @@ repository path without the upstream host: for ``docker.io/library/nginx:latest`
 ``GET /v2/library/nginx/manifests/latest?ns=docker.io``. So each image is stored under its path alone:
 
 - ``docker.io/nicolaka/netshoot:latest`` -> ``nicolaka/netshoot:latest``
-- ``docker.io/library/nginx:latest`` -> ``library/nginx:latest``
+- ``docker.io/library/nginx:latest`` -> ``library/nginx:latest``; ``public.ecr.aws/nginx/nginx:latest`` -> ``nginx/nginx:latest``
 - ``docker.io/library/busybox:latest`` and ``:1.36`` -> ``library/busybox:latest`` and ``:1.36``
 - ``docker.io/library/alpine:3`` -> ``library/alpine:3``
 - ``docker.io/hjacobs/kube-ops-view:20.4.0`` -> ``hjacobs/kube-ops-view:20.4.0``

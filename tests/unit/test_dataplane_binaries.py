@@ -16,6 +16,7 @@ import pytest
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.local import dataplane_binaries as dp
 from fargatelab.local.binaries import KUBERNETES_VERSION
+from fargatelab.rules.naming import kubelet_version
 
 REQUIRED = {
     "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "runc", "coredns", "registry", "crane",
@@ -94,6 +95,32 @@ def test_the_cache_directory_follows_the_pins(cache: Path) -> None:
     bumped = tuple(dataclasses.replace(c, version="v2.4.3") if c.name == "containerd" else c
                    for c in dp.COMPONENTS)
     assert dp._pins_digest(bumped) != dp._pins_digest()
+    # Binaries stamped with the plain version, from before the EKS stamp, must not pass for current ones.
+    unstamped = tuple(dataclasses.replace(c, stamps=()) if c.name == "kubernetes" else c for c in dp.COMPONENTS)
+    assert dp._pins_digest(unstamped) != dp._pins_digest()
+
+
+def test_kubelet_and_kube_proxy_carry_the_eks_version_of_a_fargate_node() -> None:
+    assert dp.KUBELET_VERSION == kubelet_version(KUBERNETES_VERSION)
+    assert dp.KUBELET_VERSION.startswith(f"{KUBERNETES_VERSION}-eks-")
+    kubernetes = next(c for c in dp.COMPONENTS if c.name == "kubernetes")
+    assert kubernetes.version == KUBERNETES_VERSION
+    assert dict(kubernetes.stamps) == {
+        "k8s.io/component-base/version.gitVersion": dp.KUBELET_VERSION,
+        "k8s.io/client-go/pkg/version.gitVersion": dp.KUBELET_VERSION,
+    }
+    # No other component is a Kubernetes binary, so none other gets the stamp.
+    assert all("k8s.io/" not in var for c in dp.COMPONENTS if c is not kubernetes for var, _ in c.stamps)
+
+
+def test_a_stamp_replaces_the_variable_in_place_and_leaves_the_others() -> None:
+    base = "-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1"
+    assert dp._ldflags(base, (("k8s.io/component-base/version.gitVersion", "v1.34.4-eks-abc1234"),
+                              ("example.com/v.extra", "x"))) == (
+        "-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4-eks-abc1234 "
+        "-X k8s.io/component-base/version.gitMajor=1 -X example.com/v.extra=x")
+    assert dp._ldflags("-s -w", ()) == "-s -w"
+    assert dp._with_stamps(["-trimpath"], (("a.b", "c"),)) == ["-trimpath", "-ldflags", "-X a.b=c"]
 
 
 # --- verification and partial rebuilds ------------------------------------------------------------
@@ -226,6 +253,30 @@ def test_a_component_is_installed_with_its_tags_and_version_stamps(
     assert lines[1].startswith("  built crane in ")
 
 
+def test_kubelet_and_kube_proxy_are_linked_with_the_eks_version_and_the_control_plane_flags(
+    fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "go-args"
+    script(fake_path / "go", f'printf "%s\\n" "$@" > {record}\n'
+           'for name in kubelet kube-proxy; do printf "#!/bin/sh\\n" > "$GOBIN/$name"; done')
+    plain = ("-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1 "
+             "-X k8s.io/client-go/pkg/version.gitVersion=v1.34.4 -X k8s.io/client-go/pkg/version.gitMajor=1")
+    # The shared module's flags, as the control plane's build gets them.
+    monkeypatch.setattr(dp, "kubernetes_module", lambda version: (tmp_path, ["-trimpath", "-ldflags", plain]))
+    target = tmp_path / "cache" / "bin"
+    target.mkdir(parents=True)
+    kubernetes = next(c for c in dp.COMPONENTS if c.name == "kubernetes")
+    dp._build(kubernetes, target, lambda line: None)
+    args = record.read_text().splitlines()
+    assert args[0] == "build"
+    assert args.count("-ldflags") == 1
+    v = dp.KUBELET_VERSION
+    assert args[args.index("-ldflags") + 1] == (
+        f"-s -w -X k8s.io/component-base/version.gitVersion={v} -X k8s.io/component-base/version.gitMajor=1 "
+        f"-X k8s.io/client-go/pkg/version.gitVersion={v} -X k8s.io/client-go/pkg/version.gitMajor=1")
+    assert args[-2:] == ["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"]
+
+
 def test_a_failed_build_names_the_last_log_line_and_the_log(fake_path: Path, tmp_path: Path) -> None:
     script(fake_path / "go", 'echo "compiling..."; echo "go: module x: 410 Gone" >&2; exit 1')
     log = tmp_path / "x.log"
@@ -277,8 +328,8 @@ def test_an_apt_install_that_works_enables_seccomp(
 # --- the real thing ------------------------------------------------------------------------------------
 
 VERSION_COMMANDS = {
-    "kubelet": (["--version"], f"Kubernetes {KUBERNETES_VERSION}"),
-    "kube-proxy": (["--version"], f"Kubernetes {KUBERNETES_VERSION}"),
+    "kubelet": (["--version"], f"Kubernetes {kubelet_version(KUBERNETES_VERSION)}"),
+    "kube-proxy": (["--version"], f"Kubernetes {kubelet_version(KUBERNETES_VERSION)}"),
     "containerd": (["--version"], f"containerd github.com/containerd/containerd/v2 {dp.CONTAINERD_VERSION}"),
     "containerd-shim-runc-v2": (["-v"], dp.CONTAINERD_VERSION),
     "runc": (["--version"], f"runc version {dp.RUNC_VERSION.lstrip('v')}"),
@@ -295,6 +346,9 @@ def test_every_data_plane_binary_builds_and_reports_its_version() -> None:
     for name, (args, expected) in VERSION_COMMANDS.items():
         out = subprocess.run([binaries.path(name), *args], capture_output=True, text=True, timeout=60)
         assert expected in out.stdout + out.stderr, (name, out)
+        if name in ("kubelet", "kube-proxy"):
+            # Exactly, so that a plain "v1.34.4" with something after it does not pass.
+            assert out.stdout.strip() == expected, (name, out)
     for plugin in sorted(p.name for p in binaries.cni_dir.iterdir()):
         # A CNI plugin run without CNI_COMMAND prints its "about" line, version included.
         out = subprocess.run([binaries.path(plugin)], capture_output=True, text=True, timeout=60,

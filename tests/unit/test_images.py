@@ -88,6 +88,7 @@ def test_each_name_lands_under_the_path_a_mirror_request_carries() -> None:
     assert {name: reg.mirror_reference(name, address) for name in ALL_NAMES} == {
         "docker.io/nicolaka/netshoot:latest": f"{address}/nicolaka/netshoot:latest",
         "docker.io/library/nginx:latest": f"{address}/library/nginx:latest",
+        "public.ecr.aws/nginx/nginx:latest": f"{address}/nginx/nginx:latest",
         "docker.io/library/busybox:latest": f"{address}/library/busybox:latest",
         "docker.io/library/busybox:1.36": f"{address}/library/busybox:1.36",
         "docker.io/library/alpine:3": f"{address}/library/alpine:3",
