@@ -104,6 +104,9 @@ class FargateScheduler:
         pods = self._pods()
         nodes = self._fargate_nodes()
         used_ips = {ip for ip in (node_ip(n) for n in nodes) if ip}
+        # A bound pod's node is named from its address: taken even while that node is (re-)registering.
+        used_ips |= {name.split(".")[0].removeprefix("fargate-ip-").replace("-", ".") for name in
+                     (p["spec"].get("nodeName") or "" for p in pods) if name.startswith("fargate-ip-")}
         for pod in pods:
             spec, meta = pod["spec"], pod["metadata"]
             if spec.get("schedulerName") != FARGATE_SCHEDULER or meta.get("deletionTimestamp"):
@@ -148,6 +151,14 @@ class FargateScheduler:
             ip = allocate_ip(subnet, used_ips, self._rng)
             used_ips.add(ip)
             node = fargate_node(ip, subnet, self.region, self.kubernetes_version, self.run_id)
+            if self.placement == "microvm":
+                # The microVM's kubelet reports the node's state itself: conditions and node info written here
+                # would read to it as another boot of the node (a Rebooted event) and hide its NodeReady. What
+                # stays: the ENI's address (the next placement sees it taken) and the size, which the kubelet
+                # admits the bound pod against before its own first status lands.
+                status = node["status"]
+                node["status"] = {"addresses": status["addresses"][:1], "capacity": status["capacity"],
+                                  "allocatable": status["allocatable"]}
             target = node["metadata"]["name"]
             self._provisioning.add(target)
             try:

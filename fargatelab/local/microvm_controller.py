@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ log = logging.getLogger("fargatelab.microvm")
 COMPUTE_TYPE_LABEL = "eks.amazonaws.com/compute-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
+KUBELET_LABELS = {"kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os",
+                  "beta.kubernetes.io/arch"}
+#: how long a new microVM's node may be missing (its kubelet registering it again) before the microVM goes
+REGISTRATION_GRACE = 60.0
 
 
 def subnet_of(address: str, subnets: tuple[str, ...] = PRIVATE_SUBNET_CIDRS) -> str:
@@ -58,9 +63,11 @@ def spec_of(node: dict[str, Any]) -> MicroVMSpec | None:
     if address is None:
         address = meta["name"].split(".")[0].removeprefix("fargate-ip-").replace("-", ".")
     region = labels.get(REGION_LABEL) or meta["name"].split(".")[1]
+    # The kubelet registers the node itself, with the labels the fargate-scheduler gave it (bar the ones the
+    # kubelet sets from what it sees, such as its hostname).
+    own = {k: v for k, v in labels.items() if k not in KUBELET_LABELS}
     return MicroVMSpec(address, subnet_of(address), region, labels.get(ZONE_LABEL, f"{region}a"),
-                       (node.get("spec") or {}).get("providerID", ""),
-                       labels={COMPUTE_TYPE_LABEL: "fargate"})
+                       (node.get("spec") or {}).get("providerID", ""), labels=own)
 
 
 class MicroVMController:
@@ -79,6 +86,9 @@ class MicroVMController:
         config.load_kube_config(config_file=state["kubeconfig"], client_configuration=cfg)
         self.core = client.CoreV1Api(client.ApiClient(cfg))
         self.vms: dict[str, MicroVM] = {}
+        self._started: dict[str, float] = {}
+        #: microVMs whose kubelet has registered the node (their node going away means their pod went)
+        self._registered: set[str] = set()
         self._lock = threading.Lock()
 
     def reconcile(self) -> None:
@@ -93,15 +103,25 @@ class MicroVMController:
             if spec is not None:
                 wanted[node["metadata"]["name"]] = spec
         with self._lock:
+            now = time.monotonic()
             for name in [n for n in self.vms if n not in wanted]:
+                if now - self._started[name] < REGISTRATION_GRACE and name not in self._registered:
+                    continue  # its kubelet is registering the node again
                 log.info("node %s is gone: stopping its microVM", name)
                 self.vms.pop(name).stop()
+                self._started.pop(name, None)
+                self._registered.discard(name)
+            self._registered.update(n for n in wanted if n in self.vms)
             for name, spec in wanted.items():
                 if name in self.vms:
                     continue
                 vm = MicroVM(spec, self.dir / "microvms" / spec.slug, self.run_id, self.bins, self.network,
                              self.api_server, self.authority, self.registry)
                 try:
+                    # The scheduler's node stands for the microVM until it runs; the kubelet then registers it
+                    # anew, as a Fargate node comes up: its own events, in the order a real one's have.
+                    self.core.delete_node(name, _preload_content=False)
+                    self._started[name] = time.monotonic()
                     vm.start()
                 except Exception as exc:  # one microVM that cannot start must not stop the others
                     log.warning("cannot start the microVM of %s: %s", name, exc)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["Startup", "dead_components"]
 
 Progress = Callable[[str], None]
+#: the kube-system profile of a cluster whose pods really run (002's)
+COREDNS_PROFILE = "kube_system"
 
 
 def dead_components(state: dict[str, Any]) -> list[str]:
@@ -170,11 +172,12 @@ class Startup:
         """A cluster with real pods starts as 002's does: a kube-system profile for CoreDNS, so the cluster DNS
         answers from the first pod on. CoreDNS pods admitted before the profile was ACTIVE are made again."""
         role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
-        eks.create_fargate_profile(clusterName=config.cluster_name, fargateProfileName="coredns",
+        # 002's name for it (terraform's map key); it sorts after a lab's own kube-system-<run> profile.
+        eks.create_fargate_profile(clusterName=config.cluster_name, fargateProfileName=COREDNS_PROFILE,
                                    podExecutionRoleArn=role, tags={"fargate-labs/run-id": self.state["run_id"]},
-                                   selectors=[{"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}])
+                                   selectors=[{"namespace": "kube-system"}])
         cp.wait_until(lambda: eks.describe_fargate_profile(clusterName=config.cluster_name,
-                                                           fargateProfileName="coredns")
+                                                           fargateProfileName=COREDNS_PROFILE)
                       ["fargateProfile"]["status"] == "ACTIVE", 60, "the coredns Fargate profile", self.first_dead())
         kubectl = [bins.path("kubectl"), "--kubeconfig", self.state["kubeconfig"], "-n", "kube-system"]
         subprocess.run([*kubectl, "delete", "pods", "-l", "k8s-app=kube-dns", "--field-selector",
