@@ -220,12 +220,17 @@ def _staging_modules(version: str) -> list[str]:
     ]
 
 
-def _run_go(
-    args: list[str], cwd: Path, progress: Progress, what: str, extra_env: dict[str, str] | None = None
-) -> None:
+def run_go(
+    args: list[str], cwd: Path, progress: Progress, what: str, extra_env: dict[str, str] | None = None,
+    log: Path | None = None, remedy: str = "pass --bin-dir DIR with prebuilt binaries instead",
+    go: str | None = None,
+) -> float:
+    """Run ``go ARGS`` in ``cwd`` with the module proxy and the local toolchain, CGO off unless ``extra_env`` says
+    otherwise; a line every 30 s while it builds; a failure is one line with the log's last line and
+    ``remedy``. Returns the seconds it took."""
     env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local")
     env.update(extra_env or {})
-    log = cwd / "build.log"
+    log = log or cwd / "build.log"
     started = time.monotonic()
     done = threading.Event()
 
@@ -236,17 +241,16 @@ def _run_go(
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
         with open(log, "ab") as out:
-            proc = subprocess.run([_go(), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.run([go or _go(), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     finally:
         done.set()
+    seconds = time.monotonic() - started
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        raise HarnessError(
-            f"building {what} with Go failed: {tail[0]} (full log {log}); "
-            "pass --bin-dir DIR with prebuilt binaries instead",
-            ExitCode.MISSING_BINARY,
-        )
-    progress(f"  built {what} in {time.monotonic() - started:.0f}s")
+        raise HarnessError(f"building {what} with Go failed: {tail[0]} (full log {log}); {remedy}",
+                           ExitCode.MISSING_BINARY)
+    progress(f"  built {what} in {seconds:.0f}s")
+    return seconds
 
 
 def kubernetes_module(version: str = KUBERNETES_VERSION) -> tuple[Path, list[str]]:
@@ -289,7 +293,7 @@ def _build_all(version: str, out: Path, progress: Progress) -> None:
             ExitCode.MISSING_BINARY,
         ) from None
     progress(f"building Kubernetes {version} from Go modules (a cold build takes 10-25 minutes on 2 cores)")
-    _run_go(
+    run_go(
         ["build", *flags, "-o", str(out) + os.sep]
         + [f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMPONENTS],
         work,
@@ -307,11 +311,11 @@ def _build_all(version: str, out: Path, progress: Progress) -> None:
         "func main() { etcdmain.Main(os.Args) }\n"
     )
     progress(f"building etcd {ETCD_VERSION}")
-    _run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], etcd_work, progress, "etcd")
+    run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], etcd_work, progress, "etcd")
 
     progress(f"building kwok {KWOK_VERSION}")
     # go install outside any module, so kwok's own go.mod decides its dependencies.
-    _run_go(
+    run_go(
         ["install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
         etcd_work.parent,
         progress,

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Callable
 
 from ..errors import ExitCode, HarnessError
 from ..rules.naming import kubelet_version
-from .binaries import KUBERNETES_VERSION, cache_root, kubernetes_module
+from .binaries import KUBERNETES_VERSION, cache_root, kubernetes_module, run_go
 
 __all__ = [
     "COMPONENTS",
@@ -355,30 +354,8 @@ def _with_stamps(flags: list[str], stamps: tuple[tuple[str, str], ...]) -> list[
 
 def _run_go(args: list[str], cwd: Path, extra_env: dict[str, str], log: Path, progress: Progress,
             what: str) -> float:
-    env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local", **extra_env)
-    started = time.monotonic()
-    done = threading.Event()
-
-    def heartbeat() -> None:
-        while not done.wait(30):
-            progress(f"  still building {what} ({time.monotonic() - started:.0f}s)")
-
-    threading.Thread(target=heartbeat, daemon=True).start()
-    try:
-        with open(log, "ab") as out:
-            proc = subprocess.run([_go(), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    finally:
-        done.set()
-    seconds = time.monotonic() - started
-    if proc.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        raise HarnessError(
-            f"building {what} with Go failed: {tail[0]} (full log {log}); fix the cause and run again "
-            "(components already built are kept)",
-            ExitCode.MISSING_BINARY,
-        )
-    progress(f"  built {what} in {seconds:.0f}s")
-    return seconds
+    return run_go(args, cwd, progress, what, extra_env, log, go=_go(),
+                  remedy="fix the cause and run again (components already built are kept)")
 
 
 # --- runc's C side ---------------------------------------------------------------------------------
