@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,24 +16,12 @@ from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.local import dataplane_binaries as dp
 from fargatelab.local.binaries import KUBERNETES_VERSION
 from fargatelab.rules.naming import kubelet_version
+from stand_ins import script
 
 REQUIRED = {
     "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "runc", "coredns", "registry", "crane",
     "cni/host-device", "cni/ptp", "cni/bridge", "cni/loopback", "cni/host-local", "cni/static", "cni/portmap",
 }
-
-
-def script(path: Path, body: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("FARGATE_LABS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import stat
 import subprocess
 import tarfile
 import tomllib
@@ -21,22 +20,10 @@ import yaml
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.local import images
 from fargatelab.local import registry as reg
+from stand_ins import script
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_NAMES = [name for recipe in images.RECIPES for name in recipe.names]
-
-
-def script(path: Path, body: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("FARGATE_LABS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 # --- names ----------------------------------------------------------------------------------------------
