@@ -11,11 +11,33 @@ needs load-balancer-http: the kind backend's ALB exists only ... though its pods
 
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
+from ..errors import ExitCode, HarnessError
 from ..scenario.handle import Capability
 
-__all__ = ["DECLARED", "declared", "providers", "skip_reason"]
+__all__ = ["DATA_PLANES", "DECLARED", "declared", "default_data_plane", "providers", "skip_reason"]
+
+#: the local backend's data planes: auto picks microvm where the host can run microVMs, else kwok
+DATA_PLANES = ("auto", "microvm", "kwok")
+
+
+def default_data_plane(environ: Mapping[str, str] = os.environ) -> str:
+    """``$FARGATE_LABS_DATA_PLANE``, else ``auto``; a value that is no data plane is refused in one line.
+
+    >>> default_data_plane({})
+    'auto'
+    >>> default_data_plane({"FARGATE_LABS_DATA_PLANE": "vm"})
+    Traceback (most recent call last):
+    ...
+    fargatelab.errors.HarnessError: FARGATE_LABS_DATA_PLANE='vm' is no data plane: set it to auto, microvm or kwok
+    """
+    value = environ.get("FARGATE_LABS_DATA_PLANE", "") or "auto"
+    if value not in DATA_PLANES:
+        raise HarnessError(f"FARGATE_LABS_DATA_PLANE={value!r} is no data plane: set it to "
+                           f"{', '.join(DATA_PLANES[:-1])} or {DATA_PLANES[-1]}", ExitCode.BAD_INPUT)
+    return value
 
 #: every backend's capabilities in replay mode; check mode has them all but WRITE
 DECLARED: Mapping[str, frozenset[str]] = {

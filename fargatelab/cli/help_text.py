@@ -63,6 +63,8 @@ EXIT_CODES = {
 #: every FARGATE_LABS_* variable the package and its scripts read or set -> what it does
 ENVIRONMENT = {
     "FARGATE_LABS_ENV": "name of the local environment (default: default); `fargate-lab env` exports it",
+    "FARGATE_LABS_DATA_PLANE": "the local backend's data plane: auto (default), microvm or kwok; "
+                               "--data-plane overrides it",
     "FARGATE_LABS_STATE": "where local environments keep their state (default: ~/.local/state/fargate-labs)",
     "FARGATE_LABS_CACHE": "where built binaries and images are cached (default: ~/.cache/fargate-labs)",
     "FARGATE_LABS_K8S_VERSION": "Kubernetes release of the local backend's binaries (default: v1.34.4)",

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from typing import Any, Sequence
 
+from ..backends.capabilities import DATA_PLANES, default_data_plane
 from ..errors import ExitCode, HarnessError
 from ..rules.naming import validate_cluster_name
 from ..rules.timing import PROFILES
@@ -66,9 +67,10 @@ def get_parser() -> argparse.ArgumentParser:
     up.add_argument("--placement", choices=("per-pod-node", "hosted"), default="per-pod-node",
                     help="per-pod-node: a Fargate node per pod (default); hosted: pods on worker nodes, "
                          "shadow Fargate nodes (how the kind backend runs)")
-    up.add_argument("--data-plane", choices=("kwok", "microvm"), default="kwok",
-                    help="kwok: KWOK plays the Fargate nodes (default); microvm: every Fargate pod runs for real in "
-                         "a microVM of its own, with a real kubelet, containerd and runc (Linux, root)")
+    up.add_argument("--data-plane", choices=DATA_PLANES, default=None,
+                    help="microvm: every Fargate pod runs for real in a microVM of its own, with a real kubelet, "
+                         "containerd and runc (Linux, root); kwok: KWOK plays the Fargate nodes; auto (default, "
+                         "$FARGATE_LABS_DATA_PLANE): microvm where the host can, else kwok, said in one line")
 
     with_name(command("env", "print the export lines of a running environment"))
     status = with_name(command("status", "show each component, its pid, port and log"))
@@ -125,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         env.up(EnvironmentConfig(
             name=env.name, cluster_name=args.cluster, region=args.region, apiserver_port=args.apiserver_port,
             bin_dir=args.bin_dir, timing=args.timing, timing_scale=args.timing_scale, run_id=args.run_id,
-            placement=args.placement, data_plane=args.data_plane,
+            placement=args.placement, data_plane=args.data_plane or default_data_plane(),
         ))
         sys.stdout.write(env.exports())
     elif args.command == "env":

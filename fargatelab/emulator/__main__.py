@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     profiles = ProfileCache(aws("eks"), args.cluster)
     logging_watcher = LoggingWatcher(clients)
     webhook = WebhookServer(args.webhook_host, args.webhook_port, args.webhook_cert, args.webhook_key,
-                            profiles, lambda: logging_watcher.state)
+                            profiles, lambda: logging_watcher.state,
+                            lambda namespace, name: clients.api.sanitize_for_serialization(
+                                clients.core.read_namespaced_pod(name, namespace)))
     subnet_of = SubnetCache(aws("ec2"))
 
     def profile_subnets(name: str) -> list[str]:

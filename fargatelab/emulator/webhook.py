@@ -4,6 +4,12 @@
   Fargate pods (see :mod:`.mutation`);
 * ``0500-amazon-eks-fargate-configmaps-admission.amazonaws.com`` validates the ``aws-logging``
   ConfigMap in ``aws-observability``.
+
+A third one is the environment's own guard, ``fargate-node-guard.fargate-labs.dev``: a pod bound to a
+Fargate node without the fargate-scheduler (``spec.nodeName`` set by hand, or a binding from another
+scheduler) is refused when Fargate could not run it, with the fargate-scheduler's reason. EKS documents no
+behaviour for such a pod; locally it matters more than on EKS, because a microVM here is a set of Linux
+namespaces on the host, not a VM, so a privileged or host-namespace container would be root on the machine.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import threading
 from typing import Any, Callable
 
+from ..rules.compat import unsupported_reason
 from ..rules.logging_config import (LOGGING_CONFIGMAP,
     LOGGING_NAMESPACE,
     LOGGING_WEBHOOK_NAME,
@@ -23,9 +30,12 @@ from .kube import Clients
 from .mutation import LoggingState, fargate_patch
 from .profiles import ProfileCache
 
-__all__ = ["MUTATION_WEBHOOK_NAME", "WebhookServer", "register_webhooks"]
+__all__ = ["FARGATE_NODE_GUARD_NAME", "MUTATION_WEBHOOK_NAME", "WebhookServer", "register_webhooks"]
 
 MUTATION_WEBHOOK_NAME = "0500-amazon-eks-fargate-mutation.amazonaws.com"
+FARGATE_NODE_GUARD_NAME = "fargate-node-guard.fargate-labs.dev"
+#: Fargate nodes are named fargate-ip-...; the guard's webhook is only called for pods bound to one.
+_FARGATE_NODE_PREFIX = "fargate-"
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +55,11 @@ class WebhookServer:
     """HTTPS server for both webhooks; ``logging_state`` tells the current Logging annotation."""
 
     def __init__(self, host: str, port: int, cert: str, key: str, profiles: ProfileCache,
-                 logging_state: Callable[[], LoggingState]) -> None:
+                 logging_state: Callable[[], LoggingState],
+                 read_pod: Callable[[str, str], dict[str, Any]] | None = None) -> None:
         self.profiles = profiles
         self.logging_state = logging_state
+        self.read_pod = read_pod
         server = self
 
         class Handler(JsonHandler):
@@ -57,6 +69,8 @@ class WebhookServer:
                     self.reply(200, server.mutate_pod(request))
                 elif self.route == "/validate/logging":
                     self.reply(200, server.validate_logging(request))
+                elif self.route == "/validate/fargate-node":
+                    self.reply(200, server.guard_fargate_node(request))
                 else:
                     self.reply(404, {"error": "not found"})
 
@@ -79,6 +93,22 @@ class WebhookServer:
         if request.get("namespace") != LOGGING_NAMESPACE or obj.get("metadata", {}).get("name") != LOGGING_CONFIGMAP:
             return _review_response(request)
         reason = validate_logging_configmap(obj.get("data") or {})
+        return _review_response(request, allowed=reason is None, message=reason)
+
+    def guard_fargate_node(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a pod that would reach a Fargate node's kubelet without the fargate-scheduler's check."""
+        obj = request.get("object") or {}
+        if obj.get("kind") == "Binding":
+            node = (obj.get("target") or {}).get("name", "")
+            if self.read_pod is None:
+                return _review_response(request, allowed=False, message="the guard cannot read the bound pod")
+            pod = self.read_pod(request.get("namespace", ""), request.get("name", ""))
+        else:
+            pod = obj
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+        reason = unsupported_reason(pod.get("spec") or {}) if node.startswith(_FARGATE_NODE_PREFIX) else None
+        if reason:
+            reason = f"{reason} (bound to Fargate node {node} without the fargate-scheduler)"
         return _review_response(request, allowed=reason is None, message=reason)
 
     def serve(self, stop: threading.Event) -> None:
@@ -124,10 +154,34 @@ def register_webhooks(clients: Clients, url: str, ca_bundle: bytes, run_id: str)
             "timeoutSeconds": 5,
         }],
     }
+    guard: dict[str, Any] = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": FARGATE_NODE_GUARD_NAME, "labels": labels},
+        "webhooks": [{
+            "name": FARGATE_NODE_GUARD_NAME,
+            "clientConfig": {"url": f"{url}/validate/fargate-node", "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods", "pods/binding"], "scope": "Namespaced"}],
+            # Called only for pods (or bindings) that name a Fargate node, so failing closed blocks nothing else.
+            "matchConditions": [{
+                "name": "names-a-fargate-node",
+                "expression": f"(has(object.target) && object.target.name.startsWith('{_FARGATE_NODE_PREFIX}'))"
+                              f" || (has(object.spec) && has(object.spec.nodeName) && "
+                              f"object.spec.nodeName.startsWith('{_FARGATE_NODE_PREFIX}'))",
+            }],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    }
     for body, create, replace in (
         (mutating, clients.admission.create_mutating_webhook_configuration,
          clients.admission.replace_mutating_webhook_configuration),
         (validating, clients.admission.create_validating_webhook_configuration,
+         clients.admission.replace_validating_webhook_configuration),
+        (guard, clients.admission.create_validating_webhook_configuration,
          clients.admission.replace_validating_webhook_configuration),
     ):
         name = body["metadata"]["name"]

@@ -52,8 +52,34 @@ class EnvironmentConfig:
     #: where the API server listens: loopback, or the environment's link-local address on ``lo`` when
     #: kubelets in the VPC's namespaces must reach it (it must already be there)
     api_address: str = "127.0.0.1"
-    #: "kwok" (KWOK plays the Fargate nodes) or "microvm" (a real kubelet, containerd and runc per pod)
+    #: "kwok" (KWOK plays the Fargate nodes), "microvm" (a real kubelet, containerd and runc per pod) or
+    #: "auto" (microVMs where this host can run them, see ``choose_data_plane``)
     data_plane: str = "kwok"
+
+
+DATA_PLANES = ("auto", "microvm", "kwok")
+
+
+def choose_data_plane(requested: str, progress: Callable[[str], None]) -> str:
+    """The data plane an environment starts with: ``auto`` is microVMs where this host can run them and no
+    other environment's real pods hold the VPC, else KWOK nodes, said in one line."""
+    if requested != "auto":
+        return requested
+    from .aws.network import VPC_CIDR
+    from .microvm import microvm_host_problem
+    from .vpc_network import route_owner
+
+    missing = microvm_host_problem()
+    if missing:
+        progress(f"this host cannot run microVMs (it needs {missing}): the pods run on KWOK nodes, no container "
+                 "runs, and the in-pod steps skip")
+        return "kwok"
+    owner = route_owner(VPC_CIDR)
+    if owner:
+        progress(f"another environment's real pods hold the VPC {VPC_CIDR} (routed to {owner}): this one's pods "
+                 "run on KWOK nodes; take that one down for real pods here")
+        return "kwok"
+    return "microvm"
 
 
 def _stderr(line: str) -> None:
@@ -162,6 +188,7 @@ class LocalEnvironment:
             )
         bins = provision(bin_dir=config.bin_dir, progress=progress)
         run_id = config.run_id or new_run_id()
+        config = dataclasses.replace(config, data_plane=choose_data_plane(config.data_plane, progress))
         if config.data_plane == "microvm":
             from .microvm import require_microvm_host
             from .vpc_network import link_local_address

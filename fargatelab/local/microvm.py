@@ -292,21 +292,26 @@ def _read(path: str) -> str:
         return ""
 
 
-def require_microvm_host() -> None:
-    """Refuse, in one line, a host that cannot run microVMs (root, Linux, cgroups and network namespaces)."""
+def microvm_host_problem() -> str | None:
+    """What this host lacks to run microVMs (Linux, root, cgroups, network namespaces), or None."""
     import sys
 
-    missing = []
     if not sys.platform.startswith("linux"):
-        missing.append("Linux")
-    elif os.geteuid() != 0:
-        missing.append("root (network namespaces, cgroups and mounts)")
-    elif not CGROUP_ROOT.is_dir() or not any(CGROUP_ROOT.iterdir()):
-        missing.append("cgroups under /sys/fs/cgroup")
-    elif shutil.which("ip") is None or shutil.which("nsenter") is None:
-        missing.append("iproute2's ip and util-linux's nsenter")
+        return "Linux"
+    if os.geteuid() != 0:
+        return "root (network namespaces, cgroups and mounts)"
+    if not CGROUP_ROOT.is_dir() or not any(CGROUP_ROOT.iterdir()):
+        return "cgroups under /sys/fs/cgroup"
+    if shutil.which("ip") is None or shutil.which("nsenter") is None:
+        return "iproute2's ip and util-linux's nsenter"
+    return None
+
+
+def require_microvm_host() -> None:
+    """Refuse, in one line, a host that cannot run microVMs."""
+    missing = microvm_host_problem()
     if missing:
-        raise HarnessError(f"this host cannot run microVMs: it needs {missing[0]}; use --data-plane kwok",
+        raise HarnessError(f"this host cannot run microVMs: it needs {missing}; use --data-plane kwok",
                            ExitCode.BACKEND_UNAVAILABLE)
 
 

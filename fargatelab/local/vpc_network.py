@@ -84,10 +84,9 @@ class VpcNetwork:
 
     def create(self) -> None:
         """Make the router namespace and its uplink; the host gets a route for the VPC, never an address in it."""
-        taken = _ip("route", "show", str(self.cidr), check=False).stdout.split()
-        if taken:
+        owner = route_owner(str(self.cidr))
+        if owner:
             # Two environments cannot route one CIDR; the host would not know whose address is whose.
-            owner = taken[taken.index("dev") + 1] if "dev" in taken else "another link"
             raise HarnessError(f"VPC {self.cidr} is already routed to {owner} (another environment with real pods): "
                                "take that environment down first (`fargate-lab down`, or `fargate-lab cleanup`)",
                                ExitCode.ALREADY_RUNNING)
@@ -196,6 +195,14 @@ class VpcNetwork:
 
     def remove(self) -> None:
         remove_run(self.run_id)
+
+
+def route_owner(cidr: str) -> str | None:
+    """The link the host routes ``cidr`` to (another environment's uplink), or None while it is free."""
+    taken = _ip("route", "show", cidr, check=False).stdout.split()
+    if not taken:
+        return None
+    return taken[taken.index("dev") + 1] if "dev" in taken else "another link"
 
 
 def namespaces_of_run(run_id: str) -> list[str]:

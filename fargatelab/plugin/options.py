@@ -9,6 +9,7 @@ from typing import Callable
 import pytest
 
 from ..backends import BACKENDS, BackendOptions
+from ..backends.capabilities import DATA_PLANES, default_data_plane
 from ..errors import HarnessError
 from ..rules.naming import validate_cluster_name, validate_run_id
 from ..rules.timing import PROFILES
@@ -42,9 +43,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run id tagging everything created (default: random)")
     group.addoption("--timing", choices=tuple(PROFILES), default="fast",
                     help="emulated latencies: fast, or eks (documented EKS latencies)")
-    group.addoption("--data-plane", choices=("kwok", "microvm"), default="kwok",
-                    help="local backend: kwok (simulated pods, default) or microvm (every Fargate pod runs for real "
-                         "in a microVM of its own; Linux, root)")
+    group.addoption("--data-plane", choices=DATA_PLANES, default=os.environ.get("FARGATE_LABS_DATA_PLANE") or "auto",
+                    help="local backend: microvm (every Fargate pod runs for real in a microVM of its own; Linux, "
+                         "root), kwok (simulated pods), or auto (default, $FARGATE_LABS_DATA_PLANE): microvm where "
+                         "the host can, else kwok, said in one line")
     group.addoption("--timing-scale", type=float, default=1.0, help="multiply emulated latencies")
     group.addoption("--reuse", nargs="?", const=os.environ.get("FARGATE_LABS_ENV", "default"), default=None,
                     metavar="ENV", help="reuse a local environment already `up` (default name: $FARGATE_LABS_ENV)")
@@ -61,6 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
                             "replays; ``waits``: seconds of documented waiting no backend can shorten (a TTL, say)")
     config.addinivalue_line("markers", "needs(capability): skip unless the backend can do this")
     config.addinivalue_line("markers", "replay_only: the step changes the cluster, so check mode skips it")
+    if config.option.data_plane not in DATA_PLANES:  # from $FARGATE_LABS_DATA_PLANE: argparse checks only flags
+        try:
+            default_data_plane({"FARGATE_LABS_DATA_PLANE": config.option.data_plane})
+        except HarnessError as err:
+            raise pytest.UsageError(str(err)) from None
 
 
 def backend_options(config: pytest.Config) -> BackendOptions:

@@ -151,6 +151,69 @@ spec:
 """
 
 
+ROOT_SHELL = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  {binding}
+  hostPID: true
+  tolerations: [{{operator: Exists}}]
+  volumes: [{{name: hostroot, hostPath: {{path: /}}}}]
+  containers:
+  - name: root-shell
+    image: busybox
+    command: ["sleep", "3600"]
+    securityContext: {{privileged: true}}
+    volumeMounts: [{{name: hostroot, mountPath: /host}}]
+"""
+
+
+def test_a_pod_bound_to_a_fargate_node_by_hand_never_starts_a_container(
+        env: LocalEnvironment, aws: Callable[[str], Any], pod_execution_role: str) -> None:
+    """A microVM here is Linux namespaces on the host: a privileged, hostPath, host-PID container bound to its
+    kubelet by hand (past the fargate-scheduler) would be root on the machine. The guard refuses it, by nodeName
+    and by a binding, and the real kubelet refuses a second pod while its own pod runs."""
+    h = env.handle()
+    eks = aws("eks")
+    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="guarded",
+                               podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "guarded"}])
+    _until(lambda: eks.describe_fargate_profile(clusterName=h.cluster_name, fargateProfileName="guarded")
+           ["fargateProfile"]["status"] == "ACTIVE", 60, "profile ACTIVE")
+    assert _kubectl(env, "create", "namespace", "guarded").returncode == 0
+    assert _kubectl(env, "run", "-n", "guarded", "owner", "--image=busybox", "--", "sleep", "3600").returncode == 0
+    _until(lambda: "Running" in _kubectl(env, "get", "pod", "-n", "guarded", "owner").stdout, 120, "owner Running")
+    node = _kubectl(env, "get", "pod", "-n", "guarded", "owner", "-o", "jsonpath={.spec.nodeName}").stdout
+
+    # In a namespace no profile selects, so no Fargate check would ever see it.
+    by_name = _kubectl(env, "apply", "-f", "-", stdin=ROOT_SHELL.format(
+        name="by-name", namespace="default", binding=f"nodeName: {node}"))
+    assert by_name.returncode != 0
+    assert ("Pod not supported on Fargate: fields not supported: HostPID, volumes not supported: hostroot is of an "
+            "unsupported volume Type, invalid SecurityContext fields: Privileged") in by_name.stderr, by_name.stderr
+
+    assert _kubectl(env, "apply", "-f", "-", stdin=ROOT_SHELL.format(
+        name="by-binding", namespace="default", binding="schedulerName: nobody")).returncode == 0
+    binding = json.dumps({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "by-binding"},
+                          "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    bound = _kubectl(env, "create", "--raw", "/api/v1/namespaces/default/pods/by-binding/binding", "-f", "-",
+                     stdin=binding)
+    assert bound.returncode != 0 and "Pod not supported on Fargate" in bound.stderr, bound.stderr
+    assert _kubectl(env, "get", "pod", "by-binding", "-o", "jsonpath={.spec.nodeName}").stdout == ""
+
+    # A pod Fargate could run, bound by hand beside the microVM's own: the kubelet's one pod slot is taken.
+    plain = ("apiVersion: v1\nkind: Pod\nmetadata: {name: second, namespace: default}\n"
+             f"spec: {{nodeName: {node}, containers: [{{name: c, image: busybox, command: [sleep, '3600']}}]}}\n")
+    assert _kubectl(env, "apply", "-f", "-", stdin=plain).returncode == 0
+    reason = _until(lambda: _kubectl(env, "get", "pod", "second", "-o", "jsonpath={.status.reason}").stdout,
+                    60, "the kubelet's verdict on the second pod")
+    assert reason == "OutOfpods"
+    assert _kubectl(env, "get", "pod", "second", "-o", "jsonpath={.status.containerStatuses}").stdout == ""
+    for pod in ("by-binding", "second"):
+        _kubectl(env, "delete", "pod", pod, "--wait=false")
+    assert _kubectl(env, "delete", "namespace", "guarded", "--wait=true").returncode == 0
+
+
 def test_a_second_environment_with_real_pods_is_refused_in_one_line(
         local_environment: Callable[..., LocalEnvironment], env: LocalEnvironment) -> None:
     from fargatelab.errors import ExitCode, HarnessError
