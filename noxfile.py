@@ -41,6 +41,18 @@ def _provision(session: nox.Session) -> None:
     session.run("python", "-c", "from fargatelab.local.binaries import provision; print(provision().bin_dir)")
 
 
+def _provision_data_plane(session: nox.Session) -> None:
+    # Where the labs' pods will run in microVMs, their binaries and images too (a cold build: about 15 min).
+    session.run("python", "-c", "import sys\n"
+                "from fargatelab.backends.capabilities import default_data_plane\n"
+                "from fargatelab.local.microvm_host import choose_data_plane\n"
+                "if choose_data_plane(default_data_plane(), lambda line: print(line, file=sys.stderr)) == 'microvm':\n"
+                "    from fargatelab.local.microvm_host import ensure_host_tools\n"
+                "    from fargatelab.local.images import provision_images\n"
+                "    ensure_host_tools(print)\n"
+                "    print(f'data-plane images ready: {len(provision_images().records)}')")
+
+
 @nox.session(python=PYTHON)
 def labs(session: nox.Session) -> None:
     """Replay every lab against the local backend (or pass pytest options, e.g. -- --backend eks).
@@ -50,6 +62,8 @@ def labs(session: nox.Session) -> None:
     _install(session)
     _provision(session)
     args = session.posargs or []
+    if not any(a == "--backend" or a.startswith("--backend=") or a.startswith("--data-plane") for a in args):
+        _provision_data_plane(session)
     session.run("python", "-m", "pytest", *LABS_PYTEST_ARGS, "--reports-dir=reports", *args)
 
 

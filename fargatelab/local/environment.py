@@ -20,7 +20,7 @@ from typing import IO, Any, Callable
 
 from . import process
 from .binaries import Binaries, provision
-from .startup import Startup, dead_components
+from .startup import Startup, dead_components, microvm_components
 from ..errors import ExitCode, HarnessError
 from ..rules.naming import new_run_id
 from ..scenario.handle import ClusterHandle
@@ -55,31 +55,6 @@ class EnvironmentConfig:
     #: "kwok" (KWOK plays the Fargate nodes), "microvm" (a real kubelet, containerd and runc per pod) or
     #: "auto" (microVMs where this host can run them, see ``choose_data_plane``)
     data_plane: str = "kwok"
-
-
-DATA_PLANES = ("auto", "microvm", "kwok")
-
-
-def choose_data_plane(requested: str, progress: Callable[[str], None]) -> str:
-    """The data plane an environment starts with: ``auto`` is microVMs where this host can run them and no
-    other environment's real pods hold the VPC, else KWOK nodes, said in one line."""
-    if requested != "auto":
-        return requested
-    from .aws.network import VPC_CIDR
-    from .microvm import microvm_host_problem
-    from .vpc_network import route_owner
-
-    missing = microvm_host_problem()
-    if missing:
-        progress(f"this host cannot run microVMs (it needs {missing}): the pods run on KWOK nodes, no container "
-                 "runs, and the in-pod steps skip")
-        return "kwok"
-    owner = route_owner(VPC_CIDR)
-    if owner:
-        progress(f"another environment's real pods hold the VPC {VPC_CIDR} (routed to {owner}): this one's pods "
-                 "run on KWOK nodes; take that one down for real pods here")
-        return "kwok"
-    return "microvm"
 
 
 def _stderr(line: str) -> None:
@@ -188,9 +163,11 @@ class LocalEnvironment:
             )
         bins = provision(bin_dir=config.bin_dir, progress=progress)
         run_id = config.run_id or new_run_id()
+        from .microvm_host import choose_data_plane
+
         config = dataclasses.replace(config, data_plane=choose_data_plane(config.data_plane, progress))
         if config.data_plane == "microvm":
-            from .microvm import require_microvm_host
+            from .microvm_host import require_microvm_host
             from .vpc_network import link_local_address
 
             require_microvm_host()
@@ -297,7 +274,7 @@ class LocalEnvironment:
             pids += [p for p in process.tagged_pids(run_id) if p not in pids]
         process.stop(pids)
         if run_id:
-            from .microvm import remove_run_data_plane
+            from .microvm_host import remove_run_data_plane
 
             remove_run_data_plane(run_id, self.dir)
         if state.get("etcd_data"):
@@ -327,7 +304,7 @@ class LocalEnvironment:
         run_id = state.get("run_id")
         return [
             dict(c, state="running" if process.alive(c["pid"], run_id) else "DEAD")
-            for c in state.get("components", [])
+            for c in [*state.get("components", []), *microvm_components(state)]
         ]
 
 

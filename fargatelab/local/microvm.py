@@ -19,26 +19,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..eks.facts import CLUSTER_DNS_IP
 from ..errors import ExitCode, HarnessError
 from ..rules.naming import fargate_node_name
 from . import process
 from .dataplane_binaries import DataPlaneBinaries
+from .microvm_host import cgroup_dirs, kill_cgroup, remove_cgroup, unmount_under
 from .pki import Authority
 from .registry import hosts_tomls
 from .vpc_network import Attachment, VpcNetwork
 
-__all__ = ["MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE", "cgroup_dirs", "require_microvm_host",
-           "remove_run_data_plane", "ensure_host_tools"]
+__all__ = ["COMPONENTS_FILE", "MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE"]
 
 KUBELET_PORT = 10250
+#: in each running microVM's directory: its processes (containerd, kubelet, kube-proxy, the mount holder)
+COMPONENTS_FILE = "components.json"
 #: what a Fargate microVM's kubelet reports as its osImage comes from here
 AMAZON_LINUX_2 = """NAME="Amazon Linux"
 VERSION="2"
@@ -51,7 +50,6 @@ CPE_NAME="cpe:2.3:o:amazon:amazon_linux:2"
 HOME_URL="https://amazonlinux.com/"
 """
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -73,13 +71,6 @@ class MicroVMSpec:
     @property
     def slug(self) -> str:
         return self.address.replace(".", "-")
-
-
-def cgroup_dirs(run_id: str, slug: str) -> list[Path]:
-    """The kubelet's cgroupRoot in every cgroup v1 hierarchy (the kubelet needs it in all of them)."""
-    relative = Path("fargate-labs") / run_id / slug
-    return [h / relative for h in sorted(CGROUP_ROOT.iterdir()) if h.is_dir() and not h.is_symlink()
-            and (h / "cgroup.procs").exists()]
 
 
 class MicroVM:
@@ -117,24 +108,28 @@ class MicroVM:
             ])
             # Fargate runs kube-proxy in every microVM: the pod's traffic passes the microVM's netfilter.
             self._launch("kube-proxy", [self.bins.path("kube-proxy"), "--config", str(self.root / "kube-proxy.yaml")])
+            # The environment's liveness checks read this: a microVM's process that dies is a component lost.
+            (self.root / COMPONENTS_FILE).write_text(json.dumps([c.to_json() for c in self.components], indent=1))
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Stop kubelet, containerd and every shim and container of this microVM; remove what it made."""
+        # First, so that processes stopped on purpose are never taken for components that died.
+        (self.root / COMPONENTS_FILE).unlink(missing_ok=True)
         # The pod's processes first (the cgroups hold them): their shims then exit by themselves.
         for path in cgroup_dirs(self.run_id, self.spec.slug):
-            _kill_cgroup(path)
+            kill_cgroup(path)
         deadline = time.monotonic() + 10
         while mine := [p for p in process.tagged_pids(self.run_id) if self._belongs(p)]:
             process.stop(mine, grace=2.0)
             if time.monotonic() > deadline:
                 break
         self.components.clear()
-        _unmount_under(self.root)
+        unmount_under(self.root)
         for path in reversed(cgroup_dirs(self.run_id, self.spec.slug)):
-            _remove_cgroup(path)
+            remove_cgroup(path)
         if self.attachment is not None:
             self.network.detach(self.attachment)
             self.attachment = None
@@ -173,7 +168,10 @@ class MicroVM:
     def _launch(self, name: str, command: list[str]) -> None:
         assert self.attachment is not None
         env = {"PATH": f"{self.bins.bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
-               "FARGATE_LABS_MICROVM": self.spec.slug}
+               "FARGATE_LABS_MICROVM": self.spec.slug,
+               # Collect garbage at half Go's default heap growth: about 10 MB less per microVM for a
+               # little CPU (a microVM's components are idle but for its one pod).
+               "GOGC": "50"}
         # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup hierarchies from kubelet.
         netns = f"/run/netns/{self.attachment.netns}"
         self.components.append(process.start(
@@ -204,6 +202,8 @@ class MicroVM:
                 "routes": [{"dst": "0.0.0.0/0"}]}}]}, indent=1))
         r = self.root
         (r / "containerd.toml").write_text(f"""version = 3
+# What a microVM's one pod never uses (other snapshotters, NRI, tracing, metrics, pprof) stays unloaded.
+disabled_plugins = [{", ".join(f'"{p}"' for p in _CONTAINERD_UNUSED)}]
 root = "{r}/containerd/root"
 state = "{r}/containerd/state"
 [grpc]
@@ -285,139 +285,17 @@ registerWithTaints:{taints}
 """)
 
 
+_CONTAINERD_UNUSED = (
+    "io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs",
+    "io.containerd.differ.v1.erofs", "io.containerd.mount-handler.v1.erofs", "io.containerd.snapshotter.v1.native",
+    "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
+    "io.containerd.metrics.v1.grpc-otel", "io.containerd.metrics.v1.grpc-prometheus", "io.containerd.http.v1.pprof",
+    "io.containerd.monitor.container.v1.restart", "io.containerd.image-verifier.v1.bindir",
+)
+
+
 def _read(path: str) -> str:
     try:
         return Path(path).read_text()
     except OSError:
         return ""
-
-
-def microvm_host_problem() -> str | None:
-    """What this host lacks to run microVMs (Linux, root, cgroups, network namespaces), or None."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return "Linux"
-    if os.geteuid() != 0:
-        return "root (network namespaces, cgroups and mounts)"
-    if not CGROUP_ROOT.is_dir() or not any(CGROUP_ROOT.iterdir()):
-        return "cgroups under /sys/fs/cgroup"
-    if shutil.which("ip") is None or shutil.which("nsenter") is None:
-        return "iproute2's ip and util-linux's nsenter"
-    return None
-
-
-def require_microvm_host() -> None:
-    """Refuse, in one line, a host that cannot run microVMs."""
-    missing = microvm_host_problem()
-    if missing:
-        raise HarnessError(f"this host cannot run microVMs: it needs {missing}; use --data-plane kwok",
-                           ExitCode.BACKEND_UNAVAILABLE)
-
-
-def remove_run_data_plane(run_id: str, state_dir: Path) -> list[str]:
-    """Everything a run's microVMs left (after a kill -9 too): their pods' processes, cgroups, mounts, and the
-    VPC's namespaces. The microVMs' own processes carry the run id and are stopped with the environment's."""
-    from .vpc_network import remove_run
-
-    removed = []
-    base = [h / "fargate-labs" / run_id for h in sorted(CGROUP_ROOT.iterdir())
-            if h.is_dir() and not h.is_symlink()] if CGROUP_ROOT.is_dir() else []
-    for path in base:
-        if path.exists():
-            _kill_cgroup(path)
-    for path in base:
-        if path.exists():
-            _remove_cgroup(path)
-            removed.append(f"cgroup {path}")
-            try:
-                path.parent.rmdir()  # /fargate-labs itself, once no run of any environment uses it
-            except OSError:
-                pass
-    mounts = _mounts_under(state_dir)
-    _unmount_under(state_dir / "microvms")
-    removed += [f"mount {m}" for m in mounts]
-    return removed + remove_run(run_id)
-
-
-def _mounts_under(root: Path) -> list[str]:
-    try:
-        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    except OSError:
-        return []
-    prefix = str(root).rstrip("/") + "/"
-    return [m for m in mounts if m.startswith(prefix)]
-
-
-#: every microVM's kubelet and containerd watch files with inotify; the kernel's default of 128 instances per
-#: user runs out at a dozen microVMs ("too many open files", and containerd then serves no CRI at all)
-INOTIFY_MINIMUM = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
-
-
-def ensure_host_tools(progress: Callable[[str], None]) -> None:
-    """What the host needs for many microVMs: inotify room, and the iptables command kube-proxy programs
-    netfilter with (Debian's, installed when missing)."""
-    for key, minimum in INOTIFY_MINIMUM.items():
-        path = Path("/proc/sys") / key
-        try:
-            if int(path.read_text()) < minimum:
-                path.write_text(str(minimum))
-                progress(f"raised {key.replace('/', '.')} to {minimum} for the microVMs' kubelets and containerds")
-        except (OSError, ValueError):
-            pass
-    if shutil.which("iptables") is not None:
-        return
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise HarnessError("kube-proxy needs the iptables command: install iptables (Debian: apt-get install "
-                           "iptables)", ExitCode.MISSING_BINARY)
-    progress("installing iptables with apt-get, for kube-proxy")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-        done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
-    if done.returncode != 0 or shutil.which("iptables") is None:
-        raise HarnessError(f"apt-get could not install iptables: {done.stderr.strip().splitlines()[-1:]}",
-                           ExitCode.MISSING_BINARY)
-
-
-def _unmount_under(root: Path) -> None:
-    """Unmount what kubelet and containerd mounted under ``root`` (deepest first), then remove it."""
-    for target in sorted(_mounts_under(root), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _kill_cgroup(path: Path) -> None:
-    import signal
-
-    if not path.exists():
-        return
-    for procs in path.rglob("cgroup.procs"):
-        try:
-            pids = [int(p) for p in procs.read_text().split()]
-        except OSError:
-            continue
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def _remove_cgroup(path: Path, timeout: float = 5.0) -> None:
-    """A cgroup directory goes with ``rmdir`` once empty, children first; processes just killed take a moment
-    to leave it (``rmdir`` says EBUSY until then)."""
-    deadline = time.monotonic() + timeout
-    while path.exists():
-        for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            try:
-                child.rmdir()
-            except OSError:
-                pass
-        try:
-            path.rmdir()
-        except OSError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.1)

@@ -8,6 +8,7 @@ when a later one fails to start.
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from .binaries import Binaries
 if TYPE_CHECKING:
     from .environment import EnvironmentConfig
 
-__all__ = ["Startup", "dead_components"]
+__all__ = ["Startup", "dead_components", "microvm_components"]
 
 Progress = Callable[[str], None]
 #: the kube-system profile of a cluster whose pods really run (002's)
@@ -29,10 +30,26 @@ COREDNS_PROFILE = "kube_system"
 
 
 def dead_components(state: dict[str, Any]) -> list[str]:
-    """Names of the state's components whose process is gone (or is no longer the run's)."""
+    """Names of the state's components whose process is gone (or is no longer the run's), the running
+    microVMs' processes among them (``kubelet-10-11-89-156``)."""
     return [
-        c["name"] for c in state.get("components", []) if not process.alive(c["pid"], state.get("run_id"))
+        c["name"] for c in [*state.get("components", []), *microvm_components(state)]
+        if not process.alive(c["pid"], state.get("run_id"))
     ]
+
+
+def microvm_components(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The processes of the environment's running microVMs, as each microVM recorded them when it started."""
+    from .microvm import COMPONENTS_FILE
+
+    found: list[dict[str, Any]] = []
+    if state.get("microvms_dir"):
+        for path in sorted(Path(state["microvms_dir"]).glob(f"*/{COMPONENTS_FILE}")):
+            try:
+                found += json.loads(path.read_text())
+            except (OSError, ValueError):  # its microVM is being stopped right now
+                continue
+    return found
 
 
 class Startup:
@@ -143,7 +160,7 @@ class Startup:
         from .images import build_images
         from .registry import Registry, publish
 
-        from .microvm import ensure_host_tools
+        from .microvm_host import ensure_host_tools
 
         ensure_host_tools(progress)
         bins = provision_dataplane(progress)
@@ -154,6 +171,7 @@ class Startup:
                                                           str(registry.log_path), []).to_json())
         publish(images, bins.path("crane"), registry.address)
         self.state["registry"] = registry.address
+        self.state["microvms_dir"] = str(self.dir / "microvms")
         aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
         private, _ = cluster_subnets(boto3.client("eks", **aws), boto3.client("ec2", **aws), config.cluster_name)

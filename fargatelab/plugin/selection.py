@@ -193,7 +193,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 def list_labs_lines(labs: list[LabEntry], backend: str, mode: str, data_plane: str = "kwok") -> list[str]:
     """The ``--list-labs`` table: what each lab is, and how many of its steps ``backend`` runs in ``mode``."""
     if backend == "local" and data_plane == "auto":
-        from ..local.environment import choose_data_plane
+        from ..local.microvm_host import choose_data_plane
 
         data_plane = choose_data_plane(data_plane, lambda _line: None)
     capabilities = declared(backend, mode, data_plane)

@@ -19,7 +19,8 @@ import pytest
 from fargatelab.local.dataplane_binaries import provision_dataplane
 from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment
 from fargatelab.local.images import build_images
-from fargatelab.local.microvm import MicroVM, MicroVMSpec, cgroup_dirs
+from fargatelab.local.microvm import MicroVM, MicroVMSpec
+from fargatelab.local.microvm_host import cgroup_dirs
 from fargatelab.local.pki import Authority
 from fargatelab.local.registry import Registry, publish
 from fargatelab.local.vpc_network import VpcNetwork, namespaces_of_run, remove_run

@@ -15,11 +15,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from fargatelab.local import process
 from fargatelab.local.environment import LocalEnvironment, state_root
 
-__all__ = ["Outcome", "interrupt_run", "kill_run", "kill_component_run", "leaks"]
+__all__ = ["Outcome", "data_plane_leaks", "interrupt_run", "interrupt_when", "kill_run", "kill_component_run", "leaks"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A run that has not ended this long after its fault counts as hung (and is killed).
@@ -66,6 +67,7 @@ def _wait_end(run: subprocess.Popen[str], limit: float = HANG_AFTER) -> tuple[bo
 def leaks(run_id: str, env_name: str | None) -> list[str]:
     """What is still tagged with ``run_id``: `fargate-lab leaks` (AWS and Kubernetes) plus processes."""
     found = [f"process {pid}" for pid in process.tagged_pids(run_id)]
+    found += data_plane_leaks(run_id)
     if env_name is not None:
         result = subprocess.run([sys.executable, "-m", "fargatelab.cli.main", "leaks", "--run-id", run_id, "--env",
                                  env_name], capture_output=True, text=True, timeout=300)
@@ -75,6 +77,18 @@ def leaks(run_id: str, env_name: str | None) -> list[str]:
                 (result.stdout + result.stderr).strip().splitlines()[-1]]
     if (state_root() / f"labs-{run_id}").exists():
         found.append(f"state directory {state_root() / f'labs-{run_id}'}")
+    return found
+
+
+def data_plane_leaks(run_id: str) -> list[str]:
+    """The microVMs' network namespaces, cgroups and mounts still tagged with ``run_id``."""
+    from fargatelab.local.microvm_host import CGROUP_ROOT
+    from fargatelab.local.vpc_network import namespaces_of_run
+
+    found = [f"network namespace {n}" for n in namespaces_of_run(run_id)]
+    found += [f"cgroup {c}" for c in CGROUP_ROOT.glob(f"*/fargate-labs/{run_id}")]
+    found += [f"mount {line.split()[1]}" for line in Path("/proc/self/mounts").read_text().splitlines()
+              if f"labs-{run_id}/" in line.split()[1]]
     return found
 
 
@@ -124,12 +138,25 @@ def kill_run(module: str, run_id: str, after: float) -> Outcome:
     return outcome
 
 
-def kill_component_run(module: str, run_id: str, env_name: str, component: str, after: float) -> Outcome:
-    """Kill one component of ``env_name`` while a run waits on it: the run must fail promptly, naming it."""
+def kill_component_run(module: str, run_id: str, env_name: str, component: str, after: float = 0.0,
+                       *extra: str) -> Outcome:
+    """Kill one component of ``env_name`` while a run waits on it: the run must fail promptly, naming it.
+
+    ``component`` ending in ``-`` (``kubelet-``) names the first such component that appears after the run
+    started, killed as soon as it does (a microVM's kubelet, once the run's pods have one); otherwise it is
+    killed ``after`` seconds into the run.
+    """
     env = LocalEnvironment(env_name)
-    run = _pytest(module, run_id, "--reuse", env_name, "-x")
-    time.sleep(after)
-    pid = next(c["pid"] for c in (env.state() or {}).get("components", []) if c["name"] == component)
+    before = {row["name"] for row in env.status()}
+    run = _pytest(module, run_id, "--reuse", env_name, "-x", *extra)
+    if component.endswith("-"):
+        prefix, component = component, _first_new(env, before, component, run)
+        if not component:
+            run.communicate()
+            return Outcome(f"{prefix}* killed", module, run_id, True, 0.0, notes=["ended before the fault"])
+    else:
+        time.sleep(after)
+    pid = next(row["pid"] for row in env.status() if row["name"] == component)
     os.kill(pid, signal.SIGKILL)
     ended, took, out = _wait_end(run)
     outcome = Outcome(f"{component} killed", module, run_id, ended, took)
@@ -137,4 +164,32 @@ def kill_component_run(module: str, run_id: str, env_name: str, component: str, 
         outcome.notes.append("the run passed although a component died")
     elif f"{component}" not in out:
         outcome.notes.append("no failure message names the dead component")
+    return outcome
+
+
+def _first_new(env: LocalEnvironment, before: set[str], prefix: str, run: subprocess.Popen[str]) -> str:
+    """The first component named ``prefix``... that appears while ``run`` runs; empty if it ended first."""
+    deadline = time.monotonic() + HANG_AFTER
+    while run.poll() is None and time.monotonic() < deadline:
+        new = [row["name"] for row in env.status() if row["name"].startswith(prefix) and row["name"] not in before]
+        if new:
+            return new[0]
+        time.sleep(0.2)
+    return ""
+
+
+def interrupt_when(module: str, run_id: str, ready: Callable[[], bool], *extra: str) -> Outcome:
+    """Ctrl-C a run with its own environment as soon as ``ready()`` holds (say, its pods' microVMs run)."""
+    run = _pytest(module, run_id, *extra)
+    deadline = time.monotonic() + HANG_AFTER
+    while not ready():
+        if run.poll() is not None or time.monotonic() > deadline:
+            run.communicate()
+            return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, None), ["ended before the fault"])
+        time.sleep(0.2)
+    os.kill(run.pid, signal.SIGINT)
+    ended, took, out = _wait_end(run)
+    outcome = Outcome("SIGINT", module, run_id, ended, took, leaks(run_id, None))
+    if "KeyboardInterrupt" not in out and "Interrupted" not in out and "interrupted" not in out:
+        outcome.notes.append("output does not mention the interrupt")
     return outcome

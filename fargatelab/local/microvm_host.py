@@ -1,0 +1,178 @@
+"""The host's side of the microVM data plane: whether this host can run microVMs (and so which data plane an
+environment gets), what it must have installed, and the cgroups, mounts and namespaces a run's microVMs leave,
+found and removed by run id (also after a ``kill -9`` of the harness or of a microVM's processes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ExitCode, HarnessError
+
+__all__ = ["CGROUP_ROOT", "cgroup_dirs", "choose_data_plane", "ensure_host_tools", "kill_cgroup", "microvm_host_problem",
+           "mounts_under", "remove_cgroup", "remove_run_data_plane", "require_microvm_host", "unmount_under"]
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_dirs(run_id: str, slug: str) -> list[Path]:
+    """The kubelet's cgroupRoot in every cgroup v1 hierarchy (the kubelet needs it in all of them)."""
+    relative = Path("fargate-labs") / run_id / slug
+    return [h / relative for h in sorted(CGROUP_ROOT.iterdir()) if h.is_dir() and not h.is_symlink()
+            and (h / "cgroup.procs").exists()]
+
+
+def choose_data_plane(requested: str, progress: Callable[[str], None]) -> str:
+    """The data plane an environment starts with: ``auto`` is microVMs where this host can run them and no
+    other environment's real pods hold the VPC, else KWOK nodes, said in one line."""
+    if requested != "auto":
+        return requested
+    from .aws.network import VPC_CIDR
+    from .vpc_network import route_owner
+
+    missing = microvm_host_problem()
+    if missing:
+        progress(f"this host cannot run microVMs (it needs {missing}): the pods run on KWOK nodes, no container "
+                 "runs, and the in-pod steps skip")
+        return "kwok"
+    owner = route_owner(VPC_CIDR)
+    if owner:
+        progress(f"another environment's real pods hold the VPC {VPC_CIDR} (routed to {owner}): this one's pods "
+                 "run on KWOK nodes; take that one down for real pods here")
+        return "kwok"
+    return "microvm"
+
+
+def microvm_host_problem() -> str | None:
+    """What this host lacks to run microVMs (Linux, root, cgroups, network namespaces), or None."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return "Linux"
+    if os.geteuid() != 0:
+        return "root (network namespaces, cgroups and mounts)"
+    if not CGROUP_ROOT.is_dir() or not any(CGROUP_ROOT.iterdir()):
+        return "cgroups under /sys/fs/cgroup"
+    if shutil.which("ip") is None or shutil.which("nsenter") is None:
+        return "iproute2's ip and util-linux's nsenter"
+    return None
+
+
+def require_microvm_host() -> None:
+    """Refuse, in one line, a host that cannot run microVMs."""
+    missing = microvm_host_problem()
+    if missing:
+        raise HarnessError(f"this host cannot run microVMs: it needs {missing}; use --data-plane kwok",
+                           ExitCode.BACKEND_UNAVAILABLE)
+
+
+def remove_run_data_plane(run_id: str, state_dir: Path) -> list[str]:
+    """Everything a run's microVMs left (after a kill -9 too): their pods' processes, cgroups, mounts, and the
+    VPC's namespaces. The microVMs' own processes carry the run id and are stopped with the environment's."""
+    from .vpc_network import remove_run
+
+    removed = []
+    base = [h / "fargate-labs" / run_id for h in sorted(CGROUP_ROOT.iterdir())
+            if h.is_dir() and not h.is_symlink()] if CGROUP_ROOT.is_dir() else []
+    for path in base:
+        if path.exists():
+            kill_cgroup(path)
+    for path in base:
+        if path.exists():
+            remove_cgroup(path)
+            removed.append(f"cgroup {path}")
+            try:
+                path.parent.rmdir()  # /fargate-labs itself, once no run of any environment uses it
+            except OSError:
+                pass
+    mounts = mounts_under(state_dir)
+    unmount_under(state_dir / "microvms")
+    removed += [f"mount {m}" for m in mounts]
+    return removed + remove_run(run_id)
+
+
+def mounts_under(root: Path) -> list[str]:
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        return []
+    prefix = str(root).rstrip("/") + "/"
+    return [m for m in mounts if m.startswith(prefix)]
+
+
+#: every microVM's kubelet and containerd watch files with inotify; the kernel's default of 128 instances per
+#: user runs out at a dozen microVMs ("too many open files", and containerd then serves no CRI at all)
+INOTIFY_MINIMUM = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def ensure_host_tools(progress: Callable[[str], None]) -> None:
+    """What the host needs for many microVMs: inotify room, and the iptables command kube-proxy programs
+    netfilter with (Debian's, installed when missing)."""
+    for key, minimum in INOTIFY_MINIMUM.items():
+        path = Path("/proc/sys") / key
+        try:
+            if int(path.read_text()) < minimum:
+                path.write_text(str(minimum))
+                progress(f"raised {key.replace('/', '.')} to {minimum} for the microVMs' kubelets and containerds")
+        except (OSError, ValueError):
+            pass
+    if shutil.which("iptables") is not None:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise HarnessError("kube-proxy needs the iptables command: install iptables (Debian: apt-get install "
+                           "iptables)", ExitCode.MISSING_BINARY)
+    progress("installing iptables with apt-get, for kube-proxy")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+        done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
+    if done.returncode != 0 or shutil.which("iptables") is None:
+        raise HarnessError(f"apt-get could not install iptables: {done.stderr.strip().splitlines()[-1:]}",
+                           ExitCode.MISSING_BINARY)
+
+
+def unmount_under(root: Path) -> None:
+    """Unmount what kubelet and containerd mounted under ``root`` (deepest first), then remove it."""
+    for target in sorted(mounts_under(root), key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def kill_cgroup(path: Path) -> None:
+    import signal
+
+    if not path.exists():
+        return
+    for procs in path.rglob("cgroup.procs"):
+        try:
+            pids = [int(p) for p in procs.read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def remove_cgroup(path: Path, timeout: float = 5.0) -> None:
+    """A cgroup directory goes with ``rmdir`` once empty, children first; processes just killed take a moment
+    to leave it (``rmdir`` says EBUSY until then)."""
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                child.rmdir()
+            except OSError:
+                pass
+        try:
+            path.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
