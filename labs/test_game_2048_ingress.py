@@ -180,6 +180,8 @@ def test_ingress_hostname(lab: Lab, games: Games, variant: Variant) -> None:
     assert re.fullmatch(pattern, hostname), (
         f"Ingress hostname (internet-facing: no internal- prefix)\n  expected: {pattern}\n  actual:   {hostname}")
     expect("IngressClass of the Ingress", game.ingress()["spec"].get("ingressClassName"), "alb")
+    # One load balancer, one name: the Ingress shows the DNSName the ELBv2 API gives it.
+    expect("DNSName of the ALB (aws elbv2 describe-load-balancers)", game.load_balancer(lab)["DNSName"], hostname)
 
 
 @BY_VARIANT

@@ -57,6 +57,7 @@ EXIT_CODES = {
     "MISSING_PERMISSIONS": "IAM or Kubernetes RBAC does not allow what is needed",
     "LEAKED_RESOURCES": "something tagged with the run id remains",
     "KUBERNETES_UNAUTHORIZED": "the cluster refuses the IAM identity's token",
+    "COMPONENT_DIED": "a component of the run's environment died during the run",
     "INTERRUPTED": "stopped by Ctrl-C",
 }
 

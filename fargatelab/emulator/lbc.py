@@ -12,13 +12,12 @@ much like the real controller's ``--ingress-class`` flag.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from typing import Any
 
-from ..rules.naming import load_balancer_dns_name
+from ..rules.naming import dns_digits, load_balancer_dns_name
 from .kube import Clients, emit_event, status_of
 from .lbc_aws import Deployed, Inventory, StackDeployer, read_inventory
 from .lbc_kube import (STACK_NAME_LABEL,
@@ -37,25 +36,12 @@ from .lbc_model import CONTROLLER, FINALIZER, INGRESS_CLASS, ModelError, build_s
 from .lbc_subnets import resolve_vpc
 from .lbc_targets import desired_targets, is_fargate, sync_targets
 
-__all__ = ["LoadBalancerController", "dns_digits"]
+__all__ = ["LoadBalancerController"]
 
 log = logging.getLogger(__name__)
 INGRESS_COMPONENT = "ingress"
 TGB_COMPONENT = "targetGroupBinding"
 _REINSTALL_SECONDS = 30.0
-
-
-def dns_digits(lb_arn: str) -> str:
-    """The number in an ALB's DNS name (``<name>-<digits>.<region>.elb.amazonaws.com``), stable per ARN.
-
-    Real ones are 9-10 digits; moto's DNS names end in ``-1``, so the Ingress gets one made like AWS's.
-
-    >>> d = dns_digits("arn:aws:elasticloadbalancing:ap-northeast-2:1:loadbalancer/app/k8s-a-b-c/0f90933666267afd")
-    >>> d.isdigit(), 9 <= len(d) <= 10, d == dns_digits("arn:aws:elasticloadbalancing:ap-northeast-2:1:loadbalancer/app/k8s-a-b-c/0f90933666267afd")
-    (True, True, True)
-    """
-    value = int(hashlib.sha256(lb_arn.encode()).hexdigest()[:12], 16)
-    return str(100_000_000 + value % 1_900_000_000)
 
 
 class LoadBalancerController:
@@ -159,8 +145,9 @@ class LoadBalancerController:
             bindings = [tgb_object(spec, tg, deployed.target_group_arns[tg.resource_id], deployed.vpc_id)
                         for tg in spec.target_groups]
             changed = apply_tgbs(self.c, spec, bindings) or deployed.changed
-            hostname = load_balancer_dns_name(deployed.lb_name, self.region, deployed.scheme,
-                                              dns_digits(deployed.lb_arn))
+            # As the real controller does: the hostname is the DNSName ELBv2 gave the load balancer.
+            hostname = deployed.dns_name or load_balancer_dns_name(deployed.lb_name, self.region, deployed.scheme,
+                                                                   dns_digits(deployed.lb_arn))
             changed = set_hostname(self.c, ing, hostname) or changed
         except Exception as exc:
             self._report(ing, "Warning", "FailedDeployModel", f"Failed deploy model due to {exc}", INGRESS_COMPONENT)

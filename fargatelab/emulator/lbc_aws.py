@@ -53,6 +53,8 @@ class Deployed:
     vpc_id: str
     target_group_arns: dict[str, str]  # resource id -> ARN
     changed: bool
+    #: the load balancer's DNSName as ELBv2 reports it: the Ingress's hostname, one name for both
+    dns_name: str = ""
 
 
 def read_inventory(elbv2: Any, cluster: str) -> Inventory:
@@ -132,7 +134,7 @@ class StackDeployer:
             if tg["TargetGroupArn"] not in wanted:
                 self._delete_target_group(tg["TargetGroupArn"])
         return Deployed(lb["LoadBalancerArn"], lb["LoadBalancerName"], lb["Scheme"], lb.get("VpcId", ""), tg_arns,
-                        self.changed)
+                        self.changed, lb.get("DNSName", ""))
 
     def _target_group(self, spec: StackSpec, tg: TargetGroupSpec, existing: list[dict[str, Any]]) -> str:
         for item in existing:

@@ -20,7 +20,7 @@ from typing import IO, Any, Callable
 
 from . import process
 from .binaries import Binaries, provision
-from .startup import Startup, dead_components, microvm_components
+from .startup import Startup, dead_components, microvm_components, recorded_deaths
 from ..errors import ExitCode, HarnessError
 from ..rules.naming import new_run_id
 from ..scenario.handle import ClusterHandle
@@ -93,8 +93,21 @@ class LocalEnvironment:
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, self.state_file)
 
-    def dead_components(self, state: dict[str, Any] | None = None) -> list[str]:
-        return dead_components(state or self.state() or {})
+    def dead_components(self, state: dict[str, Any] | None = None, microvms: bool = True) -> list[str]:
+        return dead_components(state or self.state() or {}, microvms)
+
+    def died_since(self, since: float) -> list[str]:
+        """Components dead now, and microVM processes that died since ``since`` (epoch seconds), each once:
+        what a run that started then must report at its end."""
+        state = self.state() or {}
+        dead = self.dead_components(state)
+        for death in recorded_deaths(state, since):
+            name = f"{death['component']} (node {death['node']})"
+            if death["component"] in dead:
+                dead[dead.index(death["component"])] = name
+            elif name not in dead:
+                dead.append(name)
+        return dead
 
     def start_lock(self) -> IO[str]:
         """This environment's start lock, held (close the file to release it): whoever holds it is
@@ -107,7 +120,7 @@ class LocalEnvironment:
 
     def is_up(self) -> bool:
         state = self.state()
-        return bool(state and state.get("ready") and not self.dead_components(state))
+        return bool(state and state.get("ready") and not self.dead_components(state, microvms=False))
 
     def handle(self) -> ClusterHandle:
         state = self.state()
@@ -148,7 +161,7 @@ class LocalEnvironment:
     def up(self, config: EnvironmentConfig, progress: Progress = _stderr) -> ClusterHandle:
         state = self.state()
         if state is not None:
-            if state.get("ready") and not self.dead_components(state):
+            if state.get("ready") and not self.dead_components(state, microvms=False):
                 raise HarnessError(
                     f"environment {self.name!r} is already up (run {state['run_id']}): use it with "
                     f"`eval \"$(fargate-lab env)\"`, or `fargate-lab down` first",

@@ -28,16 +28,18 @@ from ..errors import ExitCode, HarnessError
 from ..rules.naming import fargate_node_name
 from . import process
 from .dataplane_binaries import DataPlaneBinaries
-from .microvm_host import cgroup_dirs, kill_cgroup, remove_cgroup, unmount_under
+from .microvm_host import cgroup_dirs, kill_cgroup, remove_cgroup, short_path, unmount_under
 from .pki import Authority
 from .registry import hosts_tomls
 from .vpc_network import Attachment, VpcNetwork
 
-__all__ = ["COMPONENTS_FILE", "MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE"]
+__all__ = ["COMPONENTS_FILE", "DEATHS_FILE", "MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE"]
 
 KUBELET_PORT = 10250
 #: in each running microVM's directory: its processes (containerd, kubelet, kube-proxy, the mount holder)
 COMPONENTS_FILE = "components.json"
+#: beside the microVMs' directories: one JSON line per microVM process that died, kept after its microVM goes
+DEATHS_FILE = "deaths.jsonl"
 #: what a Fargate microVM's kubelet reports as its osImage comes from here
 AMAZON_LINUX_2 = """NAME="Amazon Linux"
 VERSION="2"
@@ -84,11 +86,14 @@ class MicroVM:
         self.attachment: Attachment | None = None
         self.components: list[process.Component] = []
         self._mount_holder = 0
+        #: the directory again, by a short path: sockets' paths are limited in length
+        self.sockets = root
 
     # --- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.sockets = short_path(self.run_id, self.spec.slug, self.root)
         self.attachment = self.network.attach(self.spec.address, self.spec.subnet, management=True)
         try:
             self._write_containerd()
@@ -97,13 +102,13 @@ class MicroVM:
                 path.mkdir(parents=True, exist_ok=True)
             self._start_mount_namespace()
             self._launch("containerd", [self.bins.path("containerd"), "--config", str(self.root / "containerd.toml")])
-            self._wait_for(self.root / "containerd.sock", "containerd's socket")
+            self._wait_for(self.sockets / "containerd.sock", "containerd's socket")
             self._write_kube_proxy()
             self._launch("kubelet", [
                 self.bins.path("kubelet"), "--config", str(self.root / "kubelet.yaml"),
                 "--kubeconfig", str(self.root / "kubelet.kubeconfig"),
                 "--hostname-override", self.spec.node_name, "--node-ip", self.spec.address,
-                "--root-dir", str(self.root / "kubelet"), "--provider-id", self.spec.provider_id,
+                "--root-dir", str(self.sockets / "kubelet"), "--provider-id", self.spec.provider_id,
                 "--node-labels", ",".join(f"{k}={v}" for k, v in sorted(self.spec.labels.items())),
             ])
             # Fargate runs kube-proxy in every microVM: the pod's traffic passes the microVM's netfilter.
@@ -128,11 +133,17 @@ class MicroVM:
                 break
         self.components.clear()
         unmount_under(self.root)
+        if self.sockets != self.root:
+            self.sockets.unlink(missing_ok=True)
         for path in reversed(cgroup_dirs(self.run_id, self.spec.slug)):
             remove_cgroup(path)
         if self.attachment is not None:
             self.network.detach(self.attachment)
             self.attachment = None
+
+    def dead(self) -> list[str]:
+        """Names of this running microVM's processes that have died (a kubelet killed, say)."""
+        return [c.name for c in self.components if not process.alive(c.pid, self.run_id)]
 
     def _belongs(self, pid: int) -> bool:
         try:
@@ -207,7 +218,7 @@ disabled_plugins = [{", ".join(f'"{p}"' for p in _CONTAINERD_UNUSED)}]
 root = "{r}/containerd/root"
 state = "{r}/containerd/state"
 [grpc]
-  address = "{r}/containerd.sock"
+  address = "{self.sockets}/containerd.sock"
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -262,7 +273,7 @@ conntrack: {{maxPerCore: 0, min: 0}}
                          f"effect: {t.split(':')[1]}}}" for t in spec.taints)
         (r / "kubelet.yaml").write_text(f"""apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://{r}/containerd.sock
+containerRuntimeEndpoint: unix://{self.sockets}/containerd.sock
 cgroupDriver: cgroupfs
 cgroupRoot: {cgroup_root}
 maxPods: 1

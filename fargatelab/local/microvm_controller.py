@@ -25,7 +25,7 @@ from typing import Any
 
 from .aws.network import PRIVATE_SUBNET_CIDRS, VPC_CIDR
 from .dataplane_binaries import provision_dataplane
-from .microvm import MicroVM, MicroVMSpec
+from .microvm import DEATHS_FILE, MicroVM, MicroVMSpec
 from .pki import Authority
 from .vpc_network import VpcNetwork
 
@@ -89,6 +89,8 @@ class MicroVMController:
         self._started: dict[str, float] = {}
         #: microVMs whose kubelet has registered the node (their node going away means their pod went)
         self._registered: set[str] = set()
+        #: processes whose death is already recorded
+        self._dead: set[str] = set()
         self._lock = threading.Lock()
 
     def reconcile(self) -> None:
@@ -112,6 +114,7 @@ class MicroVMController:
                 self._started.pop(name, None)
                 self._registered.discard(name)
             self._registered.update(n for n in wanted if n in self.vms)
+            self._record_deaths()
             for name, spec in wanted.items():
                 if name in self.vms:
                     continue
@@ -128,6 +131,18 @@ class MicroVMController:
                     continue
                 log.info("microVM of %s started (%s)", name, spec.address)
                 self.vms[name] = vm
+
+    def _record_deaths(self) -> None:
+        """A microVM process that dies is recorded, and stays recorded after its microVM goes: a run that
+        passed although its data plane lost a kubelet must still be told at its end."""
+        for name, vm in self.vms.items():
+            for component in vm.dead():
+                if component in self._dead:
+                    continue
+                self._dead.add(component)
+                log.warning("%s of the microVM of %s died", component, name)
+                with (self.dir / "microvms" / DEATHS_FILE).open("a") as out:
+                    out.write(json.dumps({"component": component, "node": name, "at": time.time()}) + "\n")
 
     def stop_all(self) -> None:
         with self._lock:

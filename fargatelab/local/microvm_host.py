@@ -13,10 +13,23 @@ from typing import Callable
 
 from ..errors import ExitCode, HarnessError
 
-__all__ = ["CGROUP_ROOT", "cgroup_dirs", "choose_data_plane", "ensure_host_tools", "kill_cgroup", "microvm_host_problem",
+__all__ = ["CGROUP_ROOT", "SHORT_ROOT", "short_path", "cgroup_dirs", "choose_data_plane", "ensure_host_tools", "kill_cgroup", "microvm_host_problem",
            "mounts_under", "remove_cgroup", "remove_run_data_plane", "require_microvm_host", "unmount_under"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: short names for the microVMs' directories: a unix socket's path has at most 107 bytes, and a state
+#: directory deep in a temporary folder leaves containerd's and kubelet's sockets too little room
+SHORT_ROOT = Path("/run/fargate-labs")
+
+
+def short_path(run_id: str, slug: str, root: Path) -> Path:
+    """A short symbolic link to a microVM's directory ``root``, for the paths of its sockets."""
+    link = SHORT_ROOT / run_id / slug
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(root)
+    return link
 
 
 def cgroup_dirs(run_id: str, slug: str) -> list[Path]:
@@ -89,6 +102,11 @@ def remove_run_data_plane(run_id: str, state_dir: Path) -> list[str]:
                 path.parent.rmdir()  # /fargate-labs itself, once no run of any environment uses it
             except OSError:
                 pass
+    shutil.rmtree(SHORT_ROOT / run_id, ignore_errors=True)  # the microVMs' short links
+    try:
+        SHORT_ROOT.rmdir()
+    except OSError:
+        pass
     mounts = mounts_under(state_dir)
     unmount_under(state_dir / "microvms")
     removed += [f"mount {m}" for m in mounts]

@@ -22,20 +22,41 @@ from .binaries import Binaries
 if TYPE_CHECKING:
     from .environment import EnvironmentConfig
 
-__all__ = ["Startup", "dead_components", "microvm_components"]
+__all__ = ["Startup", "dead_components", "microvm_components", "recorded_deaths"]
 
 Progress = Callable[[str], None]
 #: the kube-system profile of a cluster whose pods really run (002's)
 COREDNS_PROFILE = "kube_system"
 
 
-def dead_components(state: dict[str, Any]) -> list[str]:
-    """Names of the state's components whose process is gone (or is no longer the run's), the running
-    microVMs' processes among them (``kubelet-10-11-89-156``)."""
+def dead_components(state: dict[str, Any], microvms: bool = True) -> list[str]:
+    """Names of the state's components whose process is gone (or is no longer the run's), and with
+    ``microvms`` the running microVMs' processes among them (``kubelet-10-11-89-156``): a dead microVM
+    fails what waits on it, while the environment itself still runs its other pods."""
     return [
-        c["name"] for c in [*state.get("components", []), *microvm_components(state)]
+        c["name"] for c in [*state.get("components", []), *(microvm_components(state) if microvms else [])]
         if not process.alive(c["pid"], state.get("run_id"))
     ]
+
+
+def recorded_deaths(state: dict[str, Any], since: float = 0.0) -> list[dict[str, Any]]:
+    """The microVM processes that died since ``since`` (epoch seconds), also of microVMs gone since."""
+    from .microvm import DEATHS_FILE
+
+    path = Path(state.get("microvms_dir") or "/nonexistent") / DEATHS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            death = json.loads(line)
+        except ValueError:
+            continue
+        if death.get("at", 0) >= since:
+            found.append(death)
+    return found
 
 
 def microvm_components(state: dict[str, Any]) -> list[dict[str, Any]]:

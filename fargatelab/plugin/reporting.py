@@ -33,6 +33,7 @@ from ..report.write import write_reports
 from ..scenario.failures import Failure
 from ..scenario.wait import ComponentDied, WaitTimeout
 from .progress_line import configure_progress
+from .run_end import RUN_END
 from .run import backend_of, owns_run, run_id, worker_id
 
 __all__ = ["pytest_addoption", "pytest_configure", "failure_data"]
@@ -104,6 +105,7 @@ class _Reporter:
             interrupted=interrupted,
             stop_reason=self.stop_reason or ("interrupted" if interrupted else ""),
             exitstatus=int(exitstatus),
+            died=list(getattr(self.config.stash.get(RUN_END, None), "died", [])),
             command="pytest " + shlex.join(str(a) for a in self.config.invocation_params.args),
             workers=len(workers),
             timing=f"{getattr(o, 'timing', '')}" + (f" ×{scale:g}" if scale != 1.0 else ""),
@@ -157,7 +159,8 @@ class _Reporter:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # trylast: after junitxml has written its file.
         try:
-            self.write(int(exitstatus))
+            # The run's end (in another hook, before this one) may have failed a run whose steps all passed.
+            self.write(int(session.exitstatus or exitstatus))
             if self.run_dir is not None and self.staging is not None:
                 _junit_named(self.config, self.run_dir / "junit.xml")
         except OSError as err:

@@ -16,15 +16,18 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import pytest
 
 from ..report.cost import CostMeter, estimate, merge_observations, summary_line, write_report
 from ..errors import ExitCode
 from ..scenario.handle import ClusterHandle
 
-__all__ = ["RunEnd", "reports_dir", "aws_factory", "start_meter", "save_observations", "record_backend", "finish"]
+__all__ = ["RUN_END", "RunEnd", "reports_dir", "aws_factory", "start_meter", "save_observations", "record_backend", "finish"]
 
 
 @dataclass
@@ -34,6 +37,12 @@ class RunEnd:
     cleanup_errors: list[str] = field(default_factory=list)
     cost_file: Path | None = None
     exit_code: int = ExitCode.OK
+    #: components of the run's environment that died during the run
+    died: list[str] = field(default_factory=list)
+
+
+#: the run's end, once the owner has finished it (the report reads what died from it)
+RUN_END = pytest.StashKey[RunEnd]()
 
 
 def reports_dir(root: Path, run_id: str) -> Path:
@@ -61,10 +70,15 @@ def aws_factory(handle: ClusterHandle) -> Callable[[str], Any]:
 def record_backend(root: Path, backend: str, mode: str, handle: ClusterHandle) -> None:
     directory = reports_dir(root, handle.run_id)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "backend.json").write_text(json.dumps({
+    path = directory / "backend.json"
+    try:  # several processes open the run's backend: the run began when the first did
+        opened = float(json.loads(path.read_text())["opened_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        opened = time.time()
+    path.write_text(json.dumps({
         "backend": backend, "mode": mode, "cluster": handle.cluster_name, "region": handle.region,
         "run_id": handle.run_id, "kubernetes_version": handle.kubernetes_version,
-        "environment": handle.extra.get("environment")}, indent=2))
+        "environment": handle.extra.get("environment"), "opened_at": opened}, indent=2))
 
 
 def start_meter(handle: ClusterHandle) -> CostMeter:
@@ -99,6 +113,8 @@ def finish(root: Path, run_id: str, *, keep: bool, meter: CostMeter | None,
                              f"--region {used['region']}`")
         else:
             _eks_cleanup(end, used, run_id, directory, progress)
+    if used and used["backend"] == "local" and used.get("environment"):
+        _components_died(end, used, run_id)
     if used and used["backend"] == "local" and keep and used.get("environment") == f"labs-{run_id}":
         name = used["environment"]
         end.lines.append(f"kept environment {name} of run {run_id} (--keep): look with "
@@ -118,6 +134,22 @@ def finish(root: Path, run_id: str, *, keep: bool, meter: CostMeter | None,
         end.cost_file = write_report(directory, report)
         end.lines.append(summary_line(report, end.cost_file))
     return end
+
+
+def _components_died(end: RunEnd, used: dict[str, Any], run_id: str) -> None:
+    """A component of the run's environment that died during the run fails it, even when no step noticed
+    (it died after the last step that needed it, or its microVM went with its pod)."""
+    from ..local.environment import LocalEnvironment
+
+    env = LocalEnvironment(used["environment"])
+    if env.state() is None:
+        return
+    died = env.died_since(float(used.get("opened_at") or 0.0))
+    if died:
+        end.died = died
+        end.lines.append(f"COMPONENT DIED during run {run_id}: {', '.join(died)}; the run fails, and what needed "
+                         f"it may not have been checked (see `fargate-lab status --name {used['environment']}`)")
+        end.exit_code = end.exit_code or ExitCode.COMPONENT_DIED
 
 
 def _eks_cleanup(end: RunEnd, used: dict[str, Any], run_id: str, directory: Path,

@@ -17,12 +17,11 @@ from ..backends import Backend, open_backend
 from ..errors import HarnessError
 from .options import backend_options
 from .run import BACKEND, hand_to_worker, is_worker, owns_run, run_id
-from .run_end import RunEnd, finish, record_backend, save_observations, start_meter
+from .run_end import RUN_END, finish, record_backend, save_observations, start_meter
 
 __all__ = ["open_run_backend", "reports_root"]
 
 _METER = pytest.StashKey[Any]()
-_END = pytest.StashKey[RunEnd]()
 _EARLY_START = pytest.StashKey[threading.Thread]()
 
 
@@ -108,13 +107,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             save_observations(reports_root(config), run_id(config), meter)
         return
     end = finish(reports_root(config), run_id(config), keep=config.option.keep, meter=meter)
-    config.stash[_END] = end
+    config.stash[RUN_END] = end
     if end.exit_code and session.exitstatus == 0:
         session.exitstatus = end.exit_code
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    end = config.stash.get(_END, None)
+    end = config.stash.get(RUN_END, None)
     if end is None or not end.lines:
         return
     terminalreporter.section("fargate-labs run " + run_id(config))

@@ -70,6 +70,8 @@ class RunInfo:
     #: why it stopped: "interrupted by Ctrl-C", "stopped: <message>"
     stop_reason: str = ""
     exitstatus: int = 0
+    #: components of the run's environment that died during the run (it fails even if every step passed)
+    died: list[str] = field(default_factory=list)
     command: str = ""
     workers: int = 0
     timing: str = ""
@@ -356,14 +358,15 @@ class RunReport:
 
     def verdict(self) -> str:
         """INTERRUPTED; else FAILED when a documented outcome did not hold; else ERROR when the harness or the
-        cluster broke (what it left unchecked may hold or not); else INCOMPLETE when a step never ran (a
+        cluster broke, or a component of the environment died during the run (what it left unchecked may hold
+        or not); else INCOMPLETE when a step never ran (a
         worker lost, ``-x``): what it would have asserted is unknown; else PASSED."""
         if self.info.interrupted:
             return "INTERRUPTED"
         t = self.totals()
         if t["failed"] + t["xpassed"]:
             return "FAILED"
-        if t["error"]:
+        if t["error"] or self.info.died:
             return "ERROR"
         return "INCOMPLETE" if t["not run"] else "PASSED"
 

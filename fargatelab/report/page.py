@@ -188,7 +188,10 @@ def render_html(model: RunReport, files: Iterable[str] = ()) -> str:
         out.append(f'<div class="banner" id="interrupted">The run was interrupted'
                    f'{": " + _e(i.stop_reason) if i.stop_reason else ""}. '
                    f'{t["not run"]} step(s) did not run; the results below are incomplete.</div>')
-    elif verdict == "INCOMPLETE":
+    if i.died:
+        out.append(f'<div class="banner" id="died">A component of the environment died during the run: '
+                   f'{_e(", ".join(i.died))}. The run fails; what needed it may not have been checked.</div>')
+    if verdict == "INCOMPLETE":
         out.append(f'<div class="banner" id="incomplete">{t["not run"]} step(s) did not run: '
                    "what they assert was not checked.</div>")
     out.append('<table class="meta">' + "".join(

@@ -96,6 +96,9 @@ def render_summary_md(model: RunReport) -> str:
     if i.started:
         facts.append(i.started)
     lines += [" · ".join(facts), ""]
+    if i.died:
+        lines += [f"**A component died during the run**: {', '.join(i.died)}. The run fails; what needed it may "
+                  "not have been checked.", ""]
     if i.interrupted:
         lines += [f"**The run was interrupted** ({i.stop_reason or 'stopped early'}): steps marked · did not run.", ""]
     elif t["not run"]:

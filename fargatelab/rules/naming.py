@@ -28,6 +28,7 @@ __all__ = [
     "kubelet_version",
     "load_balancer_name",
     "target_group_name",
+    "dns_digits",
     "load_balancer_dns_name",
     "new_run_id",
     "validate_run_id",
@@ -142,6 +143,19 @@ def target_group_name(
         str(target_port), target_type, protocol, protocol_version,
     )
     return f"k8s-{_clean(namespace)[:8]}-{_clean(service_name)[:8]}-{uuid}"
+
+
+def dns_digits(lb_arn: str) -> str:
+    """The number in an ALB's DNS name (``<name>-<digits>.<region>.elb.amazonaws.com``), stable per ARN.
+
+    Real ones are 9-10 digits; the local AWS side numbers its load balancers with these.
+
+    >>> d = dns_digits("arn:aws:elasticloadbalancing:ap-northeast-2:1:loadbalancer/app/k8s-a-b-c/0f90933666267afd")
+    >>> d.isdigit(), 9 <= len(d) <= 10, d == dns_digits("arn:aws:elasticloadbalancing:ap-northeast-2:1:loadbalancer/app/k8s-a-b-c/0f90933666267afd")
+    (True, True, True)
+    """
+    value = int(hashlib.sha256(lb_arn.encode()).hexdigest()[:12], 16)
+    return str(100_000_000 + value % 1_900_000_000)
 
 
 def load_balancer_dns_name(lb_name: str, region: str, scheme: str, digits: str | int) -> str:

@@ -82,11 +82,12 @@ def leaks(run_id: str, env_name: str | None) -> list[str]:
 
 def data_plane_leaks(run_id: str) -> list[str]:
     """The microVMs' network namespaces, cgroups and mounts still tagged with ``run_id``."""
-    from fargatelab.local.microvm_host import CGROUP_ROOT
+    from fargatelab.local.microvm_host import CGROUP_ROOT, SHORT_ROOT
     from fargatelab.local.vpc_network import namespaces_of_run
 
     found = [f"network namespace {n}" for n in namespaces_of_run(run_id)]
     found += [f"cgroup {c}" for c in CGROUP_ROOT.glob(f"*/fargate-labs/{run_id}")]
+    found += [f"directory {SHORT_ROOT / run_id}"] if (SHORT_ROOT / run_id).exists() else []
     found += [f"mount {line.split()[1]}" for line in Path("/proc/self/mounts").read_text().splitlines()
               if f"labs-{run_id}/" in line.split()[1]]
     return found
@@ -161,7 +162,7 @@ def kill_component_run(module: str, run_id: str, env_name: str, component: str, 
     ended, took, out = _wait_end(run)
     outcome = Outcome(f"{component} killed", module, run_id, ended, took)
     if run.returncode == 0:
-        outcome.notes.append("the run passed although a component died")
+        outcome.notes.append("the run passed although a component died: " + " | ".join(out.splitlines()[-6:]))
     elif f"{component}" not in out:
         outcome.notes.append("no failure message names the dead component")
     return outcome

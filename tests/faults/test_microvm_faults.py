@@ -31,7 +31,8 @@ def microvms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalE
 
 
 def test_a_kubelet_killed_mid_lab_fails_the_step_naming_it(microvms: LocalEnvironment) -> None:
-    outcome = faults.kill_component_run("test_scaling.py", f"kubelet{os.getpid() % 1000}", microvms.name,
+    # netshoot and sample-app must all run before any step: a pod whose kubelet died never does.
+    outcome = faults.kill_component_run("test_netshoot.py", f"kubelet{os.getpid() % 1000}", microvms.name,
                                         "kubelet-")
     assert "ended before the fault" not in outcome.notes, "no pod of the run got a microVM: nothing was tested"
     assert outcome.ended and outcome.notes == [], outcome.notes

@@ -20,7 +20,8 @@ import pytest
 
 from fargatelab.scenario import wait
 from fargatelab.emulator.kube import Clients, status_of
-from fargatelab.emulator.lbc import LoadBalancerController, dns_digits
+from fargatelab.emulator.lbc import LoadBalancerController
+from fargatelab.rules.naming import dns_digits
 from fargatelab.emulator.lbc_aws import read_inventory
 from fargatelab.scenario.handle import ClusterHandle
 from fargatelab.rules.naming import load_balancer_dns_name, load_balancer_name
@@ -208,6 +209,7 @@ def test_ip_targets_hostname_binding_and_event(lab: Lab) -> None:
     name = load_balancer_name(lab.env.cluster_name, lab.namespace, "ingress-2048", "internet-facing")
     assert lb["LoadBalancerName"] == name and lb["Scheme"] == "internet-facing"
     assert hostname == load_balancer_dns_name(name, lab.env.region, "internet-facing", dns_digits(lb["LoadBalancerArn"]))
+    assert hostname == lb["DNSName"], "the ELBv2 API and the Ingress must carry one name for the load balancer"
     assert re.fullmatch(rf"{name}-\d{{9,10}}\.{lab.env.region}\.elb\.amazonaws\.com", hostname)
     assert sorted(z["SubnetId"] for z in lb["AvailabilityZones"]) == sorted(lab.seed["public_subnet_ids"])
     assert lab.controller_name in (lab.ingress("ingress-2048").metadata.finalizers or [])

@@ -267,3 +267,14 @@ def test_lab_wall_time_spans_its_steps_not_their_sum(roundtrip: bool) -> None:
     assert lab.wall == pytest.approx(71.5)
     assert lab.duration == pytest.approx(82.5)
     assert summary_json(model)["labs"][0]["wall_seconds"] == 71.5
+
+
+def test_a_component_that_died_fails_a_run_whose_steps_all_passed() -> None:
+    nodeid = "labs/test_fargate_profile.py::test_profile_created"
+    died = ["kubelet-10-11-72-34 (node fargate-ip-10-11-72-34.ap-northeast-2.compute.internal)"]
+    model = model_of(phases(nodeid), RunInfo(run_id="abc123", backend="local", died=died))
+    model.expect([nodeid])
+    assert model.totals()["passed"] == 1 and model.verdict() == "ERROR"
+    assert "**A component died during the run**: kubelet-10-11-72-34" in render_summary_md(model)
+    assert 'id="died"' in render_html(model) and json.loads(json.dumps(summary_json(model)))["run"]["died"] == died
+    assert model_of(phases(nodeid)).verdict() != "ERROR"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fargatelab.emulator.lbc import dns_digits
+from fargatelab.rules.naming import dns_digits
 from fargatelab.emulator.lbc_kube import crd_object, ingress_class_object, tgb_object
 from fargatelab.emulator.lbc_model import (ACTION_404,
     ACTION_503_NO_SERVICE,
@@ -261,7 +261,7 @@ def test_missing_backend() -> None:
     assert "unable to find port http on service" in desired_targets(tgb(port="http"), service(), [], set()).error
 
 
-@pytest.mark.parametrize("module", ["fargatelab.emulator.lbc", "fargatelab.emulator.lbc_model"])
+@pytest.mark.parametrize("module", ["fargatelab.rules.naming", "fargatelab.emulator.lbc_model"])
 def test_doctests(module: str) -> None:
     import doctest
     import importlib

@@ -6,6 +6,8 @@ stderr. SIGTERM/SIGINT shut the server down and exit 0.
 
 Besides the AWS APIs the server answers, under ``/_fargatelab/``:
   GET    seed    the ids returned by ``seed_workshop`` (JSON)
+  POST   target-health  {target group ARN: {"id:port": {"State", "Reason", "Description"}}}: what the ALB
+                 data plane measured, reported by DescribeTargetHealth (see :mod:`.load_balancers`)
   GET    secret?access_key_id=ID  the secret of a key moto issued (for the token-review webhook)
   GET    inject  pending injected faults
   POST   inject  {"action": "CreateFargateProfile", "error": "ResourceInUseException",
@@ -181,6 +183,8 @@ def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[byt
     """Wrap moto's WSGI app with the ``/_fargatelab/`` control endpoints."""
     from werkzeug.wrappers import Request, Response
 
+    from .load_balancers import report_health
+
     def control(request: Request) -> Response:
         what = request.path[len(_PREFIX) :]
         if what == "seed" and request.method == "GET":
@@ -188,6 +192,12 @@ def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[byt
         if what == "secret" and request.method == "GET":
             secret = _secret_of(request.args.get("access_key_id", ""))
             return _json({"secret": secret} if secret else {"error": "unknown access key"}, 200 if secret else 404)
+        if what == "target-health" and request.method == "POST":
+            try:
+                report_health(json.loads(request.get_data(as_text=True) or "{}"))
+            except (ValueError, AttributeError) as err:
+                return _json({"error": str(err)}, 400)
+            return _json({"ok": True})
         if what != "inject":
             return _json({"error": f"unknown endpoint {request.path}"}, 404)
         if request.method == "POST":
@@ -278,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from . import fargate_profiles
+    from . import fargate_profiles, load_balancers
     from .network import seed_workshop
 
     try:
@@ -286,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         return _fail(f"{FAULTS_ENV} is not a valid fault list: {err}", ExitCode.BAD_INPUT)
     fargate_profiles.install(args.profile_create_seconds, args.profile_delete_seconds)
+    load_balancers.install()
     install_fault_injection()
     seed: dict[str, Any] = {}
     app = build_app(DomainDispatcherApplication(create_backend_app), seed)
