@@ -260,12 +260,18 @@ def test_game_page(lab: Lab, games: Games, variant: Variant) -> None:
     lab.step(f"open http://{hostname}")
 
     def probe() -> tuple[bool, str]:
+        # Where the name is not in public DNS (the local backend's ALBs), connect where the backend serves
+        # it, asking for the hostname, as `curl --resolve` does.
+        address = lab.cluster.load_balancer_address(hostname)
+        request = urllib.request.Request(f"http://{address or hostname}/", headers={"Host": hostname})
         try:
-            with urllib.request.urlopen(f"http://{hostname}/", timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 body: Any = response.read().decode(errors="replace")
                 return response.status == 200 and "2048" in body, f"HTTP {response.status}, {len(body)} bytes"
+        except urllib.error.HTTPError as exc:
+            return False, f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             return False, str(exc)
 
     # DNS of a new ALB takes a few minutes to resolve.
-    lab.wait(cond.condition(f"the 2048 page at http://{hostname}/", probe), 300, interval=5)
+    lab.wait(cond.condition(f"the 2048 page at http://{hostname}/", probe), 300, interval=1)

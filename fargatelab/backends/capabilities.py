@@ -53,7 +53,8 @@ _MOTO_ALB = ("ALB exists only as AWS API objects in moto, made by the load balan
 _LACKS: Mapping[tuple[str, str], str] = {
     ("local", Capability.POD_NETWORK): "the local backend simulates its pods with KWOK (--data-plane kwok): no "
                                        "container runs; --data-plane microvm runs them (Linux, root)",
-    ("local", Capability.LOAD_BALANCER_HTTP): f"the local backend's {_MOTO_ALB}",
+    ("local", Capability.LOAD_BALANCER_HTTP): "the local backend with KWOK has no pod for an ALB to send a request "
+                                              "to; --data-plane microvm serves each ALB with HAProxy (Linux, root)",
     ("kind", Capability.LOAD_BALANCER_HTTP): f"the kind backend's {_MOTO_ALB}, though its pods run",
     ("local", Capability.SERVICE_PROXY): "the local backend with KWOK runs no container for the API server to proxy "
                                          "to; --data-plane microvm does",
@@ -63,7 +64,8 @@ _LACKS: Mapping[tuple[str, str], str] = {
 
 
 #: what the local backend adds with its microVM data plane: real containers, reachable from the API server
-MICROVM: frozenset[str] = frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY})
+MICROVM: frozenset[str] = frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY,
+                                     Capability.LOAD_BALANCER_HTTP})
 
 
 def declared(backend: str, mode: str, data_plane: str = "kwok") -> frozenset[str]:

@@ -138,7 +138,9 @@ class LocalEnvironment:
             kubernetes_version=state["kubernetes_version"],
             timing_scale=state.get("timing_scale", 1.0),
             extra={"state_dir": str(self.dir), "environment": self.name,
-                   "data_plane": state.get("data_plane", "kwok")},
+                   "data_plane": state.get("data_plane", "kwok"),
+                   **({"load_balancers": str(self.dir / "load-balancers.json")}
+                      if state.get("data_plane") == "microvm" else {})},
         )
 
     def exports(self) -> str:

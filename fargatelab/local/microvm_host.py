@@ -127,9 +127,13 @@ def mounts_under(root: Path) -> list[str]:
 INOTIFY_MINIMUM = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
 
 
+#: the host's commands the data plane runs, the Debian package of each, and who needs it
+HOST_TOOLS = (("iptables", "iptables", "kube-proxy"), ("haproxy", "haproxy", "the ALBs' data plane"))
+
+
 def ensure_host_tools(progress: Callable[[str], None]) -> None:
-    """What the host needs for many microVMs: inotify room, and the iptables command kube-proxy programs
-    netfilter with (Debian's, installed when missing)."""
+    """What the host needs for many microVMs: inotify room, the iptables command kube-proxy programs netfilter
+    with, and HAProxy for the ALBs (Debian's packages, installed when missing)."""
     for key, minimum in INOTIFY_MINIMUM.items():
         path = Path("/proc/sys") / key
         try:
@@ -138,19 +142,23 @@ def ensure_host_tools(progress: Callable[[str], None]) -> None:
                 progress(f"raised {key.replace('/', '.')} to {minimum} for the microVMs' kubelets and containerds")
         except (OSError, ValueError):
             pass
-    if shutil.which("iptables") is not None:
-        return
+    for command, package, user in HOST_TOOLS:
+        if shutil.which(command) is None:
+            _apt_install(command, package, user, progress)
+
+
+def _apt_install(command: str, package: str, user: str, progress: Callable[[str], None]) -> None:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise HarnessError("kube-proxy needs the iptables command: install iptables (Debian: apt-get install "
-                           "iptables)", ExitCode.MISSING_BINARY)
-    progress("installing iptables with apt-get, for kube-proxy")
+        raise HarnessError(f"{user} needs the {command} command: install {package} (Debian: apt-get install "
+                           f"{package})", ExitCode.MISSING_BINARY)
+    progress(f"installing {package} with apt-get, for {user}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
+    done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-        done = subprocess.run(["apt-get", "install", "-y", "-q", "iptables"], capture_output=True, text=True, env=env)
-    if done.returncode != 0 or shutil.which("iptables") is None:
-        raise HarnessError(f"apt-get could not install iptables: {done.stderr.strip().splitlines()[-1:]}",
+        done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True, env=env)
+    if done.returncode != 0 or shutil.which(command) is None:
+        raise HarnessError(f"apt-get could not install {package}: {done.stderr.strip().splitlines()[-1:]}",
                            ExitCode.MISSING_BINARY)
 
 

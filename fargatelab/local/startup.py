@@ -205,6 +205,9 @@ class Startup:
         self.launch("microvm-controller", [sys.executable, "-m", "fargatelab.local.microvm_controller",
                                            "--state-dir", str(self.dir)])
         self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
+        # The ALBs' data plane: it reaches the pods' addresses through the VPC's route on the host.
+        self.launch("alb-proxies", [sys.executable, "-m", "fargatelab.local.alb_proxies", "--state-dir", str(self.dir)])
+        self.wait_ready("alb-proxies", "the ALBs' proxies", self.first_dead())
         progress(f"microVM data plane ready: registry {registry.address}, {len(images.records)} images")
 
     def _coredns_on_fargate(self, eks: Any, iam: Any, config: EnvironmentConfig, bins: Binaries) -> None:

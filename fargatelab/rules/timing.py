@@ -33,6 +33,8 @@ class Timing:
     pod_start: float
     #: how long a pod on a fresh Fargate node waits before it is bound (capacity provisioning)
     node_provision: float
+    #: the ALBs' health-check intervals and timeouts, relative to what the target group says
+    health_check_scale: float = 1.0
 
     def timeout(self, documented_seconds: float, slack: float = 30.0) -> float:
         """A wait's timeout: the documented duration under this profile, plus slack for a slow machine."""
@@ -50,7 +52,8 @@ class Timing:
 PROFILES = {
     # Every transition still shows (CREATING, then ACTIVE); EKS allows one at a time per cluster, so the
     # labs' profiles queue for each other and each second here is tens of seconds of a run.
-    "fast": Timing("fast", profile_create=0.5, profile_delete=0.5, pod_start=1.0, node_provision=0.5),
+    "fast": Timing("fast", profile_create=0.5, profile_delete=0.5, pod_start=1.0, node_provision=0.5,
+                   health_check_scale=1 / 15),
     # Documented: a profile became ACTIVE after about 4 minutes; pods take 45-60 s to run.
     "eks": Timing("eks", profile_create=240.0, profile_delete=300.0, pod_start=40.0, node_provision=12.0),
 }
@@ -71,4 +74,5 @@ def profile(name: str = "fast", scale: float = 1.0) -> Timing:
         profile_delete=base.profile_delete * scale,
         pod_start=base.pod_start * scale,
         node_provision=base.node_provision * scale,
+        health_check_scale=base.health_check_scale * scale,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 __all__ = ["Capability", "ClusterHandle"]
@@ -50,6 +52,19 @@ class ClusterHandle:
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
+
+    def load_balancer_address(self, hostname: str) -> str | None:
+        """Where a load balancer's DNS name is served when the name is not in public DNS (the local
+        backend's ALBs): connect there, asking for ``hostname``, as ``curl --resolve`` does. None: use DNS.
+        Internal load balancers have no address here: they answer only inside the VPC."""
+        names = self.extra.get("load_balancers")
+        if not names:
+            return None
+        try:
+            entry = json.loads(Path(names).read_text()).get(hostname) or {}
+        except (OSError, ValueError):
+            return None
+        return entry.get("address") if entry.get("scheme") == "internet-facing" else None
 
     def aws_environment(self) -> dict[str, str]:
         """The standard variables that point boto3 and the AWS CLI at this cluster's AWS endpoint."""

@@ -1,0 +1,225 @@
+"""The ALBs' data plane: one HAProxy per load balancer that ELBv2 (moto) holds, configured from its listeners,
+rules and target groups and reconfigured as they change, with ELBv2's health checks run by HAProxy and
+reported back through DescribeTargetHealth.
+
+Run as ``python -m fargatelab.local.alb_proxies --state-dir DIR`` (the environment's ``alb-proxies``
+component). Each ALB listens on a loopback address of its own (``127.100.x.y``) on its listeners' ports;
+``DIR/load-balancers.json`` maps every DNS name to it, which is what ``fargate-lab resolve`` prints and what
+the harness connects to for a hostname. Internal ALBs are served the same way on the host but are not
+resolved for it: they answer only inside the VPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from ..rules.timing import profile
+from . import process
+from .alb_config import ALB_503, Alb, elb_health, render
+from .microvm_host import SHORT_ROOT
+
+__all__ = ["NAMES_FILE", "address_for", "main"]
+
+log = logging.getLogger("fargatelab.alb")
+#: beside the environment's state: DNS name -> {"address", "scheme", "ports", "arn"}
+NAMES_FILE = "load-balancers.json"
+_INACTIVE = ("draining", "unused", "unavailable")
+
+
+def address_for(arn: str, taken: set[str]) -> str:
+    """A loopback address of its own for the load balancer ``arn``, stable across restarts when free.
+
+    >>> address_for("arn:lb/1", set()) == address_for("arn:lb/1", set())
+    True
+    >>> a = address_for("arn:lb/1", set()); address_for("arn:lb/1", {a}) != a
+    True
+    """
+    value = int(hashlib.sha256(arn.encode()).hexdigest()[:8], 16)
+    for step in range(65024):
+        n = (value + step) % 65024
+        address = f"127.100.{n // 254}.{n % 254 + 1}"
+        if address not in taken:
+            return address
+    raise RuntimeError("no loopback address left for another load balancer")
+
+
+class Proxy:
+    """One ALB's HAProxy: its directory, configuration, process and health-check view."""
+
+    def __init__(self, root: Path, run_id: str, arn: str, address: str) -> None:
+        self.arn, self.address, self.run_id = arn, address, run_id
+        slug = hashlib.sha256(arn.encode()).hexdigest()[:10]
+        self.name = f"alb-{slug}"
+        self.dir = root / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        SHORT_ROOT.joinpath(run_id).mkdir(parents=True, exist_ok=True)
+        self.socket = SHORT_ROOT / run_id / f"{slug}.sock"  # a unix socket's path is short
+        self.errorfile = self.dir / "503.http"
+        self.errorfile.write_text(ALB_503)
+        self.config = ""
+        self.pid = 0
+        #: targets seen passing their health checks (healthy from then on, until HAProxy marks them down)
+        self.passed: set[str] = set()
+        self.first_seen: dict[str, float] = {}
+
+    def apply(self, config: str) -> None:
+        """Start HAProxy with ``config``, or reload it (its master re-reads the file on SIGUSR2)."""
+        if config == self.config and process.alive(self.pid, self.run_id):
+            return
+        (self.dir / "haproxy.cfg").write_text(config)
+        if process.alive(self.pid, self.run_id):
+            os.kill(self.pid, signal.SIGUSR2)
+        else:
+            if self.pid:
+                log.warning("the proxy of %s died: starting it again", self.arn)
+            binary = shutil.which("haproxy") or "haproxy"
+            self.pid = process.start(self.name, [binary, "-W", "-db", "-f", str(self.dir / "haproxy.cfg")],
+                                     self.dir, self.run_id).pid
+        self.config = config
+
+    def stats(self) -> list[dict[str, str]]:
+        """HAProxy's ``show stat``: one row per frontend, backend and server."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(str(self.socket))
+                s.sendall(b"show stat\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            return []
+        return list(csv.DictReader(io.StringIO(data.decode(errors="replace").lstrip("# "))))
+
+    def health(self, alb: Alb, health_scale: float) -> dict[str, dict[str, dict[str, str]]]:
+        """Each target group's targets as ELBv2 target health, from what HAProxy's checks found."""
+        rows = {(r.get("pxname"), r.get("svname")): r for r in self.stats()}
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        now = time.monotonic()
+        for i, arn in enumerate(sorted(alb.groups), 1):
+            tg = alb.groups[arn]
+            out[arn] = {}
+            for ip, port in tg.targets:
+                key = f"{ip}:{port}"
+                self.first_seen.setdefault(f"{arn} {key}", now)
+                row = rows.get((f"tg{i}", key), {})
+                status, check = row.get("status", ""), row.get("check_status", "").lstrip("* ")
+                settled = now - self.first_seen[f"{arn} {key}"] >= tg.healthy * tg.interval * health_scale
+                if status.startswith("UP") and check.startswith("L7OK") and settled:
+                    self.passed.add(f"{arn} {key}")
+                elif status.startswith("DOWN"):
+                    self.passed.discard(f"{arn} {key}")
+                out[arn][key] = elb_health(row, f"{arn} {key}" in self.passed)
+        return out
+
+    def stop(self) -> None:
+        if self.pid:
+            process.stop([self.pid], grace=2.0)
+        self.socket.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class AlbProxies:
+    def __init__(self, state_dir: Path) -> None:
+        import boto3
+
+        state = json.loads((state_dir / "state.json").read_text())
+        self.dir, self.run_id = state_dir, state["run_id"]
+        self.endpoint = state["aws_endpoint"]
+        self.elbv2 = boto3.client("elbv2", endpoint_url=self.endpoint, region_name=state["region"],
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+        timing = profile(state.get("timing", "fast"), float(state.get("timing_scale", 1.0)))
+        self.health_scale = timing.health_check_scale
+        self.root = state_dir / "albs"
+        self.proxies: dict[str, Proxy] = {}
+        self.albs: dict[str, Alb] = {}
+
+    def _inventory(self) -> dict[str, Alb]:
+        found = {}
+        for lb in self.elbv2.describe_load_balancers()["LoadBalancers"]:
+            if lb.get("Type", "application") != "application":
+                continue
+            arn = lb["LoadBalancerArn"]
+            listeners = [(li, self.elbv2.describe_rules(ListenerArn=li["ListenerArn"])["Rules"])
+                         for li in self.elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]]
+            groups = []
+            for tg in self.elbv2.describe_target_groups(LoadBalancerArn=arn)["TargetGroups"]:
+                health = self.elbv2.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])
+                groups.append((tg, [(h["Target"]["Id"], int(h["Target"].get("Port") or tg.get("Port") or 80))
+                                    for h in health["TargetHealthDescriptions"]
+                                    if (h.get("TargetHealth") or {}).get("State") not in _INACTIVE]))
+            found[arn] = Alb.from_elbv2(lb, listeners, groups)
+        return found
+
+    def reconcile(self) -> None:
+        self.albs = self._inventory()
+        for arn in [a for a in self.proxies if a not in self.albs]:
+            log.info("load balancer %s is gone: stopping its proxy", arn)
+            self.proxies.pop(arn).stop()
+        health: dict[str, dict[str, dict[str, str]]] = {}
+        for arn, alb in self.albs.items():
+            proxy = self.proxies.get(arn)
+            if proxy is None:
+                taken = {p.address for p in self.proxies.values()}
+                proxy = self.proxies[arn] = Proxy(self.root, self.run_id, arn, address_for(arn, taken))
+                log.info("serving %s on %s", alb.dns_name, proxy.address)
+            proxy.apply(render(alb, proxy.address, str(proxy.socket), str(proxy.errorfile), self.health_scale))
+            health.update(proxy.health(alb, self.health_scale))
+        if health:
+            request = urllib.request.Request(f"{self.endpoint}/_fargatelab/target-health",
+                                             data=json.dumps(health).encode(), method="POST",
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=5).close()
+        names = {alb.dns_name: {"address": self.proxies[arn].address, "scheme": alb.scheme, "arn": arn,
+                                "ports": [li.port for li in alb.listeners]} for arn, alb in self.albs.items()}
+        tmp = self.dir / f"{NAMES_FILE}.tmp"
+        tmp.write_text(json.dumps(names, indent=1))
+        os.replace(tmp, self.dir / NAMES_FILE)
+
+    def stop_all(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.stop()
+        self.proxies.clear()
+
+    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
+        self.reconcile()
+        print("READY", flush=True)
+        while not stop.wait(interval):
+            try:
+                self.reconcile()
+            except Exception as exc:  # moto may be restarting: keep trying until stopped
+                log.warning("reconcile failed: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fargatelab.local.alb_proxies")
+    p.add_argument("--state-dir", required=True, type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    proxies = AlbProxies(args.state_dir)
+    try:
+        proxies.run(stop)
+    finally:
+        proxies.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
