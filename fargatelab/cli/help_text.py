@@ -22,6 +22,10 @@ DESCRIPTIONS = {
     "status": (
         "Show each component of a local environment: its state, pid, port and log. Exits 7 when one died."),
     "down": "Stop every process of a local environment and remove its state.",
+    "resolve": "Print the loopback address where the local environment serves an internet-facing ALB's DNS "
+               "name, for curl --resolve NAME:80:ADDRESS or a browser's --host-resolver-rules=\"MAP NAME ADDRESS\". "
+               "Exit 8 for a name that is no ALB of the environment, or an internal one (it answers only inside "
+               "the VPC).",
     "explain": (
         "Tell, for every pod and pod template of a manifest, whether it runs on Fargate, which profile "
         "matches it and the capacity Fargate gives it, or why it stays pending. Without --profiles the "

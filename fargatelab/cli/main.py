@@ -76,6 +76,8 @@ def get_parser() -> argparse.ArgumentParser:
     status = with_name(command("status", "show each component, its pid, port and log"))
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     with_name(command("down", "stop everything and remove the state"))
+    resolve = with_name(command("resolve", "print the address that serves an ALB's DNS name"))
+    resolve.add_argument("dns_name", metavar="DNSNAME", help="the ALB's DNS name (the Ingress hostname)")
 
     ex = command("explain", "tell whether the pods of a manifest run on Fargate, and their size")
     ex.add_argument("-f", "--filename", required=True, help="manifest file (YAML, several documents allowed; - reads stdin)")
@@ -142,6 +144,8 @@ def _run(args: argparse.Namespace) -> int:
             return ExitCode.START_FAILED
     elif args.command == "down":
         env.down()
+    elif args.command == "resolve":
+        print(env.resolve_load_balancer(args.dns_name))
     return ExitCode.OK
 
 

@@ -26,6 +26,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 from ..rules.timing import profile
 from . import process
@@ -153,23 +156,30 @@ class AlbProxies:
         for lb in self.elbv2.describe_load_balancers()["LoadBalancers"]:
             if lb.get("Type", "application") != "application":
                 continue
-            arn = lb["LoadBalancerArn"]
-            listeners = [(li, self.elbv2.describe_rules(ListenerArn=li["ListenerArn"])["Rules"])
-                         for li in self.elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]]
-            groups = []
-            for tg in self.elbv2.describe_target_groups(LoadBalancerArn=arn)["TargetGroups"]:
-                health = self.elbv2.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])
-                groups.append((tg, [(h["Target"]["Id"], int(h["Target"].get("Port") or tg.get("Port") or 80))
-                                    for h in health["TargetHealthDescriptions"]
-                                    if (h.get("TargetHealth") or {}).get("State") not in _INACTIVE]))
-            found[arn] = Alb.from_elbv2(lb, listeners, groups)
+            try:
+                found[lb["LoadBalancerArn"]] = self._describe(lb)
+            except ClientError as err:  # deleted while being described: it is gone next pass
+                log.info("skipping %s this pass: %s", lb["LoadBalancerArn"], err.response["Error"]["Code"])
         return found
+
+    def _describe(self, lb: dict[str, Any]) -> Alb:
+        arn = lb["LoadBalancerArn"]
+        listeners = [(li, self.elbv2.describe_rules(ListenerArn=li["ListenerArn"])["Rules"])
+                     for li in self.elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]]
+        groups = []
+        for tg in self.elbv2.describe_target_groups(LoadBalancerArn=arn)["TargetGroups"]:
+            health = self.elbv2.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])
+            groups.append((tg, [(h["Target"]["Id"], int(h["Target"].get("Port") or tg.get("Port") or 80))
+                                for h in health["TargetHealthDescriptions"]
+                                if (h.get("TargetHealth") or {}).get("State") not in _INACTIVE]))
+        return Alb.from_elbv2(lb, listeners, groups)
 
     def reconcile(self) -> None:
         self.albs = self._inventory()
         for arn in [a for a in self.proxies if a not in self.albs]:
             log.info("load balancer %s is gone: stopping its proxy", arn)
             self.proxies.pop(arn).stop()
+        self._write_names()
         health: dict[str, dict[str, dict[str, str]]] = {}
         for arn, alb in self.albs.items():
             proxy = self.proxies.get(arn)
@@ -184,8 +194,12 @@ class AlbProxies:
                                              data=json.dumps(health).encode(), method="POST",
                                              headers={"Content-Type": "application/json"})
             urllib.request.urlopen(request, timeout=5).close()
+        self._write_names()
+
+    def _write_names(self) -> None:
         names = {alb.dns_name: {"address": self.proxies[arn].address, "scheme": alb.scheme, "arn": arn,
-                                "ports": [li.port for li in alb.listeners]} for arn, alb in self.albs.items()}
+                                "ports": [li.port for li in alb.listeners]}
+                 for arn, alb in self.albs.items() if arn in self.proxies}
         tmp = self.dir / f"{NAMES_FILE}.tmp"
         tmp.write_text(json.dumps(names, indent=1))
         os.replace(tmp, self.dir / NAMES_FILE)

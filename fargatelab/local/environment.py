@@ -143,6 +143,26 @@ class LocalEnvironment:
                       if state.get("data_plane") == "microvm" else {})},
         )
 
+    def resolve_load_balancer(self, dns_name: str) -> str:
+        """The loopback address serving an internet-facing ALB of this environment; refused in one line for
+        any other name."""
+        handle = self.handle()
+        address = handle.load_balancer_address(dns_name)
+        if address:
+            return address
+        try:
+            known = json.loads(Path(handle.extra.get("load_balancers") or "/nonexistent").read_text())
+        except (OSError, ValueError):
+            known = {}
+        if (known.get(dns_name) or {}).get("scheme") == "internal":
+            raise HarnessError(f"{dns_name} is an internal ALB: it answers only inside the VPC (from a pod, "
+                               "`curl http://{dns_name}`)".replace("{dns_name}", dns_name), ExitCode.BAD_INPUT)
+        if "load_balancers" not in handle.extra:
+            raise HarnessError(f"environment {self.name!r} serves no ALB: it runs its pods on KWOK nodes "
+                               "(`fargate-lab up --data-plane microvm` serves them)", ExitCode.BAD_INPUT)
+        raise HarnessError(f"{dns_name} is no ALB of environment {self.name!r}: "
+                           f"`aws elbv2 describe-load-balancers` lists its DNS names", ExitCode.BAD_INPUT)
+
     def exports(self) -> str:
         h = self.handle()
         env = {"KUBECONFIG": h.kubeconfig, **h.aws_environment(), "FARGATE_LABS_ENV": self.name}
