@@ -29,6 +29,8 @@ _API = {
     "wait_for": ("scenario.wait", "for_"),
     "until": ("scenario.wait", "until"),
     "Kube": ("scenario.kube", "Kube"),
+    "find_browser": ("scenario.browser", "find_browser"),
+    "open_page": ("scenario.browser", "open_page"),
     "CommandResult": ("scenario.kube", "CommandResult"),
     "ClusterHandle": ("scenario.handle", "ClusterHandle"),
     "Capability": ("scenario.handle", "Capability"),

@@ -13,11 +13,12 @@ import ipaddress
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fargatelab import Capability, Lab, expect
+from fargatelab import Capability, Lab, expect, find_browser, open_page
 from fargatelab import conditions as cond
 from fargatelab.eks.vpc import cluster_subnets
 from labs._game import (APP_SELECTOR, DEPLOYMENT, IMAGE, INGRESS, LOAD_BALANCER_TIMEOUT, SERVICE, VARIANTS, Games,
@@ -251,13 +252,8 @@ def test_reconciled_event(lab: Lab, games: Games, variant: Variant) -> None:
            [f"{e['reason']}: {e['message']}" for e in events[last + 1:] if e["type"] == "Warning"], [])
 
 
-@pytest.mark.needs(Capability.LOAD_BALANCER_HTTP)
-@BY_VARIANT
-def test_game_page(lab: Lab, games: Games, variant: Variant) -> None:
-    """Opening ``http://<hostname>`` shows the game."""
-    game = games(variant, lab)
-    hostname = game.wait_hostname(lab)
-    lab.step(f"open http://{hostname}")
+def _wait_page(lab: Lab, hostname: str) -> None:
+    """Until ``http://<hostname>/`` serves the 2048 page."""
 
     def probe() -> tuple[bool, str]:
         # Where the name is not in public DNS (the local backend's ALBs), connect where the backend serves
@@ -275,3 +271,31 @@ def test_game_page(lab: Lab, games: Games, variant: Variant) -> None:
 
     # DNS of a new ALB takes a few minutes to resolve.
     lab.wait(cond.condition(f"the 2048 page at http://{hostname}/", probe), 300, interval=1)
+
+
+@pytest.mark.needs(Capability.LOAD_BALANCER_HTTP)
+@BY_VARIANT
+def test_game_page(lab: Lab, games: Games, variant: Variant) -> None:
+    """Opening ``http://<hostname>`` shows the game."""
+    game = games(variant, lab)
+    hostname = game.wait_hostname(lab)
+    lab.step(f"open http://{hostname}")
+    _wait_page(lab, hostname)
+
+
+@pytest.mark.needs(Capability.LOAD_BALANCER_HTTP)
+@BY_VARIANT
+def test_game_in_a_browser(lab: Lab, games: Games, variant: Variant, tmp_path: Path) -> None:
+    """A browser opens the game through the ALB: the board comes up with its first two tiles (the picture
+    goes into the report)."""
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("needs a browser: no Chromium found; install Debian's chromium or set FARGATE_LABS_CHROMIUM")
+    game = games(variant, lab)
+    hostname = game.wait_hostname(lab)
+    lab.step(f"open http://{hostname} in a browser")
+    _wait_page(lab, hostname)
+    page = open_page(f"http://{hostname}/", hostname, lab.cluster.load_balancer_address(hostname),
+                     tmp_path / "2048.png", browser)
+    lab.picture(str(page.screenshot), f"the 2048 game at http://{hostname}/ ({variant.namespace})")
+    expect("tiles on the 2048 board as the game starts", len(re.findall(r'class="tile tile-\d+', page.dom)), 2)

@@ -101,6 +101,8 @@ class Step:
     commands: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     waits: list[str] = field(default_factory=list)
+    #: (PNG file, caption): what the step saw, shown in the report (the game in a browser, say)
+    pictures: list[tuple[str, str]] = field(default_factory=list)
     diagnostics: list[tuple[str, str]] = field(default_factory=list)
     output: list[tuple[str, str]] = field(default_factory=list)
     worker: str = ""
@@ -325,6 +327,7 @@ class RunReport:
             step.commands = [v for k, v in props if k == "step"]
             step.defects = [v for k, v in props if k == "documentation defect"]
             step.waits = [v for k, v in props if k == "wait"]
+            step.pictures = [(v.split("\t", 1)[0], v.split("\t", 1)[-1]) for k, v in props if k == "picture"]
             step.index = self._order.get(nodeid, 1 << 30)
             if step.outcome == "not run" and step.phase == "setup":
                 step.fact = "started, but the run stopped before it finished"

@@ -13,8 +13,10 @@ True
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+from pathlib import Path
 from typing import Any, Iterable
 
 from .model import OUTCOMES, RunReport, Step, step_title
@@ -82,6 +84,7 @@ table.diff td{padding:4px 8px;font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Co
 table.diff tr.expected td{background:#dafbe1}table.diff tr.actual td{background:#ffebe9}
 .error-message{background:#fff1e5;border:1px solid #fb8f44;border-radius:6px;padding:8px 10px;margin:6px 0}
 .fix{background:#ddf4ff;border:1px solid #54aeff;border-radius:6px;padding:8px 10px;margin:6px 0}
+figure.picture{margin:8px 0}figure.picture img{max-width:480px;border:1px solid #ccc}
 ol.commands{margin:4px 0;padding-left:22px}ol.commands li{margin:2px 0}
 .ran{color:#59636e;font-size:13px}
 pre.table{white-space:pre;word-break:normal}
@@ -99,6 +102,16 @@ def _e(text: Any) -> str:
 
 def _anchor(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def _picture_html(png: str, caption: str) -> str:
+    """The picture inside the page (a data URI), so report.html stays one file that can be mailed."""
+    try:
+        data = base64.b64encode(Path(png).read_bytes()).decode()
+    except OSError:
+        return f'<p class="picture-missing">picture not found: {_e(png)}</p>'
+    return (f'<figure class="picture"><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
 def _command_html(command: str) -> str:
@@ -145,6 +158,8 @@ def _step_html(s: Step) -> str:
     if s.commands:
         parts.append('<h3>Documented commands</h3><ol class="commands">'
                      + "".join(_command_html(c) for c in s.commands) + "</ol>")
+    for png, caption in s.pictures:
+        parts.append(_picture_html(png, caption))
     if s.defects:
         parts.append('<h3>Documentation defects</h3><ul class="defects">'
                      + "".join(f"<li>{_e(d)}</li>" for d in s.defects) + "</ul>")

@@ -128,6 +128,10 @@ class Lab:
 
     # --- steps --------------------------------------------------------------------------------
 
+    def picture(self, png: str, caption: str) -> None:
+        """Show ``png`` (what the step saw, a screenshot) beside the step in the run's report."""
+        self.record.append(("picture", f"{png}\t{caption}"))
+
     def step(self, documented: str, executed: str | None = None) -> None:
         """Record a documented command (and what was really run, where it differs) in the report."""
         self.record.append(("step", documented if executed in (None, documented) else f"{documented}  =>  {executed}"))

@@ -278,3 +278,17 @@ def test_a_component_that_died_fails_a_run_whose_steps_all_passed() -> None:
     assert "**A component died during the run**: kubelet-10-11-72-34" in render_summary_md(model)
     assert 'id="died"' in render_html(model) and json.loads(json.dumps(summary_json(model)))["run"]["died"] == died
     assert model_of(phases(nodeid)).verdict() != "ERROR"
+
+
+def test_a_step_picture_is_inside_the_page(tmp_path: Path) -> None:
+    import base64
+
+    png = tmp_path / "game.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nnot really a picture")
+    nodeid = "labs/test_game_2048_ingress.py::test_game_in_a_browser"
+    model = model_of(phases(nodeid, props=[("step", "open http://x in a browser"), ("picture", f"{png}\tthe game")]))
+    page = render_html(model)
+    assert f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}"' in page
+    assert "<figcaption>the game</figcaption>" in page
+    png.unlink()
+    assert "picture not found" in render_html(model_of(phases(nodeid, props=[("picture", f"{png}\tthe game")])))
