@@ -78,6 +78,7 @@ ENVIRONMENT = {
     "FARGATE_LABS_MANIFESTS": "a directory with another copy of the labs' manifests",
     "FARGATE_LABS_DEBIAN_MIRROR": "Debian mirror the local images are built from (default: deb.debian.org)",
     "FARGATE_LABS_DEBIAN_SECURITY_MIRROR": "Debian security mirror of those images (default: deb.debian.org)",
+    "FARGATE_LABS_CHROMIUM": "the Chromium binary the browser steps open pages in (default: chromium on PATH)",
     "FARGATE_LABS_RUN_ID": "set, not read: the run id on every process the harness starts (cleanup finds them by it)",
     "FARGATE_LABS_MICROVM": "set, not read: on each process of a local pod's microVM, which microVM it belongs to",
 }

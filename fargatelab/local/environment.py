@@ -155,8 +155,8 @@ class LocalEnvironment:
         except (OSError, ValueError):
             known = {}
         if (known.get(dns_name) or {}).get("scheme") == "internal":
-            raise HarnessError(f"{dns_name} is an internal ALB: it answers only inside the VPC (from a pod, "
-                               "`curl http://{dns_name}`)".replace("{dns_name}", dns_name), ExitCode.BAD_INPUT)
+            raise HarnessError(f"{dns_name} is an internal ALB: it answers only inside the VPC, and the host is "
+                               "outside it", ExitCode.BAD_INPUT)
         if "load_balancers" not in handle.extra:
             raise HarnessError(f"environment {self.name!r} serves no ALB: it runs its pods on KWOK nodes "
                                "(`fargate-lab up --data-plane microvm` serves them)", ExitCode.BAD_INPUT)
