@@ -150,8 +150,10 @@ def _fixed_response(action: dict[str, Any]) -> str:
     return statement
 
 
-def render(alb: Alb, address: str, stats_socket: str, errorfile_503: str, health_scale: float = 1.0) -> str:
-    """HAProxy's configuration for ``alb``, its listeners bound on ``address``."""
+def render(alb: Alb, address: str, stats_socket: str, errorfile_503: str, health_scale: float = 1.0,
+           in_vpc: tuple[str, str] | None = None, state_file: str | None = None) -> str:
+    """HAProxy's configuration for ``alb``, its listeners bound on ``address``, and with ``in_vpc``
+    (address, network namespace) also on the ALB's address inside the VPC."""
     backends = {arn: f"tg{i}" for i, arn in enumerate(sorted(alb.groups), 1)}
     fixed: dict[str, str] = {}  # a backend per distinct fixed response: it answers instead of forwarding
 
@@ -162,10 +164,14 @@ def render(alb: Alb, address: str, stats_socket: str, errorfile_503: str, health
         return fixed.setdefault(statement, f"fixed{len(fixed) + 1}")
 
     lines = ["global", f"  stats socket {stats_socket} mode 600 level admin", "  log stderr format short local0 notice",
-             "defaults", "  mode http", "  timeout connect 5s", "  timeout client 60s", "  timeout server 60s",
+             # A reload keeps what the health checks found (saved just before it), as an ALB's change does.
+             *([f"  server-state-file {state_file}"] if state_file else []),
+             "defaults", "  mode http", *(["  load-server-state-from-file global"] if state_file else []), "  timeout connect 5s", "  timeout client 60s", "  timeout server 60s",
              f"  errorfile 503 {errorfile_503}", "  option dontlognull", ""]
     for listener in alb.listeners:
         lines += [f"frontend listener{listener.port}", f"  bind {address}:{listener.port}"]
+        if in_vpc:
+            lines.append(f"  bind {in_vpc[0]}:{listener.port} namespace {in_vpc[1]}")
         for rule in listener.rules:
             if not rule.patterns:
                 continue

@@ -7,6 +7,10 @@ component). Each ALB listens on a loopback address of its own (``127.100.x.y``) 
 ``DIR/load-balancers.json`` maps every DNS name to it, which is what ``fargate-lab resolve`` prints and what
 the harness connects to for a hostname. Internal ALBs are served the same way on the host but are not
 resolved for it: they answer only inside the VPC.
+
+Inside the VPC each ALB also has an address of the VPC's (in its first public subnet), held by the VPC's
+router, where the same HAProxy listens (HAProxy binds in the router's network namespace); ``DIR/vpc-hosts``
+gives the VPC's resolver the name of each, so ``curl http://<ALB DNS name>`` works from a pod.
 """
 
 from __future__ import annotations
@@ -33,14 +37,32 @@ from botocore.exceptions import ClientError
 from ..rules.timing import profile
 from . import process
 from .alb_config import ALB_503, Alb, elb_health, render
+from .aws.network import VPC_CIDR
 from .microvm_host import SHORT_ROOT
+from .vpc_network import VpcNetwork
 
-__all__ = ["NAMES_FILE", "address_for", "main"]
+__all__ = ["NAMES_FILE", "address_for", "main", "vpc_address_for"]
 
 log = logging.getLogger("fargatelab.alb")
 #: beside the environment's state: DNS name -> {"address", "scheme", "ports", "arn"}
 NAMES_FILE = "load-balancers.json"
 _INACTIVE = ("draining", "unused", "unavailable")
+
+
+def vpc_address_for(arn: str, taken: set[str]) -> str:
+    """An address for the ALB inside the VPC, in 10.11.1.1-10.11.15.254 of the first public subnet (pods get
+    addresses of the private subnets only; the router's own are .1, .2 and the control plane's ENIs).
+
+    >>> vpc_address_for("arn:lb/1", set()).startswith("10.11.")
+    True
+    """
+    value = int(hashlib.sha256(arn.encode()).hexdigest()[8:16], 16)
+    for step in range(15 * 254):
+        n = (value + step) % (15 * 254)
+        address = f"10.11.{n // 254 + 1}.{n % 254 + 1}"
+        if address not in taken:
+            return address
+    raise RuntimeError("no VPC address left for another load balancer")
 
 
 def address_for(arn: str, taken: set[str]) -> str:
@@ -63,8 +85,10 @@ def address_for(arn: str, taken: set[str]) -> str:
 class Proxy:
     """One ALB's HAProxy: its directory, configuration, process and health-check view."""
 
-    def __init__(self, root: Path, run_id: str, arn: str, address: str) -> None:
+    def __init__(self, root: Path, run_id: str, arn: str, address: str, network: VpcNetwork, vpc_address: str) -> None:
         self.arn, self.address, self.run_id = arn, address, run_id
+        self.network, self.vpc_address = network, vpc_address
+        network.answer_for(vpc_address)
         slug = hashlib.sha256(arn.encode()).hexdigest()[:10]
         self.name = f"alb-{slug}"
         self.dir = root / self.name
@@ -85,6 +109,7 @@ class Proxy:
             return
         (self.dir / "haproxy.cfg").write_text(config)
         if process.alive(self.pid, self.run_id):
+            (self.dir / "server-state").write_text(self._command("show servers state"))
             os.kill(self.pid, signal.SIGUSR2)
         else:
             if self.pid:
@@ -94,19 +119,23 @@ class Proxy:
                                      self.dir, self.run_id).pid
         self.config = config
 
-    def stats(self) -> list[dict[str, str]]:
-        """HAProxy's ``show stat``: one row per frontend, backend and server."""
+    def _command(self, command: str) -> str:
+        """One command on HAProxy's stats socket, and its answer ("" when it cannot be asked)."""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(2)
                 s.connect(str(self.socket))
-                s.sendall(b"show stat\n")
+                s.sendall(command.encode() + b"\n")
                 data = b""
                 while chunk := s.recv(65536):
                     data += chunk
         except OSError:
-            return []
-        return list(csv.DictReader(io.StringIO(data.decode(errors="replace").lstrip("# "))))
+            return ""
+        return data.decode(errors="replace")
+
+    def stats(self) -> list[dict[str, str]]:
+        """HAProxy's ``show stat``: one row per frontend, backend and server."""
+        return list(csv.DictReader(io.StringIO(self._command("show stat").lstrip("# "))))
 
     def health(self, alb: Alb, health_scale: float) -> dict[str, dict[str, dict[str, str]]]:
         """Each target group's targets as ELBv2 target health, from what HAProxy's checks found."""
@@ -132,6 +161,7 @@ class Proxy:
     def stop(self) -> None:
         if self.pid:
             process.stop([self.pid], grace=2.0)
+        self.network.forget(self.vpc_address)
         self.socket.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -148,6 +178,7 @@ class AlbProxies:
         timing = profile(state.get("timing", "fast"), float(state.get("timing_scale", 1.0)))
         self.health_scale = timing.health_check_scale
         self.root = state_dir / "albs"
+        self.network = VpcNetwork(self.run_id, VPC_CIDR)
         self.proxies: dict[str, Proxy] = {}
         self.albs: dict[str, Alb] = {}
 
@@ -185,9 +216,12 @@ class AlbProxies:
             proxy = self.proxies.get(arn)
             if proxy is None:
                 taken = {p.address for p in self.proxies.values()}
-                proxy = self.proxies[arn] = Proxy(self.root, self.run_id, arn, address_for(arn, taken))
-                log.info("serving %s on %s", alb.dns_name, proxy.address)
-            proxy.apply(render(alb, proxy.address, str(proxy.socket), str(proxy.errorfile), self.health_scale))
+                in_vpc = {p.vpc_address for p in self.proxies.values()}
+                proxy = self.proxies[arn] = Proxy(self.root, self.run_id, arn, address_for(arn, taken), self.network,
+                                                  vpc_address_for(arn, in_vpc))
+                log.info("serving %s on %s (in the VPC: %s)", alb.dns_name, proxy.address, proxy.vpc_address)
+            proxy.apply(render(alb, proxy.address, str(proxy.socket), str(proxy.errorfile), self.health_scale,
+                               (proxy.vpc_address, self.network.router), str(proxy.dir / "server-state")))
             health.update(proxy.health(alb, self.health_scale))
         if health:
             request = urllib.request.Request(f"{self.endpoint}/_fargatelab/target-health",
@@ -203,6 +237,12 @@ class AlbProxies:
         tmp = self.dir / f"{NAMES_FILE}.tmp"
         tmp.write_text(json.dumps(names, indent=1))
         os.replace(tmp, self.dir / NAMES_FILE)
+        # The VPC's resolver reads this (it reloads it within a second): every ALB, internal ones too.
+        hosts = "".join(f"{self.proxies[arn].vpc_address} {alb.dns_name}\n"
+                        for arn, alb in self.albs.items() if arn in self.proxies)
+        tmp = self.dir / "vpc-hosts.tmp"
+        tmp.write_text(hosts)
+        os.replace(tmp, self.dir / "vpc-hosts")
 
     def stop_all(self) -> None:
         for proxy in self.proxies.values():

@@ -168,6 +168,49 @@ class Startup:
         self.save(state)
         progress(f"environment {state['name']!r} up in {time.monotonic() - t0:.1f}s (run {state['run_id']})")
 
+    def _vpc_resolver(self, network: Any, coredns: str) -> None:
+        """The VPC's resolver (AmazonProvidedDNS, the CIDR's base + 2), a CoreDNS in the router's namespace: it
+        answers the environment's ALB names (``vpc-hosts``, written by the ALBs' proxies) and the EC2-style
+        names of the VPC's addresses; this VPC has no way out, so any other name fails at once (SERVFAIL)
+        rather than being left to time out."""
+        address = network.resolver()
+        network.answer_for(address)
+        hosts = self.dir / "vpc-hosts"
+        hosts.touch()
+        region = self.state["region"]
+        domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+        corefile = self.dir / "vpc-resolver.Corefile"
+        corefile.write_text(f""".:53 {{
+    bind {address}
+    template IN A {domain} {{
+        match "^ip-(?P<a>[0-9]+)-(?P<b>[0-9]+)-(?P<c>[0-9]+)-(?P<d>[0-9]+)[.]{domain.replace('.', '[.]')}[.]$"
+        answer "{{{{ .Name }}}} 60 IN A {{{{ .Group.a }}}}.{{{{ .Group.b }}}}.{{{{ .Group.c }}}}.{{{{ .Group.d }}}}"
+        fallthrough
+    }}
+    template ANY ANY {domain} {{
+        rcode NXDOMAIN
+    }}
+    hosts {hosts} {{
+        reload 1s
+    }}
+}}
+""")
+        self.launch("vpc-resolver", ["nsenter", f"--net=/run/netns/{network.router}", coredns, "-conf", str(corefile)])
+        self._wait_udp(network, address)
+
+    def _wait_udp(self, network: Any, address: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listening = subprocess.run(["ip", "netns", "exec", network.router, "ss", "-lun"], capture_output=True,
+                                       text=True).stdout
+            if f"{address}:53 " in listening:
+                return
+            dead = self.first_dead()()
+            if dead:
+                raise RuntimeError(f"{dead} exited while the VPC's resolver started")
+            time.sleep(0.1)
+        raise RuntimeError(f"the VPC's resolver did not listen on {address}:53 within {timeout:.0f}s")
+
     def microvms(self, config: EnvironmentConfig, progress: Progress, control_plane: Binaries) -> None:
         """The data plane of real pods: the control plane's ENIs in the VPC, the offline registry with its
         images, and the microVM controller."""
@@ -205,6 +248,7 @@ class Startup:
         self.launch("microvm-controller", [sys.executable, "-m", "fargatelab.local.microvm_controller",
                                            "--state-dir", str(self.dir)])
         self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
+        self._vpc_resolver(VpcNetwork(self.state["run_id"], VPC_CIDR), bins.path("coredns"))
         # The ALBs' data plane: it reaches the pods' addresses through the VPC's route on the host.
         self.launch("alb-proxies", [sys.executable, "-m", "fargatelab.local.alb_proxies", "--state-dir", str(self.dir)])
         self.wait_ready("alb-proxies", "the ALBs' proxies", self.first_dead())

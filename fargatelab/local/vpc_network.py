@@ -136,6 +136,18 @@ class VpcNetwork:
             self._gateways.add(address)
         return address
 
+    def answer_for(self, address: str) -> None:
+        """Make the router hold ``address`` (the VPC's resolver, an ALB's node in the VPC): what is sent to it
+        from the VPC arrives in the router's namespace, where its server listens."""
+        _ip("addr", "add", f"{address}/32", "dev", "lo", netns=self.router, check=False)
+
+    def forget(self, address: str) -> None:
+        _ip("addr", "del", f"{address}/32", "dev", "lo", netns=self.router, check=False)
+
+    def resolver(self) -> str:
+        """The VPC's own DNS server, at the CIDR's base + 2 (AmazonProvidedDNS)."""
+        return str(self.cidr.network_address + 2)
+
     # --- microVMs -----------------------------------------------------------------------------
 
     def attach(self, address: str, subnet: str, management: bool = False) -> Attachment:

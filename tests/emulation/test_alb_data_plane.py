@@ -142,6 +142,17 @@ def test_an_alb_serves_its_pods_at_its_hostname(env: LocalEnvironment, aws: Call
     elbv2.modify_target_group(TargetGroupArn=tg["TargetGroupArn"], HealthCheckPath="/")
     _until(lambda: set(_states(elbv2, tg["TargetGroupArn"]).values()) == {"healthy"}, 60, "targets healthy again")
 
+    # Inside the VPC the name resolves to the ALB's address there, through the cluster DNS and the VPC's
+    # resolver, and the ALB answers a pod (busybox's nc: its static wget cannot load resolver libraries).
+    assert _kubectl(env, "run", "-n", "albs", "client", "--image=busybox", "--", "sleep", "3600").returncode == 0
+    _until(lambda: "Running" in _kubectl(env, "get", "pod", "-n", "albs", "client").stdout, 120, "client Running")
+    in_vpc = _until(lambda: (out := _kubectl(env, "exec", "-n", "albs", "client", "--", "nslookup", hostname).stdout)
+                    and "10.11." in out.split(hostname, 1)[-1] and out, 60, f"{hostname} resolved in the VPC")
+    vpc_address = in_vpc.split(hostname, 1)[-1].split("Address:")[1].split()[0]
+    page = _kubectl(env, "exec", "-n", "albs", "client", "--", "sh", "-c",
+                    f"printf 'GET / HTTP/1.0\\r\\nHost: {hostname}\\r\\n\\r\\n' | nc -w 3 {vpc_address} 80")
+    assert "<title>Welcome to nginx!</title>" in page.stdout, page.stdout + page.stderr
+
     # A proxy that dies is started again.
     proxy = next(r for r in env.status() if r["name"] == "alb-proxies")
     haproxies = [p for p in process.tagged_pids(h.run_id) if "haproxy" in _cmdline(p)]
