@@ -415,6 +415,12 @@ def _probe_curl(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) ->
     expect("curl sample-app | grep title", out.stdout.strip(), "<title>Welcome to nginx!</title>")
 
 
+def _probe_mtu(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
+    out = host.check_output("ip link show eth0")
+    found = re.search(r"\bmtu (\d+)", out)
+    expect("ip link show eth0: MTU (jumbo frames in the VPC)", found.group(1) if found else out, "9001")
+
+
 def _probe_overlay(lab: Lab, netshoot: Netshoot, pod: dict[str, Any], host: Any) -> None:
     out = host.check_output("df -hT / | tail -n 1")
     expect("df -hT / file system type", out.split()[1] if len(out.split()) > 1 else out, "overlay")
@@ -425,13 +431,34 @@ PROBES: dict[str, Callable[[Lab, Netshoot, dict[str, Any], Any], None]] = {
     "resolv.conf search <ns>.svc.cluster.local … compute.internal": _probe_search,
     "resolv.conf nameserver = cluster DNS IP": _probe_nameserver,
     "resolv.conf options ndots:5": _probe_ndots,
+    "ip link: eth0 mtu 9001": _probe_mtu,
     "ping -c 1 <another pod IP>": _probe_ping,
     "curl sample-app | grep title": _probe_curl,
     "df -hT /: overlay root": _probe_overlay,
 }
 
 
-@pytest.mark.needs("pod-network")
+@pytest.mark.needs(Capability.INTERNET_EGRESS)
+@pytest.mark.needs(Capability.POD_NETWORK)
+def test_outbound_through_nat(lab: Lab, request: pytest.FixtureRequest) -> None:
+    """``curl ipinfo.io/ip`` from netshoot prints the public address the pod's traffic leaves by: the NAT
+    gateway's (the pods sit in private subnets)."""
+    netshoot: Netshoot = request.getfixturevalue("netshoot")
+    lab.step("kubectl exec -it deploy/netshoot -n study-aews -- zsh", "testinfra kubectl:// backend: curl ipinfo.io/ip")
+    _pod, host = _in_pod(lab, netshoot)
+    address = host.run("curl -s --max-time 15 ipinfo.io/ip").stdout.strip()
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        expect("curl ipinfo.io/ip: a public IPv4 address", address, "<the NAT gateway's public IP>")
+    vpc = lab.aws("eks").describe_cluster(name=lab.cluster.cluster_name)["cluster"]["resourcesVpcConfig"]["vpcId"]
+    gateways = lab.aws("ec2").describe_nat_gateways(Filter=[{"Name": "vpc-id", "Values": [vpc]}])["NatGateways"]
+    public = sorted(a["PublicIp"] for g in gateways for a in g.get("NatGatewayAddresses", []) if a.get("PublicIp"))
+    if public and address not in public:
+        expect("curl ipinfo.io/ip: the public IP of the cluster VPC's NAT gateway", address, " or ".join(public))
+
+
+@pytest.mark.needs(Capability.POD_NETWORK)
 @pytest.mark.parametrize("probe", list(PROBES), ids=list(PROBES))
 def test_in_pod(lab: Lab, request: pytest.FixtureRequest, probe: str) -> None:
     if not lab.replay and not lab.kube.can_i("create", "pods/exec", NAMESPACE):

@@ -4,7 +4,7 @@
 what it declares here, so a reason that names a backend is true of it.
 
 >>> sorted(declared("eks", "check"))
-['load-balancer-http', 'pod-network', 'real-aws']
+['internet-egress', 'load-balancer-http', 'pod-network', 'real-aws']
 >>> print(skip_reason("load-balancer-http", "kind", "replay"))  # doctest: +ELLIPSIS
 needs load-balancer-http: the kind backend's ALB exists only ... though its pods run; run with --backend eks
 """
@@ -43,7 +43,8 @@ def default_data_plane(environ: Mapping[str, str] = os.environ) -> str:
 DECLARED: Mapping[str, frozenset[str]] = {
     "local": frozenset({Capability.WRITE}),
     "kind": frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY, Capability.WRITE}),
-    "eks": frozenset({Capability.POD_NETWORK, Capability.LOAD_BALANCER_HTTP, Capability.REAL_AWS, Capability.WRITE}),
+    "eks": frozenset({Capability.POD_NETWORK, Capability.LOAD_BALANCER_HTTP, Capability.REAL_AWS,
+                      Capability.INTERNET_EGRESS, Capability.WRITE}),
 }
 
 _MOTO_ALB = ("ALB exists only as AWS API objects in moto, made by the load balancer controller's emulation: "
@@ -59,6 +60,9 @@ _LACKS: Mapping[tuple[str, str], str] = {
     ("local", Capability.SERVICE_PROXY): "the local backend with KWOK runs no container for the API server to proxy "
                                          "to; --data-plane microvm does",
     ("local", Capability.REAL_AWS): "the local backend's AWS is moto on loopback",
+    ("local", Capability.INTERNET_EGRESS): "the local backend's VPC has no way out: nothing routes or NATs its "
+                                           "traffic off the machine",
+    ("kind", Capability.INTERNET_EGRESS): "the kind backend's pods are not behind the VPC's NAT gateway",
     ("kind", Capability.REAL_AWS): "the kind backend's AWS is moto on loopback",
 }
 
@@ -72,7 +76,7 @@ def declared(backend: str, mode: str, data_plane: str = "kwok") -> frozenset[str
     """What ``backend`` can do in ``mode`` (replay or check); nothing for an unknown backend.
 
     >>> sorted(declared("local", "replay", "microvm"))
-    ['pod-network', 'service-proxy', 'write']
+    ['load-balancer-http', 'pod-network', 'service-proxy', 'write']
     """
     capabilities = DECLARED.get(backend, frozenset())
     if backend == "local" and data_plane == "microvm":

@@ -23,6 +23,8 @@ class Capability:
     REAL_AWS = "real-aws"
     #: the run may create, change and delete (replay mode)
     WRITE = "write"
+    #: pods reach the internet through the VPC's NAT gateway
+    INTERNET_EGRESS = "internet-egress"
 
     #: what each capability is; which backend has it: :mod:`fargatelab.backends.capabilities`
     REASONS: Mapping[str, str] = {
@@ -31,6 +33,7 @@ class Capability:
         SERVICE_PROXY: "the API server's service proxy reaches pods",
         REAL_AWS: "AWS resources live in a real account, so cost and leaks are real",
         WRITE: "the run may create, change and delete (replay mode)",
+        INTERNET_EGRESS: "pods reach the internet through the VPC's NAT gateway",
     }
 
 

@@ -61,7 +61,7 @@ def test_list_labs_lists_every_lab_and_what_the_backend_runs(tmp_path: Path) -> 
     assert lines[header].split() == ["LAB", "NAME", "DOCUMENT", "STEPS", "RUNS", "ON", "local", "(replay)"]
     rows = {line.split("  ")[0]: line for line in lines[header + 1:header + 12]}
     assert set(rows) == {str(n) for n in NUMBERED} | {"-"} and len(lines[header + 1:header + 12]) == 11
-    assert "netshoot probes" in rows["4"] and "(7 need pod-network)" in rows["4"]
+    assert "netshoot probes" in rows["4"] and "(9 need pod-network)" in rows["4"]
     assert "(4 need load-balancer-http)" in rows["2"]  # the game page and the browser, per variant
     assert " passed" not in result.stdout and not (tmp_path / "r").exists()
 
