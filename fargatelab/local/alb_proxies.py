@@ -15,7 +15,6 @@ gives the VPC's resolver the name of each, so ``curl http://<ALB DNS name>`` wor
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -260,19 +259,7 @@ class AlbProxies:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fargatelab.local.alb_proxies")
-    p.add_argument("--state-dir", required=True, type=Path)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    proxies = AlbProxies(args.state_dir)
-    try:
-        proxies.run(stop)
-    finally:
-        proxies.stop_all()
-    return 0
+    return process.serve_state_dir("fargatelab.local.alb_proxies", AlbProxies, argv)
 
 
 if __name__ == "__main__":

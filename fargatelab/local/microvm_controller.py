@@ -12,11 +12,9 @@ server, CA, registry, run id) from ``DIR/state.json``, logs to stdout, prints ``
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .aws.network import PRIVATE_SUBNET_CIDRS, VPC_CIDR
+from . import process
 from .dataplane_binaries import provision_dataplane
 from .microvm import DEATHS_FILE, MicroVM, MicroVMSpec
 from .pki import Authority
@@ -168,19 +167,7 @@ class MicroVMController:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fargatelab.local.microvm_controller")
-    p.add_argument("--state-dir", required=True, type=Path)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    controller = MicroVMController(args.state_dir)
-    try:
-        controller.run(stop)
-    finally:
-        controller.stop_all()
-    return 0
+    return process.serve_state_dir("fargatelab.local.microvm_controller", MicroVMController, argv)
 
 
 if __name__ == "__main__":

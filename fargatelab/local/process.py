@@ -10,11 +10,12 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 __all__ = [
     "RUN_ID_VARIABLE",
@@ -147,3 +148,31 @@ def _reap() -> None:
             pass
     except ChildProcessError:
         pass
+
+
+class Reconciler(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+    def stop_all(self) -> None: ...
+
+
+def serve_state_dir(module: str, make: Callable[[Path], Reconciler], argv: list[str] | None = None) -> int:
+    """The ``main`` of an environment's own controller process (``python -m <module> --state-dir DIR``): it
+    logs to stdout, runs until SIGTERM or SIGINT, and stops what it started on the way out."""
+    import argparse
+    import logging
+    import sys
+
+    p = argparse.ArgumentParser(prog=f"python -m {module}")
+    p.add_argument("--state-dir", required=True, type=Path)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    reconciler = make(args.state_dir)
+    try:
+        reconciler.run(stop)
+    finally:
+        reconciler.stop_all()
+    return 0

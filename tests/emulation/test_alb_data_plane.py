@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import pytest
 
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.local import process
+from cluster_helpers import fargate_profile, kubectl, until
 from fargatelab.local.environment import LocalEnvironment
 
 pytestmark = [
@@ -64,19 +64,8 @@ def env(local_environment: Callable[..., LocalEnvironment]) -> LocalEnvironment:
     return local_environment("albs", data_plane="microvm")
 
 
-def _kubectl(env: LocalEnvironment, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, KUBECONFIG=env.handle().kubeconfig))
 
 
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def _get(address: str, hostname: str, path: str = "/") -> tuple[int, str]:
@@ -95,7 +84,7 @@ def _answered(address: str, hostname: str, status: int, timeout: float = 120) ->
         got = _get(address, hostname)
         return got if got[0] == status else None
 
-    found: tuple[int, str] = _until(check, timeout, f"HTTP {status} from http://{hostname}/ at {address}")
+    found: tuple[int, str] = until(check, timeout, f"HTTP {status} from http://{hostname}/ at {address}")
     return found
 
 
@@ -108,13 +97,9 @@ def test_an_alb_serves_its_pods_at_its_hostname(env: LocalEnvironment, aws: Call
                                                  pod_execution_role: str) -> None:
     h = env.handle()
     eks, elbv2 = aws("eks"), aws("elbv2")
-    eks.create_fargate_profile(clusterName=h.cluster_name, fargateProfileName="albs",
-                               podExecutionRoleArn=pod_execution_role, selectors=[{"namespace": "albs"}])
-    _until(lambda: eks.describe_fargate_profile(clusterName=h.cluster_name, fargateProfileName="albs")
-           ["fargateProfile"]["status"] == "ACTIVE", 60, "profile ACTIVE")
-    assert _kubectl(env, "create", "namespace", "albs").returncode == 0
-    assert _kubectl(env, "apply", "-f", "-", stdin=WEB).returncode == 0
-    hostname = _until(lambda: _kubectl(env, "get", "ingress", "-n", "albs", "web", "-o",
+    fargate_profile(env, eks, pod_execution_role, "albs", "albs")
+    assert kubectl(env, "apply", "-f", "-", stdin=WEB).returncode == 0
+    hostname = until(lambda: kubectl(env, "get", "ingress", "-n", "albs", "web", "-o",
                                        "jsonpath={.status.loadBalancer.ingress[0].hostname}").stdout, 120, "hostname")
     (lb,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"] if b["DNSName"] == hostname]
 
@@ -128,28 +113,28 @@ def test_an_alb_serves_its_pods_at_its_hostname(env: LocalEnvironment, aws: Call
     assert "<title>Welcome to nginx!</title>" in body
 
     (tg,) = elbv2.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
-    pods = json.loads(_kubectl(env, "get", "pods", "-n", "albs", "-o", "json").stdout)["items"]
+    pods = json.loads(kubectl(env, "get", "pods", "-n", "albs", "-o", "json").stdout)["items"]
     ips = {p["status"]["podIP"] for p in pods}
-    _until(lambda: _states(elbv2, tg["TargetGroupArn"]) == {ip: "healthy" for ip in ips}, 60, "targets healthy")
+    until(lambda: _states(elbv2, tg["TargetGroupArn"]) == {ip: "healthy" for ip in ips}, 60, "targets healthy")
 
     # A health check the pods fail: unhealthy with the codes, and fail-open (every target is unhealthy).
     elbv2.modify_target_group(TargetGroupArn=tg["TargetGroupArn"], HealthCheckPath="/missing")
-    _until(lambda: set(_states(elbv2, tg["TargetGroupArn"]).values()) == {"unhealthy"}, 60, "targets unhealthy")
+    until(lambda: set(_states(elbv2, tg["TargetGroupArn"]).values()) == {"unhealthy"}, 60, "targets unhealthy")
     described = elbv2.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
     assert {(d["TargetHealth"]["Reason"], d["TargetHealth"]["Description"]) for d in described} == {
         ("Target.ResponseCodeMismatch", "Health checks failed with these codes: [404]")}
     assert _get(address, hostname)[0] == 200
     elbv2.modify_target_group(TargetGroupArn=tg["TargetGroupArn"], HealthCheckPath="/")
-    _until(lambda: set(_states(elbv2, tg["TargetGroupArn"]).values()) == {"healthy"}, 60, "targets healthy again")
+    until(lambda: set(_states(elbv2, tg["TargetGroupArn"]).values()) == {"healthy"}, 60, "targets healthy again")
 
     # Inside the VPC the name resolves to the ALB's address there, through the cluster DNS and the VPC's
     # resolver, and the ALB answers a pod (busybox's nc: its static wget cannot load resolver libraries).
-    assert _kubectl(env, "run", "-n", "albs", "client", "--image=busybox", "--", "sleep", "3600").returncode == 0
-    _until(lambda: "Running" in _kubectl(env, "get", "pod", "-n", "albs", "client").stdout, 120, "client Running")
-    in_vpc = _until(lambda: (out := _kubectl(env, "exec", "-n", "albs", "client", "--", "nslookup", hostname).stdout)
+    assert kubectl(env, "run", "-n", "albs", "client", "--image=busybox", "--", "sleep", "3600").returncode == 0
+    until(lambda: "Running" in kubectl(env, "get", "pod", "-n", "albs", "client").stdout, 120, "client Running")
+    in_vpc = until(lambda: (out := kubectl(env, "exec", "-n", "albs", "client", "--", "nslookup", hostname).stdout)
                     and "10.11." in out.split(hostname, 1)[-1] and out, 60, f"{hostname} resolved in the VPC")
     vpc_address = in_vpc.split(hostname, 1)[-1].split("Address:")[1].split()[0]
-    page = _kubectl(env, "exec", "-n", "albs", "client", "--", "sh", "-c",
+    page = kubectl(env, "exec", "-n", "albs", "client", "--", "sh", "-c",
                     f"printf 'GET / HTTP/1.0\\r\\nHost: {hostname}\\r\\n\\r\\n' | nc -w 3 {vpc_address} 80")
     assert "<title>Welcome to nginx!</title>" in page.stdout, page.stdout + page.stderr
 
@@ -158,11 +143,11 @@ def test_an_alb_serves_its_pods_at_its_hostname(env: LocalEnvironment, aws: Call
     haproxies = [p for p in process.tagged_pids(h.run_id) if "haproxy" in _cmdline(p)]
     for pid in haproxies:
         os.kill(pid, signal.SIGKILL)
-    _until(lambda: _get(address, hostname)[0] == 200, 30, "the page again after the proxy was killed")
+    until(lambda: _get(address, hostname)[0] == 200, 30, "the page again after the proxy was killed")
     assert process.alive(proxy["pid"])
 
     # No target: the ALB's own 503.
-    assert _kubectl(env, "scale", "deployment", "-n", "albs", "web", "--replicas=0").returncode == 0
+    assert kubectl(env, "scale", "deployment", "-n", "albs", "web", "--replicas=0").returncode == 0
     status, body = _answered(address, hostname, 503)
     assert "<title>503 Service Temporarily Unavailable</title>" in body
 
@@ -171,8 +156,8 @@ def test_an_alb_serves_its_pods_at_its_hostname(env: LocalEnvironment, aws: Call
     assert unknown.value.code == ExitCode.BAD_INPUT and "\n" not in str(unknown.value)
 
     # Deleting the Ingress deletes the ALB, and its proxy goes with it.
-    assert _kubectl(env, "delete", "ingress", "-n", "albs", "web", "--wait=true").returncode == 0
-    _until(lambda: not [p for p in process.tagged_pids(h.run_id) if "haproxy" in _cmdline(p)], 60, "no proxy left")
+    assert kubectl(env, "delete", "ingress", "-n", "albs", "web", "--wait=true").returncode == 0
+    until(lambda: not [p for p in process.tagged_pids(h.run_id) if "haproxy" in _cmdline(p)], 60, "no proxy left")
     names = json.loads((env.dir / "load-balancers.json").read_text())
     assert hostname not in names
     assert _get(address, hostname)[0] == 0  # nothing listens there any more
