@@ -20,7 +20,7 @@ from typing import Callable
 from fargatelab.local import process
 from fargatelab.local.environment import LocalEnvironment, state_root
 
-__all__ = ["Outcome", "data_plane_leaks", "interrupt_run", "interrupt_when", "kill_run", "kill_component_run", "leaks"]
+__all__ = ["Outcome", "start_run", "data_plane_leaks", "interrupt_run", "interrupt_when", "kill_run", "kill_component_run", "leaks"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A run that has not ended this long after its fault counts as hung (and is killed).
@@ -44,7 +44,7 @@ class Outcome:
         return self.ended and not self.leaked
 
 
-def _pytest(module: str, run_id: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_run(module: str, run_id: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", f"labs/{module}", "-p", "no:cacheprovider", "-q", "--run-id", run_id,
          *extra],
@@ -103,7 +103,7 @@ def _interrupted_report(run_id: str) -> bool | None:
 
 def interrupt_run(module: str, run_id: str, env_name: str, after: float) -> Outcome:
     """Ctrl-C a run that reuses ``env_name`` ``after`` seconds in; its cleanup must leave nothing."""
-    run = _pytest(module, run_id, "--reuse", env_name)
+    run = start_run(module, run_id, "--reuse", env_name)
     time.sleep(after)
     if run.poll() is not None:
         return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
@@ -120,7 +120,7 @@ def interrupt_run(module: str, run_id: str, env_name: str, after: float) -> Outc
 
 def kill_run(module: str, run_id: str, after: float) -> Outcome:
     """kill -9 a run with its own environment; `fargate-lab cleanup --run-id` must remove everything."""
-    run = _pytest(module, run_id)
+    run = start_run(module, run_id)
     time.sleep(after)
     os.killpg(run.pid, signal.SIGKILL)
     run.communicate()
@@ -149,7 +149,7 @@ def kill_component_run(module: str, run_id: str, env_name: str, component: str, 
     """
     env = LocalEnvironment(env_name)
     before = {row["name"] for row in env.status()}
-    run = _pytest(module, run_id, "--reuse", env_name, "-x", *extra)
+    run = start_run(module, run_id, "--reuse", env_name, "-x", *extra)
     if component.endswith("-"):
         prefix, component = component, _first_new(env, before, component, run)
         if not component:
@@ -181,7 +181,7 @@ def _first_new(env: LocalEnvironment, before: set[str], prefix: str, run: subpro
 
 def interrupt_when(module: str, run_id: str, ready: Callable[[], bool], *extra: str) -> Outcome:
     """Ctrl-C a run with its own environment as soon as ``ready()`` holds (say, its pods' microVMs run)."""
-    run = _pytest(module, run_id, *extra)
+    run = start_run(module, run_id, *extra)
     deadline = time.monotonic() + HANG_AFTER
     while not ready():
         if run.poll() is not None or time.monotonic() > deadline:
