@@ -118,9 +118,9 @@ def interrupt_run(module: str, run_id: str, env_name: str, after: float) -> Outc
     return outcome
 
 
-def kill_run(module: str, run_id: str, after: float) -> Outcome:
+def kill_run(module: str, run_id: str, after: float, *extra: str) -> Outcome:
     """kill -9 a run with its own environment; `fargate-lab cleanup --run-id` must remove everything."""
-    run = start_run(module, run_id)
+    run = start_run(module, run_id, *extra)
     time.sleep(after)
     os.killpg(run.pid, signal.SIGKILL)
     run.communicate()

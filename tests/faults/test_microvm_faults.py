@@ -1,5 +1,6 @@
-"""Faults in the microVM data plane: a microVM's kubelet killed mid-lab fails the step naming it, and Ctrl-C
-while the run's pods roll out leaves no process, network namespace, cgroup or mount behind."""
+"""Faults in the microVM data plane: a microVM's kubelet killed mid-lab fails the step naming it; Ctrl-C while
+the run's pods roll out, and kill -9 of the harness followed by `fargate-lab cleanup`, leave no process,
+network namespace, cgroup or mount behind."""
 
 from __future__ import annotations
 
@@ -49,5 +50,18 @@ def test_ctrl_c_mid_rollout_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
                                     "--data-plane", "microvm")
     assert "ended before the fault" not in outcome.notes, "the run ended before its pods had microVMs"
     assert outcome.ended, "the interrupted run did not stop"
+    assert outcome.leaked == [], outcome.leaked
+    assert faults.data_plane_leaks(run_id) == []
+
+
+def test_kill_9_of_a_run_with_microvms_then_cleanup_leaves_nothing(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness killed with -9 while its pods run in microVMs: `fargate-lab cleanup --run-id` finds and
+    removes every process, network namespace, cgroup, mount and short link the run left."""
+    monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path))
+    run_id = f"kill9vm{os.getpid() % 1000}"
+    outcome = faults.kill_run("test_netshoot.py", run_id, 12.0, "--data-plane", "microvm")
+    assert "killed before its environment existed" not in outcome.notes, "the kill came too early to test cleanup"
+    assert not [n for n in outcome.notes if n.startswith("cleanup exited")], outcome.notes
     assert outcome.leaked == [], outcome.leaked
     assert faults.data_plane_leaks(run_id) == []
