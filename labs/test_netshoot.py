@@ -438,11 +438,19 @@ PROBES: dict[str, Callable[[Lab, Netshoot, dict[str, Any], Any], None]] = {
 }
 
 
+def _skip_without_exec(lab: Lab) -> None:
+    if not lab.replay and not lab.kube.can_i("create", "pods/exec", NAMESPACE):
+        # A student's self-check usually runs read-only; without exec the probes cannot look inside the pod.
+        pytest.skip(f"needs create on pods/exec in {NAMESPACE}, which this identity lacks: "
+                    "add that rule to its role (docs/check-mode.md) to run the probes in your netshoot pod")
+
+
 @pytest.mark.needs(Capability.INTERNET_EGRESS)
 @pytest.mark.needs(Capability.POD_NETWORK)
 def test_outbound_through_nat(lab: Lab, request: pytest.FixtureRequest) -> None:
     """``curl ipinfo.io/ip`` from netshoot prints the public address the pod's traffic leaves by: the NAT
     gateway's (the pods sit in private subnets)."""
+    _skip_without_exec(lab)
     netshoot: Netshoot = request.getfixturevalue("netshoot")
     lab.step("kubectl exec -it deploy/netshoot -n study-aews -- zsh", "testinfra kubectl:// backend: curl ipinfo.io/ip")
     _pod, host = _in_pod(lab, netshoot)
@@ -461,10 +469,7 @@ def test_outbound_through_nat(lab: Lab, request: pytest.FixtureRequest) -> None:
 @pytest.mark.needs(Capability.POD_NETWORK)
 @pytest.mark.parametrize("probe", list(PROBES), ids=list(PROBES))
 def test_in_pod(lab: Lab, request: pytest.FixtureRequest, probe: str) -> None:
-    if not lab.replay and not lab.kube.can_i("create", "pods/exec", NAMESPACE):
-        # A student's self-check usually runs read-only; without exec the probes cannot look inside the pod.
-        pytest.skip(f"needs create on pods/exec in {NAMESPACE}, which this identity lacks: "
-                    "add that rule to its role (docs/check-mode.md) to run the probes in your netshoot pod")
+    _skip_without_exec(lab)
     # Asked for here, not as an argument: the lab fixture skips first when the backend has no pod network.
     netshoot: Netshoot = request.getfixturevalue("netshoot")
     lab.step("kubectl exec -it deploy/netshoot -n study-aews -- zsh", f"testinfra kubectl:// backend: {probe}")

@@ -113,8 +113,13 @@ def test_an_alb_serves_its_pods_at_its_hostname(env: LocalEnvironment, aws: Call
     assert "<title>Welcome to nginx!</title>" in body
 
     (tg,) = elbv2.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])["TargetGroups"]
-    pods = json.loads(kubectl(env, "get", "pods", "-n", "albs", "-o", "json").stdout)["items"]
-    ips = {p["status"]["podIP"] for p in pods}
+
+    def both_running() -> set[str]:
+        pods = json.loads(kubectl(env, "get", "pods", "-n", "albs", "-o", "json").stdout)["items"]
+        ips = {p["status"].get("podIP") for p in pods if p["status"].get("phase") == "Running"}
+        return ips if len(ips) == 2 and None not in ips else set()
+
+    ips = until(both_running, 120, "both web pods Running")
     until(lambda: _states(elbv2, tg["TargetGroupArn"]) == {ip: "healthy" for ip in ips}, 60, "targets healthy")
 
     # A health check the pods fail: unhealthy with the codes, and fail-open (every target is unhealthy).
