@@ -118,64 +118,46 @@ class WebhookServer:
         self.httpd.shutdown()
 
 
+def _configuration(kind: str, name: str, labels: dict[str, str], url: str, ca: str, rule: dict[str, Any],
+                   failure: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name, "labels": labels},
+        "webhooks": [{
+            "name": name,
+            "clientConfig": {"url": url, "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "scope": "Namespaced", **rule}],
+            "failurePolicy": failure,
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+            **extra,
+        }],
+    }
+
+
 def register_webhooks(clients: Clients, url: str, ca_bundle: bytes, run_id: str) -> None:
-    """Create or replace both webhook configurations, pointing at ``url`` (``https://host:port``)."""
+    """Create or replace the three webhook configurations, pointing at ``url`` (``https://host:port``)."""
     ca = base64.b64encode(ca_bundle).decode()
     labels = {"fargate-labs/run-id": run_id, "app.kubernetes.io/managed-by": "fargate-labs"}
-    mutating: dict[str, Any] = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": MUTATION_WEBHOOK_NAME, "labels": labels},
-        "webhooks": [{
-            "name": MUTATION_WEBHOOK_NAME,
-            "clientConfig": {"url": f"{url}/mutate/pods", "caBundle": ca},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"], "scope": "Namespaced"}],
-            # As on EKS, a webhook outage leaves pods to the default scheduler rather than blocking them.
-            "failurePolicy": "Ignore",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 5,
-        }],
-    }
-    validating: dict[str, Any] = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": LOGGING_WEBHOOK_NAME, "labels": labels},
-        "webhooks": [{
-            "name": LOGGING_WEBHOOK_NAME,
-            "clientConfig": {"url": f"{url}/validate/logging", "caBundle": ca},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                       "resources": ["configmaps"], "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": LOGGING_NAMESPACE}},
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 5,
-        }],
-    }
-    guard: dict[str, Any] = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": FARGATE_NODE_GUARD_NAME, "labels": labels},
-        "webhooks": [{
-            "name": FARGATE_NODE_GUARD_NAME,
-            "clientConfig": {"url": f"{url}/validate/fargate-node", "caBundle": ca},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods", "pods/binding"], "scope": "Namespaced"}],
-            # Called only for pods (or bindings) that name a Fargate node, so failing closed blocks nothing else.
-            "matchConditions": [{
-                "name": "names-a-fargate-node",
-                "expression": f"(has(object.target) && object.target.name.startsWith('{_FARGATE_NODE_PREFIX}'))"
-                              f" || (has(object.spec) && has(object.spec.nodeName) && "
-                              f"object.spec.nodeName.startsWith('{_FARGATE_NODE_PREFIX}'))",
-            }],
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 5,
-        }],
-    }
+    # As on EKS, a mutation webhook outage leaves pods to the default scheduler rather than blocking them.
+    mutating = _configuration("MutatingWebhookConfiguration", MUTATION_WEBHOOK_NAME, labels, f"{url}/mutate/pods", ca,
+                              {"operations": ["CREATE"], "resources": ["pods"]}, "Ignore")
+    validating = _configuration(
+        "ValidatingWebhookConfiguration", LOGGING_WEBHOOK_NAME, labels, f"{url}/validate/logging", ca,
+        {"operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}, "Fail",
+        namespaceSelector={"matchLabels": {"kubernetes.io/metadata.name": LOGGING_NAMESPACE}})
+    # Called only for pods (or bindings) that name a Fargate node, so failing closed blocks nothing else.
+    guard = _configuration(
+        "ValidatingWebhookConfiguration", FARGATE_NODE_GUARD_NAME, labels, f"{url}/validate/fargate-node", ca,
+        {"operations": ["CREATE"], "resources": ["pods", "pods/binding"]}, "Fail",
+        matchConditions=[{
+            "name": "names-a-fargate-node",
+            "expression": f"(has(object.target) && object.target.name.startsWith('{_FARGATE_NODE_PREFIX}'))"
+                          f" || (has(object.spec) && has(object.spec.nodeName) && "
+                          f"object.spec.nodeName.startsWith('{_FARGATE_NODE_PREFIX}'))",
+        }])
     for body, create, replace in (
         (mutating, clients.admission.create_mutating_webhook_configuration,
          clients.admission.replace_mutating_webhook_configuration),

@@ -39,3 +39,29 @@ def test_pods_fargate_can_run_and_pods_for_other_nodes_pass() -> None:
     other = {"kind": "Pod", "metadata": {"name": "p"}, "spec": {**PRIVILEGED, "nodeName": "kind-worker"}}
     assert _review(other)["allowed"] is True
     assert json.dumps(_review(other)).count("status") == 0
+
+
+def test_the_three_webhooks_are_registered_and_the_guard_fails_closed_only_for_fargate_nodes() -> None:
+    from fargatelab.emulator.webhook import FARGATE_NODE_GUARD_NAME, MUTATION_WEBHOOK_NAME, register_webhooks
+
+    created: list[dict[str, Any]] = []
+
+    class Missing(Exception):
+        status = 404
+
+    def absent(name: str) -> None:
+        raise Missing(name)
+
+    admission = SimpleNamespace(read_mutating_webhook_configuration=absent,
+                                read_validating_webhook_configuration=absent,
+                                create_mutating_webhook_configuration=created.append,
+                                create_validating_webhook_configuration=created.append,
+                                replace_mutating_webhook_configuration=None,
+                                replace_validating_webhook_configuration=None)
+    register_webhooks(SimpleNamespace(admission=admission), "https://127.0.0.1:1", b"ca", "r1")  # type: ignore[arg-type]
+    by_name = {c["metadata"]["name"]: c["webhooks"][0] for c in created}
+    assert len(by_name) == 3 and by_name[MUTATION_WEBHOOK_NAME]["failurePolicy"] == "Ignore"
+    guard = by_name[FARGATE_NODE_GUARD_NAME]
+    assert guard["failurePolicy"] == "Fail" and guard["rules"][0]["resources"] == ["pods", "pods/binding"]
+    assert "object.spec.nodeName.startsWith('fargate-')" in guard["matchConditions"][0]["expression"]
+    assert guard["clientConfig"]["url"] == "https://127.0.0.1:1/validate/fargate-node"
