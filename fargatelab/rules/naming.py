@@ -183,8 +183,13 @@ _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
 
 
 def new_run_id() -> str:
-    """A fresh run id: 8 lowercase hex digits, fit for AWS names and Kubernetes labels."""
-    return secrets.token_hex(4)
+    """A fresh run id: 8 lowercase hex digits, fit for AWS names and Kubernetes labels. The first is a letter,
+    so that no YAML or JSON reader takes one for a number (``4e123456`` is 4 * 10^123456 to kubectl).
+
+    >>> all(new_run_id()[0] in "abcdef" for _ in range(50))
+    True
+    """
+    return secrets.choice("abcdef") + secrets.token_hex(4)[1:]
 
 
 def validate_run_id(run_id: str) -> str:

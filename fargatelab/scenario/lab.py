@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import yaml
 
 from . import diagnostics, manifests
 from . import wait as waits
@@ -197,7 +196,7 @@ class Lab:
         localised = self.localise(original, namespace)
         self._require_owned_namespaces(manifest, original, localised)
         with tempfile.NamedTemporaryFile("w", suffix=f"-{Path(manifest).name}", delete=False) as f:
-            yaml.safe_dump_all(localised, f)
+            f.write(manifests.dump_all(localised))
         self.step(documented, f"kubectl apply -f {manifest} (namespaces suffixed with the run id)")
         for doc in localised:
             if doc.get("kind") == "Namespace":
@@ -261,7 +260,7 @@ class Lab:
         # Objects inside a namespace this Lab deletes next go with it: no need to watch each one go.
         wait = not all(d["metadata"].get("namespace") in self._namespaces.deleting for d in objects)
         self.kube.kubectl("delete", "-f", "-", "--ignore-not-found", f"--wait={str(wait).lower()}",
-                          "--timeout=120s", check=False, stdin=yaml.safe_dump_all(objects))
+                          "--timeout=120s", check=False, stdin=manifests.dump_all(objects))
 
     # --- Fargate profiles and locks -------------------------------------------------------------
 

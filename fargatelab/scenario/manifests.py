@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,12 +13,41 @@ import yaml
 from ..eks.facts import RUN_ID_LABEL
 from ..errors import ExitCode, HarnessError
 
-__all__ = ["MANIFESTS", "ALB_TAGS_ANNOTATION", "load", "localise"]
+__all__ = ["MANIFESTS", "ALB_TAGS_ANNOTATION", "dump_all", "load", "localise"]
 
 # FARGATE_LABS_MANIFESTS points the labs at another copy of the manifests (to prove a broken fact fails).
 MANIFESTS = Path(os.environ.get("FARGATE_LABS_MANIFESTS")
                  or Path(__file__).resolve().parents[2] / "fixtures" / "manifests")
 ALB_TAGS_ANNOTATION = "alb.ingress.kubernetes.io/tags"
+
+
+#: strings PyYAML writes bare although kubectl (YAML 1.2) reads them as numbers: ``1e5``, ``.5``, ``0x1f``
+_NUMBER_TO_KUBECTL = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+\.?[0-9]*)([eE][-+]?[0-9]+)?$|^0[xo][0-9a-fA-F]+$")
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "'" if _NUMBER_TO_KUBECTL.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
+def dump_all(docs: list[dict[str, Any]]) -> str:
+    """The documents as YAML that kubectl reads back as written: a label value like a run id ``4e123456`` stays
+    a string (PyYAML leaves it bare, and kubectl would read a number).
+
+    >>> print(dump_all([{"metadata": {"labels": {"fargate-labs/run-id": "4e123456", "app": "web"}}}]), end="")
+    metadata:
+      labels:
+        app: web
+        fargate-labs/run-id: '4e123456'
+    """
+    return yaml.dump_all(docs, Dumper=_Dumper)
 
 
 def load(manifest: str) -> list[dict[str, Any]]:
