@@ -48,6 +48,17 @@ NAMES_FILE = "load-balancers.json"
 _INACTIVE = ("draining", "unused", "unavailable")
 
 
+def _free_address(arn: str, salt: str, count: int, address: Any, taken: set[str]) -> str:
+    """The first of ``count`` addresses (``address(n)``), from a place the ARN picks, that is not ``taken``:
+    a load balancer keeps its address across restarts while it is free."""
+    value = int(hashlib.sha256(f"{salt}{arn}".encode()).hexdigest()[:8], 16)
+    for step in range(count):
+        candidate = str(address((value + step) % count))
+        if candidate not in taken:
+            return candidate
+    raise RuntimeError(f"no {salt} address left for another load balancer")
+
+
 def vpc_address_for(arn: str, taken: set[str]) -> str:
     """An address for the ALB inside the VPC, in 10.11.1.1-10.11.15.254 of the first public subnet (pods get
     addresses of the private subnets only; the router's own are .1, .2 and the control plane's ENIs).
@@ -55,13 +66,7 @@ def vpc_address_for(arn: str, taken: set[str]) -> str:
     >>> vpc_address_for("arn:lb/1", set()).startswith("10.11.")
     True
     """
-    value = int(hashlib.sha256(arn.encode()).hexdigest()[8:16], 16)
-    for step in range(15 * 254):
-        n = (value + step) % (15 * 254)
-        address = f"10.11.{n // 254 + 1}.{n % 254 + 1}"
-        if address not in taken:
-            return address
-    raise RuntimeError("no VPC address left for another load balancer")
+    return _free_address(arn, "vpc", 15 * 254, lambda n: f"10.11.{n // 254 + 1}.{n % 254 + 1}", taken)
 
 
 def address_for(arn: str, taken: set[str]) -> str:
@@ -72,13 +77,7 @@ def address_for(arn: str, taken: set[str]) -> str:
     >>> a = address_for("arn:lb/1", set()); address_for("arn:lb/1", {a}) != a
     True
     """
-    value = int(hashlib.sha256(arn.encode()).hexdigest()[:8], 16)
-    for step in range(65024):
-        n = (value + step) % 65024
-        address = f"127.100.{n // 254}.{n % 254 + 1}"
-        if address not in taken:
-            return address
-    raise RuntimeError("no loopback address left for another load balancer")
+    return _free_address(arn, "loopback", 65024, lambda n: f"127.100.{n // 254}.{n % 254 + 1}", taken)
 
 
 class Proxy:
@@ -180,6 +179,9 @@ class AlbProxies:
         self.network = VpcNetwork(self.run_id, VPC_CIDR)
         self.proxies: dict[str, Proxy] = {}
         self.albs: dict[str, Alb] = {}
+        #: what was last written and posted: each pass repeats neither when nothing changed
+        self._names = ""
+        self._health = ""
 
     def _inventory(self) -> dict[str, Alb]:
         found = {}
@@ -209,7 +211,6 @@ class AlbProxies:
         for arn in [a for a in self.proxies if a not in self.albs]:
             log.info("load balancer %s is gone: stopping its proxy", arn)
             self.proxies.pop(arn).stop()
-        self._write_names()
         health: dict[str, dict[str, dict[str, str]]] = {}
         for arn, alb in self.albs.items():
             proxy = self.proxies.get(arn)
@@ -222,26 +223,30 @@ class AlbProxies:
             proxy.apply(render(alb, proxy.address, str(proxy.socket), str(proxy.errorfile), self.health_scale,
                                (proxy.vpc_address, self.network.router), str(proxy.dir / "server-state")))
             health.update(proxy.health(alb, self.health_scale))
-        if health:
-            request = urllib.request.Request(f"{self.endpoint}/_fargatelab/target-health",
-                                             data=json.dumps(health).encode(), method="POST",
-                                             headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(request, timeout=5).close()
+        # Names first: a proxy gone or new is told even if the health report below fails this pass.
         self._write_names()
+        posted = json.dumps(health, sort_keys=True)
+        if health and posted != self._health:
+            request = urllib.request.Request(f"{self.endpoint}/_fargatelab/target-health", data=posted.encode(),
+                                             method="POST", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=5).close()
+            self._health = posted
 
     def _write_names(self) -> None:
         names = {alb.dns_name: {"address": self.proxies[arn].address, "scheme": alb.scheme, "arn": arn,
                                 "ports": [li.port for li in alb.listeners]}
                  for arn, alb in self.albs.items() if arn in self.proxies}
-        tmp = self.dir / f"{NAMES_FILE}.tmp"
-        tmp.write_text(json.dumps(names, indent=1))
-        os.replace(tmp, self.dir / NAMES_FILE)
         # The VPC's resolver reads this (it reloads it within a second): every ALB, internal ones too.
         hosts = "".join(f"{self.proxies[arn].vpc_address} {alb.dns_name}\n"
                         for arn, alb in self.albs.items() if arn in self.proxies)
-        tmp = self.dir / "vpc-hosts.tmp"
-        tmp.write_text(hosts)
-        os.replace(tmp, self.dir / "vpc-hosts")
+        written = json.dumps(names, sort_keys=True) + hosts
+        if written == self._names:
+            return
+        for name, text in ((NAMES_FILE, json.dumps(names, indent=1)), ("vpc-hosts", hosts)):
+            tmp = self.dir / f"{name}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, self.dir / name)
+        self._names = written
 
     def stop_all(self) -> None:
         for proxy in self.proxies.values():

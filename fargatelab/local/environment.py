@@ -150,11 +150,7 @@ class LocalEnvironment:
         address = handle.load_balancer_address(dns_name)
         if address:
             return address
-        try:
-            known = json.loads(Path(handle.extra.get("load_balancers") or "/nonexistent").read_text())
-        except (OSError, ValueError):
-            known = {}
-        if (known.get(dns_name) or {}).get("scheme") == "internal":
+        if (handle.load_balancer(dns_name) or {}).get("scheme") == "internal":
             raise HarnessError(f"{dns_name} is an internal ALB: it answers only inside the VPC, and the host is "
                                "outside it", ExitCode.BAD_INPUT)
         if "load_balancers" not in handle.extra:

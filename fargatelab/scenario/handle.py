@@ -56,18 +56,24 @@ class ClusterHandle:
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
 
-    def load_balancer_address(self, hostname: str) -> str | None:
-        """Where a load balancer's DNS name is served when the name is not in public DNS (the local
-        backend's ALBs): connect there, asking for ``hostname``, as ``curl --resolve`` does. None: use DNS.
-        Internal load balancers have no address here: they answer only inside the VPC."""
+    def load_balancer(self, hostname: str) -> Mapping[str, object] | None:
+        """What the backend serves a load balancer's DNS name with when the name is not in public DNS (the
+        local backend's ALBs: ``address``, ``scheme``, ``ports``); None for a name it does not serve, and
+        on backends whose load balancers are in DNS."""
         names = self.extra.get("load_balancers")
         if not names:
             return None
         try:
-            entry = json.loads(Path(names).read_text()).get(hostname) or {}
+            entry = json.loads(Path(names).read_text()).get(hostname)
         except (OSError, ValueError):
             return None
-        return entry.get("address") if entry.get("scheme") == "internet-facing" else None
+        return entry if isinstance(entry, dict) else None
+
+    def load_balancer_address(self, hostname: str) -> str | None:
+        """Where to connect for ``hostname``, asking for it as ``curl --resolve`` does; None: use DNS.
+        Internal load balancers have no address here: they answer only inside the VPC."""
+        entry = self.load_balancer(hostname) or {}
+        return str(entry["address"]) if entry.get("scheme") == "internet-facing" and entry.get("address") else None
 
     def aws_environment(self) -> dict[str, str]:
         """The standard variables that point boto3 and the AWS CLI at this cluster's AWS endpoint."""
