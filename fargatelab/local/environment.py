@@ -29,6 +29,9 @@ __all__ = ["EnvironmentConfig", "LocalEnvironment", "state_root"]
 
 Progress = Callable[[str], None]
 
+#: how long ``resolve`` waits for the proxy of an ALB the AWS API already lists
+_PROXY_START_S = 10.0
+
 
 def state_root() -> Path:
     base = os.environ.get("FARGATE_LABS_STATE") or os.path.join(
@@ -148,6 +151,16 @@ class LocalEnvironment:
         any other name."""
         handle = self.handle()
         address = handle.load_balancer_address(dns_name)
+        if not address and "load_balancers" in handle.extra and self._lists_alb(handle, dns_name):
+            # The Ingress shows the name as soon as the ALB exists; its proxy starts within a pass or two.
+            deadline = time.monotonic() + _PROXY_START_S
+            while not address and time.monotonic() < deadline and not handle.load_balancer(dns_name):
+                time.sleep(0.2)
+                address = handle.load_balancer_address(dns_name)
+            if not address and not handle.load_balancer(dns_name):
+                raise HarnessError(f"{dns_name} is an ALB of environment {self.name!r} but no proxy serves it after "
+                                   f"{_PROXY_START_S:.0f} s: see `fargate-lab status --name {self.name}`",
+                                   ExitCode.BAD_INPUT)
         if address:
             return address
         if (handle.load_balancer(dns_name) or {}).get("scheme") == "internal":
@@ -158,6 +171,15 @@ class LocalEnvironment:
                                "(`fargate-lab up --data-plane microvm` serves them)", ExitCode.BAD_INPUT)
         raise HarnessError(f"{dns_name} is no ALB of environment {self.name!r}: "
                            f"`aws elbv2 describe-load-balancers` lists its DNS names", ExitCode.BAD_INPUT)
+
+    @staticmethod
+    def _lists_alb(handle: ClusterHandle, dns_name: str) -> bool:
+        import boto3
+
+        elbv2 = boto3.client("elbv2", endpoint_url=handle.aws_endpoint, region_name=handle.region,
+                             aws_access_key_id="testing", aws_secret_access_key="testing")
+        pages = elbv2.get_paginator("describe_load_balancers").paginate()
+        return any(lb.get("DNSName") == dns_name for page in pages for lb in page["LoadBalancers"])
 
     def exports(self) -> str:
         h = self.handle()
