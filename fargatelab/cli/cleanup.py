@@ -7,6 +7,9 @@ Where to look:
   configuration, so ``AWS_ENDPOINT_URL`` points it at moto too);
 * neither: every EKS cluster of the region (``--region``, else ``$AWS_REGION``), AWS side only.
 
+``--orphans`` instead of a run id: every run on this host that was killed with -9 and has nothing alive
+(see :mod:`fargatelab.local.orphans`), found by the names its data plane gives what it makes.
+
 ``cleanup`` first takes down every local environment whose run id is X (a local-backend run keeps all it
 made inside its environment), and any process still tagged with X; then deletes the run's resources
 (:func:`fargatelab.cleanup.deletion.delete_run`) and ends with the leak check. Both commands exit
@@ -31,7 +34,12 @@ def add_parsers(sub: Any, cluster_type: Any, descriptions: dict[str, str]) -> No
     for name, text in (("cleanup", "delete everything tagged with a run id, then check nothing is left"),
                        ("leaks", "list what is still tagged with a run id (exit 17 if anything)")):
         p = sub.add_parser(name, help=text, description=descriptions[name])
-        p.add_argument("--run-id", required=True, help="the run whose resources to remove")
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--run-id", help="the run whose resources to remove" if name == "cleanup"
+                           else "the run whose resources to list")
+        which.add_argument("--orphans", action="store_true",
+                           help="every run on this host killed with -9 that left something (processes, network "
+                                "namespaces, mounts, cgroups, a local environment's state) and has nothing alive")
         where = p.add_mutually_exclusive_group()
         where.add_argument("--env", default=None, metavar="NAME", help="a local environment the run used")
         where.add_argument("--cluster", type=cluster_type, default=None, help="the EKS cluster the run used")
@@ -138,9 +146,40 @@ def _validate(args: argparse.Namespace) -> None:
     validate_run_id(args.run_id)
 
 
+def _orphans(args: argparse.Namespace, remove: bool) -> int:
+    from ..local.orphans import find_orphans, remove_orphans
+
+    if args.env or args.cluster:
+        raise HarnessError("--orphans looks at this whole host: leave out --env and --cluster", ExitCode.USAGE)
+    if remove:
+        removed = remove_orphans(_say)
+        left = find_orphans()
+        for orphan in left:
+            _say(f"LEFT: {orphan}")
+        if left:
+            print(f"fargate-lab: error: {len(left)} run(s) killed with -9 still left something", file=sys.stderr)
+            return ExitCode.LEAKED_RESOURCES
+        _say(f"orphans: {len(removed)} run(s) killed with -9 cleaned up; nothing of such runs remains")
+        return ExitCode.OK
+    found = find_orphans()
+    if getattr(args, "output", "table") == "json":
+        print(json.dumps({"orphans": [{"run_id": o.run_id, "remains": o.remains} for o in found]}, indent=2))
+    else:
+        for orphan in found:
+            _say(f"LEFT: {orphan}")
+        if not found:
+            _say("orphans: no run killed with -9 left anything on this host")
+    if found and getattr(args, "output", "table") != "json":
+        print(f"fargate-lab: error: {len(found)} run(s) killed with -9 left something: "
+              "`fargate-lab cleanup --orphans` removes it", file=sys.stderr)
+    return ExitCode.LEAKED_RESOURCES if found else ExitCode.OK
+
+
 def run_leaks(args: argparse.Namespace) -> int:
     from ..cleanup.leftovers import find_leftovers
 
+    if args.orphans:
+        return _orphans(args, remove=False)
     _validate(args)
     scope = _scope(args)
     leftovers = _aws_errors(lambda: find_leftovers(scope))
@@ -153,6 +192,8 @@ def run_cleanup(args: argparse.Namespace) -> int:
     from ..cleanup.leftovers import find_leftovers
     from ..local.environment import LocalEnvironment, state_root
 
+    if args.orphans:
+        return _orphans(args, remove=True)
     _validate(args)
     taken_down = _local_environments(args.run_id)
     for name in taken_down:

@@ -32,8 +32,11 @@ DESCRIPTIONS = {
         "workshop's profiles are used (fargate-game-2048, study_wildcard with study-*, kube-system)."),
     "cleanup": (
         "Delete everything tagged with a run id (in a local environment, an EKS cluster, or every cluster "
-        "of a region), then check that nothing is left. Exits 17 when something remains."),
-    "leaks": "List what is still tagged with a run id, deleting nothing. Exits 17 when anything is found.",
+        "of a region), then check that nothing is left. With --orphans instead of a run id: remove what "
+        "runs killed with -9 left on this host (processes, network namespaces, mounts, cgroups, a local "
+        "environment's state) once nothing of them is alive. Exits 17 when something remains."),
+    "leaks": ("List what is still tagged with a run id (or, with --orphans, what runs killed with -9 left on "
+              "this host), deleting nothing. Exits 17 when anything is found."),
     "check": (
         "Check your own EKS cluster against the labs, read-only: the cluster and region come from your "
         "kubeconfig's current context (or --context), the labs run in check mode, and each lab is reported "

@@ -208,6 +208,10 @@ class LocalEnvironment:
                     ExitCode.ALREADY_RUNNING,
                 )
             self.clear_stale(progress)
+        from .orphans import remove_orphans
+
+        # What runs killed with -9 left (another environment's VPC route, say) would stand in this one's way.
+        remove_orphans(progress)
         if config.apiserver_port and not process.port_is_free(config.apiserver_port):
             raise HarnessError(
                 f"port {config.apiserver_port} is already taken: pass another --apiserver-port, "

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import ExitCode, HarnessError
 
-__all__ = ["VpcNetwork", "Attachment", "link_local_address", "namespaces_of_run", "remove_run"]
+__all__ = ["VpcNetwork", "Attachment", "link_local_address", "namespaces", "namespaces_of_run", "remove_run"]
 
 NETNS_PREFIX = "fargate-labs-"
 MTU = 9001
@@ -217,11 +217,15 @@ def route_owner(cidr: str) -> str | None:
     return taken[taken.index("dev") + 1] if "dev" in taken else "another link"
 
 
+def namespaces() -> list[str]:
+    """Every network namespace on the host."""
+    listed = _ip("netns", "list", check=False).stdout.splitlines()
+    return [line.split()[0] for line in listed if line.strip()]
+
+
 def namespaces_of_run(run_id: str) -> list[str]:
     """Every network namespace of ``run_id`` (microVMs and router), also those of a run killed with -9."""
-    listed = _ip("netns", "list", check=False).stdout.splitlines()
-    names = [line.split()[0] for line in listed if line.strip()]
-    return [n for n in names if n.startswith(f"{NETNS_PREFIX}{run_id}-")]
+    return [n for n in namespaces() if n.startswith(f"{NETNS_PREFIX}{run_id}-")]
 
 
 def remove_run(run_id: str) -> list[str]:

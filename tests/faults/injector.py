@@ -38,6 +38,8 @@ class Outcome:
     time_to_end: float
     leaked: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: seconds from a component's death to the first step that failed (the run's end when none did)
+    to_failed_step: float | None = None
 
     @property
     def clean(self) -> bool:
@@ -159,13 +161,27 @@ def kill_component_run(module: str, run_id: str, env_name: str, component: str, 
         time.sleep(after)
     pid = next(row["pid"] for row in env.status() if row["name"] == component)
     os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
     ended, took, out = _wait_end(run)
     outcome = Outcome(f"{component} killed", module, run_id, ended, took)
+    failed = _first_failure_after(run_id, killed_at)
+    outcome.to_failed_step = failed - killed_at if failed is not None else took
     if run.returncode == 0:
         outcome.notes.append("the run passed although a component died: " + " | ".join(out.splitlines()[-6:]))
     elif f"{component}" not in out:
         outcome.notes.append("no failure message names the dead component")
     return outcome
+
+
+def _first_failure_after(run_id: str, moment: float) -> float | None:
+    """When the run's first step to fail after ``moment`` (epoch seconds) ended, from its summary.json."""
+    try:
+        labs = json.loads((ROOT / "reports" / run_id / "summary.json").read_text())["labs"]
+    except (OSError, ValueError, KeyError):
+        return None
+    ends = [step["finished_at"] for lab in labs for step in lab.get("steps", [])
+            if not step.get("ok") and step.get("outcome") != "skipped" and (step.get("finished_at") or 0) >= moment]
+    return min(ends, default=None)
 
 
 def _first_new(env: LocalEnvironment, before: set[str], prefix: str, run: subprocess.Popen[str]) -> str:

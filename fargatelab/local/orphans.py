@@ -1,0 +1,133 @@
+"""What runs killed with -9 left on this host, found without knowing their run ids, and removed.
+
+A run is an orphan when nothing of it is alive: no process carries its run id and no one holds its
+environment's start lock. What it may have left: its environment's state directory, the VPC's and
+microVMs' network namespaces (with the host's uplink, route and link-local address), cgroups, mounts
+and the short links under ``/run/fargate-labs``. A run that is alive is never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import process
+from .microvm_host import CGROUP_ROOT, SHORT_ROOT, remove_run_data_plane
+from .vpc_network import NETNS_PREFIX, namespaces
+
+__all__ = ["Orphan", "find_orphans", "remove_orphans"]
+
+#: a microVM's namespace ends in its ENI address, dashed; the VPC's router's in ``-vpc``
+_NETNS_TAIL = re.compile(r"-(vpc|\d+-\d+-\d+-\d+)$")
+#: a state directory this fresh may belong to an environment whose first process is starting
+_STARTING_S = 30.0
+
+
+@dataclass
+class Orphan:
+    run_id: str
+    #: the environment's state directory, when one with this run id is left
+    state_dir: Path | None = None
+    remains: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: " + ", ".join(self.remains)
+
+
+def _host_traces() -> dict[str, list[str]]:
+    """Run id → what of it is on the host, from the names the data plane gives what it makes."""
+    found: dict[str, list[str]] = {}
+    for name in namespaces():
+        tail = _NETNS_TAIL.search(name)
+        if name.startswith(NETNS_PREFIX) and tail:
+            found.setdefault(name[len(NETNS_PREFIX):tail.start()], []).append(f"network namespace {name}")
+    if CGROUP_ROOT.is_dir():
+        for path in sorted(CGROUP_ROOT.glob("*/fargate-labs/*")):
+            if path.is_dir() and not path.parent.parent.is_symlink():
+                found.setdefault(path.name, []).append(f"cgroup {path}")
+    if SHORT_ROOT.is_dir():
+        for path in sorted(SHORT_ROOT.iterdir()):
+            found.setdefault(path.name, []).append(f"directory {path}")
+    return found
+
+
+def _state_dirs(root: Path) -> dict[str, tuple[Path, bool]]:
+    """Run id → state directory of each environment under ``root``, and whether it finished starting."""
+    dirs = {}
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            state = json.loads((entry / "state.json").read_text())
+            run_id, ready = state.get("run_id", ""), bool(state.get("ready"))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if run_id:
+            dirs[run_id] = (entry, ready)
+    return dirs
+
+
+def _starting(state_dir: Path, ready: bool) -> bool:
+    """True while someone holds the environment's start lock, or its start began a moment ago."""
+    try:
+        if not ready and time.time() - (state_dir / "state.json").stat().st_mtime < _STARTING_S:
+            return True
+        with open(state_dir.parent / f".{state_dir.name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+    except OSError:
+        return False
+    return False
+
+
+def _state_root() -> Path:
+    from .environment import state_root
+
+    return state_root()
+
+
+def find_orphans(root: Path | None = None) -> list[Orphan]:
+    """Every run on this host that left something and has nothing alive."""
+    states = _state_dirs(root or _state_root())
+    traces = _host_traces()
+    orphans = []
+    for run_id in sorted(set(states) | set(traces)):
+        if process.tagged_pids(run_id):
+            continue
+        state_dir, ready = states.get(run_id, (None, False))
+        if state_dir is not None and _starting(state_dir, ready):
+            continue
+        remains = ([f"state directory {state_dir}"] if state_dir else []) + traces.get(run_id, [])
+        orphans.append(Orphan(run_id, state_dir, remains))
+    return orphans
+
+
+def remove_orphans(progress: Callable[[str], None], root: Path | None = None) -> list[Orphan]:
+    """Remove every orphan (see :func:`find_orphans`), one line each; returns them."""
+    from .environment import LocalEnvironment
+
+    orphans = find_orphans(root)
+    for orphan in orphans:
+        if orphan.state_dir is not None:
+            env = LocalEnvironment(orphan.state_dir.name)
+            env.clear_stale(progress=lambda _: None)
+        else:
+            remove_run_data_plane(orphan.run_id, _short_link_target(orphan.run_id))
+        progress(f"removed what killed run {orphan.run_id} left: " + ", ".join(orphan.remains))
+    return orphans
+
+
+def _short_link_target(run_id: str) -> Path:
+    """The state directory the run's short links point into (its mounts are under it), else a path that
+    holds nothing."""
+    for link in sorted((SHORT_ROOT / run_id).glob("*")) if (SHORT_ROOT / run_id).is_dir() else []:
+        if link.is_symlink():
+            target = Path(link.readlink())
+            if "microvms" in target.parts:
+                return Path(*target.parts[:target.parts.index("microvms")])
+    return SHORT_ROOT / run_id / "none"
