@@ -41,6 +41,13 @@ def _provision(session: nox.Session) -> None:
     session.run("python", "-c", "from fargatelab.local.binaries import provision; print(provision().bin_dir)")
 
 
+def _provision_clis(session: nox.Session) -> None:
+    # The documents' command lines run through the real eksctl, helm and aws (eksctl from cold: about 5 min).
+    session.run("python", "-c", "from fargatelab.local.cli_tools import provision_clis\n"
+                "c = provision_clis()\n"
+                "print('command-line tools ready:', ', '.join(f'{k} {v}' for k, v in c.versions.items()))")
+
+
 def _provision_data_plane(session: nox.Session) -> None:
     # Where the labs' pods will run in microVMs, their binaries and images too (a cold build: about 15 min).
     session.run("python", "-c", "import sys\n"
@@ -61,6 +68,7 @@ def labs(session: nox.Session) -> None:
     """
     _install(session)
     _provision(session)
+    _provision_clis(session)
     args = session.posargs or []
     if not any(a == "--backend" or a.startswith("--backend=") or a.startswith("--data-plane") for a in args):
         _provision_data_plane(session)

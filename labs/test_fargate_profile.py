@@ -1,7 +1,8 @@
 """Lab 1 — the Fargate profile (document 000, "Fargate 프로파일 생성"; rules from the EKS user guide).
 
 Documented step: ``eksctl create fargateprofile --cluster $EKSCLUSTER_NAME --name fargate-game-2048
---namespace fargate-game-2048``, replayed as the ``CreateFargateProfile`` call eksctl makes.
+--namespace fargate-game-2048``, run through the real eksctl with the run's names (and its tag, added), or
+replayed as the ``CreateFargateProfile`` call eksctl makes where the run has no eksctl (the report says why).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from fargatelab import Lab, Missing, expect
 from fargatelab import conditions as cond
+from fargatelab.eks.facts import RUN_ID_TAG
 from fargatelab.eks.vpc import cluster_subnets
 
 pytestmark = [pytest.mark.lab("Lab 1 — Fargate profile", "000")]
@@ -24,12 +27,18 @@ DOCUMENTED = ("eksctl create fargateprofile --cluster $EKSCLUSTER_NAME --name fa
 
 
 def _profile(lab: Lab, documented: str) -> dict[str, Any]:
-    """The profile under its documented name: created in replay mode, read in check mode."""
+    """The profile under its documented name: created in replay mode (by the real eksctl where the run has
+    it, with the run's tag added so cleanup and the leak check find it), read in check mode."""
     eks = lab.aws("eks")
     if lab.replay:
-        namespace = lab.name("fargate-game-2048")
-        lab.step(DOCUMENTED)
-        return lab.create_profile(documented, [{"namespace": namespace}])
+        name = lab.name("fargate-game-2048")
+        tools = lab.tools()
+        if not tools.has("eksctl"):
+            lab.step(DOCUMENTED, f"CreateFargateProfile, the call eksctl makes (not eksctl: {tools.why_not('eksctl')})")
+            return lab.create_profile(documented, [{"namespace": name}])
+        with lab.profiles.eksctl_stack():
+            return lab.profiles.made_by(name, lambda: lab.run(
+                DOCUMENTED, {"fargate-game-2048": name}, added=f"--tags {RUN_ID_TAG}={lab.cluster.run_id}"))
     try:
         profile: dict[str, Any] = eks.describe_fargate_profile(
             clusterName=lab.cluster.cluster_name, fargateProfileName=documented)["fargateProfile"]
@@ -38,9 +47,31 @@ def _profile(lab: Lab, documented: str) -> dict[str, Any]:
     return profile
 
 
+DOCUMENTED_GET = "eksctl get fargateprofile --cluster $EKSCLUSTER_NAME -o yaml"
+#: document 000's output of DOCUMENTED_GET (its account, ids and role suffix are the document's own)
+EKSCTL_ROLE = r"arn:aws:iam::\d{12}:role/eksctl-{cluster}-fargate-FargatePodExecutionRole-[A-Za-z0-9]+"
+
+
+def _eksctl_get(lab: Lab, name: str, private: list[str]) -> None:
+    """``eksctl get fargateprofile -o yaml`` through the real eksctl, compared field by field with 000's output."""
+    ran = lab.run(DOCUMENTED_GET, timeout=120)
+    listed = yaml.safe_load(ran.stdout) or []
+    (entry,) = [p for p in listed if p.get("name") == name] or [{}]
+    lab.compared(ran, "name", entry.get("name"), name)
+    lab.compared(ran, "status", entry.get("status"), "ACTIVE")
+    lab.compared(ran, "selectors", entry.get("selectors"), [{"namespace": name}])
+    lab.compared(ran, "subnets (the cluster's three private subnets)", sorted(entry.get("subnets") or []), private)
+    role = str(entry.get("podExecutionRoleARN"))
+    pattern = EKSCTL_ROLE.replace("{cluster}", re.escape(lab.cluster.cluster_name))
+    lab.compared(ran, "podExecutionRoleARN (a role of eksctl's stack eksctl-<cluster>-fargate)",
+                 bool(re.fullmatch(pattern, role)) or role, True)
+
+
 def test_create_profile(lab: Lab) -> None:
     profile = _profile(lab, "fargate-game-2048")
     private, _public = cluster_subnets(lab.aws("eks"), lab.aws("ec2"), lab.cluster.cluster_name)
+    if lab.tools().has("eksctl"):
+        _eksctl_get(lab, profile["fargateProfileName"], private)
     expect("profile name", profile["fargateProfileName"], lab.name("fargate-game-2048"))
     expect("profile status", profile["status"], "ACTIVE")
     expect("one selector for the namespace",

@@ -295,7 +295,10 @@ def test_game_in_a_browser(lab: Lab, games: Games, variant: Variant, tmp_path: P
     hostname = game.wait_hostname(lab)
     lab.step(f"open http://{hostname} in a browser")
     _wait_page(lab, hostname)
+    def tiles(dom: str) -> int:
+        return len(re.findall(r'class="tile tile-\d+', dom))
+
     page = open_page(f"http://{hostname}/", hostname, lab.cluster.load_balancer_address(hostname),
-                     tmp_path / "2048.png", browser)
+                     tmp_path / "2048.png", browser, ready=lambda dom: tiles(dom) > 0)
     lab.picture(str(page.screenshot), f"the 2048 game at http://{hostname}/ ({variant.namespace})")
-    expect("tiles on the 2048 board as the game starts", len(re.findall(r'class="tile tile-\d+', page.dom)), 2)
+    expect("tiles on the 2048 board as the game starts", tiles(page.dom), 2)

@@ -2,8 +2,11 @@
 ``kubectl get deploy -n kube-system kube-ops-view -o yaml`` and the pod's YAML; document 002, "fargate에
 kube-ops-view 설치").
 
-Documented steps (the documents install the Helm chart 1.2.2; kube-ops-view.yaml is what it renders)::
+Documented steps, run through the real helm (from a local chart repository holding the chart the project
+packages from kube-ops-view.yaml, where geek-cookbook's cannot be reached; where the run has no helm, the
+manifest is applied instead and the report says why)::
 
+    helm repo add geek-cookbook https://geek-cookbook.github.io/charts/
     helm install kube-ops-view geek-cookbook/kube-ops-view --version 1.2.2 --set env.TZ="Asia/Seoul" \
       --namespace kube-system
     kubectl get pod -n kube-system -l app.kubernetes.io/instance=kube-ops-view -o yaml
@@ -21,13 +24,16 @@ the cluster-wide kube-system lock of ``test_coredns`` while it exists; both modu
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from fargatelab import Lab, ModuleLab, expect
 from fargatelab.eks.facts import RUN_ID_LABEL
+from fargatelab.scenario.charts import chart_repository, helm_home
 
 pytestmark = [
     pytest.mark.lab("Documented extras — kube-ops-view in kube-system", "003"),
@@ -37,8 +43,11 @@ pytestmark = [
 KUBE_SYSTEM = "kube-system"
 SELECTOR = "app.kubernetes.io/instance=kube-ops-view"
 MANIFEST = "kube-ops-view.yaml"
+DOCUMENTED_REPO = "https://geek-cookbook.github.io/charts/"
+DOCUMENTED_REPO_ADD = f"helm repo add geek-cookbook {DOCUMENTED_REPO}"
 DOCUMENTED_INSTALL = ('helm install kube-ops-view geek-cookbook/kube-ops-view --version 1.2.2 '
                       '--set env.TZ="Asia/Seoul" --namespace kube-system')
+DOCUMENTED_UNINSTALL = "helm uninstall kube-ops-view -n kube-system"
 MUTATING_WEBHOOK = "0500-amazon-eks-fargate-mutation.amazonaws.com"
 DEFAULT_TOLERATIONS = [
     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
@@ -58,7 +67,8 @@ def _apply_in_kube_system(lab: Lab) -> None:
     for doc in docs:
         doc.setdefault("metadata", {}).setdefault("labels", {})[RUN_ID_LABEL] = lab.cluster.run_id
     stdin = "\n".join(json.dumps(doc) for doc in docs)
-    lab.step(DOCUMENTED_INSTALL, f"kubectl apply -f {MANIFEST} (what the chart renders)")
+    lab.step(DOCUMENTED_INSTALL, f"kubectl apply -f {MANIFEST} (what the chart renders; not helm: "
+                                 f"{lab.tools().why_not('helm')})")
 
     def delete() -> None:
         lab.kube.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=120s", stdin=stdin,
@@ -68,8 +78,29 @@ def _apply_in_kube_system(lab: Lab) -> None:
     lab.kube.kubectl("apply", "-f", "-", stdin=stdin)
 
 
+def _helm_install(lab: Lab, home: Path) -> None:
+    """The documents' ``helm repo add`` and ``helm install`` through the real helm (the chart repository the
+    local one where geek-cookbook's is unreachable); ``helm uninstall`` as 002 does it, on cleanup."""
+    env = helm_home(home)
+    helm = str(lab.tools().bin_dir / "helm")
+    with chart_repository(DOCUMENTED_REPO, ["kube-ops-view"], helm, env) as url:
+        lab.run(DOCUMENTED_REPO_ADD, {DOCUMENTED_REPO: url}, env=env, timeout=120)
+        lab.on_cleanup("helm release kube-ops-view", lambda: lab.run(
+            DOCUMENTED_UNINSTALL, added="--wait --timeout 120s", env=env, timeout=180, check=False))
+        ran = lab.run(DOCUMENTED_INSTALL, env=env, timeout=300)
+    lab.compared(ran, "helm install: release status", (re.findall(r"^STATUS: (\S+)", ran.stdout, re.M) or [None])[0],
+                 "deployed")
+    # What the chart made carries no run id: labelled now, so the leak check finds it if cleanup fails.
+    label = f"{RUN_ID_LABEL}={lab.cluster.run_id}"
+    lab.kube.kubectl("label", "-n", KUBE_SYSTEM, "--overwrite", "deployment/kube-ops-view",
+                     "serviceaccount/kube-ops-view", "clusterrole/kube-ops-view", "clusterrolebinding/kube-ops-view",
+                     label)
+    lab.kube.kubectl("label", "-n", KUBE_SYSTEM, "--overwrite", "secret", "-l", "owner=helm,name=kube-ops-view",
+                     label)
+
+
 @pytest.fixture(scope="module")
-def ops_view(module_lab: ModuleLab) -> Iterator[OpsView]:
+def ops_view(module_lab: ModuleLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsView]:
     with module_lab(lock=KUBE_SYSTEM) as setup:
         setup.watch(KUBE_SYSTEM)
         if not setup.replay:
@@ -78,7 +109,10 @@ def ops_view(module_lab: ModuleLab) -> Iterator[OpsView]:
             return
         setup.step('fargate_profiles = { kube_system = { selectors = [{ namespace = "kube-system" }] } }')
         profile = setup.create_profile(KUBE_SYSTEM, [{"namespace": KUBE_SYSTEM}])["fargateProfileName"]
-        _apply_in_kube_system(setup)
+        if setup.tools().has("helm"):
+            _helm_install(setup, tmp_path_factory.mktemp("helm"))
+        else:
+            _apply_in_kube_system(setup)
         replicas = setup.kube.deployment(KUBE_SYSTEM, "kube-ops-view")["spec"].get("replicas", 1)
         setup.wait(setup.conditions.pods_running(KUBE_SYSTEM, SELECTOR, replicas))
         yield OpsView(profile)

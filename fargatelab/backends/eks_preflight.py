@@ -31,6 +31,7 @@ LBC_DEPLOYMENT_LABEL = "app.kubernetes.io/name=aws-load-balancer-controller"
 READ_ACTIONS = (
     "sts:GetCallerIdentity",
     "eks:DescribeCluster",
+    "eks:DescribeClusterVersions",
     "eks:ListClusters",
     "eks:ListFargateProfiles",
     "eks:DescribeFargateProfile",
@@ -60,6 +61,11 @@ REPLAY_WRITE_ACTIONS = (
     "elasticloadbalancing:DeleteLoadBalancer",
     "elasticloadbalancing:DeleteTargetGroup",
 )
+#: What the real eksctl writes in replay (its own stack for the pod execution role of a cluster it did not
+#: create, and the role in it), and what the cleanup does to remove them; simulated on those resources.
+EKSCTL_STACK_ACTIONS = ("cloudformation:CreateStack", "cloudformation:DeleteStack")
+EKSCTL_ROLE_ACTIONS = ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+                       "iam:DeleteRole")
 
 
 class Preflight:
@@ -175,6 +181,10 @@ class Preflight:
              {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}),
             (["elasticloadbalancing:DeleteTargetGroup"], f"{elb}:targetgroup/probe/0",
              {"aws:ResourceTag/elbv2.k8s.aws/cluster": cluster}),
+            (list(EKSCTL_STACK_ACTIONS),
+             f"arn:{partition}:cloudformation:{region}:{account}:stack/eksctl-{cluster}-fargate/probe", {}),
+            (list(EKSCTL_ROLE_ACTIONS),
+             f"arn:{partition}:iam::{account}:role/eksctl-{cluster}-fargate-FargatePodExecutionRole-PROBE", {}),
         ]
         if not self.options.pod_execution_role_arn:
             groups += [

@@ -3,7 +3,7 @@
 What is deleted is what :mod:`fargatelab.cleanup.leftovers` finds of the run. Deletion runs in the
 reverse order of creation: namespaces first (the controller removes an Ingress's load balancer through
 its finalizer before the Ingress goes), then load balancers, target groups, Fargate profiles (one at a
-time, retrying ``ResourceInUseException``) and IAM roles. The clusters, VPCs and subnets the run found
+time, retrying ``ResourceInUseException``), the stacks eksctl made for the run, and IAM roles. The clusters, VPCs and subnets the run found
 are never touched.
 """
 
@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 from ..eks.aws_errors import error_code
 from ..eks.elbv2 import paged
 from ..eks.retry import retry_transient
-from .leftovers import (RunScope, run_cluster_objects, run_load_balancers, run_namespaces, run_profiles, run_roles,
-                        run_target_groups)
+from .leftovers import (RunScope, run_cluster_objects, run_eksctl_stacks, run_load_balancers, run_namespaces,
+                        run_profiles, run_roles, run_target_groups)
 
 __all__ = ["Timeouts", "delete_run"]
 
@@ -226,6 +226,28 @@ def _delete_roles(scope: RunScope, timeouts: Timeouts, progress: Progress) -> li
     return errors
 
 
+def _delete_eksctl_stacks(scope: RunScope, timeouts: Timeouts, progress: Progress) -> list[str]:
+    cfn = scope.aws("cloudformation")
+    errors: list[str] = []
+    for name in run_eksctl_stacks(cfn, scope.aws("iam"), scope.run_id, scope.cluster_names()):
+        try:
+            cfn.delete_stack(StackName=name)
+            _wait(f"CloudFormation stack {name}", lambda n=name: _stack_gone(cfn, n), timeouts.role,  # type: ignore[misc]
+                  timeouts.interval)
+            progress(f"deleted eksctl's CloudFormation stack {name}")
+        except (ClientError, TimeoutError) as exc:
+            errors.append(f"CloudFormation stack {name}: {error_code(exc) if isinstance(exc, ClientError) else exc}")
+    return errors
+
+
+def _stack_gone(cfn: Any, name: str) -> bool:
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        return error_code(exc) == "ValidationError"
+    return all(s["StackStatus"] == "DELETE_COMPLETE" for s in stacks)
+
+
 def delete_run(scope: RunScope, progress: Progress = print, timeouts: Timeouts = Timeouts()) -> list[str]:
     """Delete the run's resources in reverse order of creation; the failures, one line each."""
     errors: list[str] = []
@@ -235,6 +257,7 @@ def delete_run(scope: RunScope, progress: Progress = print, timeouts: Timeouts =
     steps += [
         ("ELBv2", lambda: _delete_elbv2(scope, timeouts, progress)),
         ("EKS Fargate profiles", lambda: _delete_profiles(scope, timeouts, progress)),
+        ("eksctl's stacks", lambda: _delete_eksctl_stacks(scope, timeouts, progress)),
         ("IAM roles", lambda: _delete_roles(scope, timeouts, progress)),
     ]
     for what, step in steps:

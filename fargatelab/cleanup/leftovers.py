@@ -3,12 +3,14 @@
 A run's resources are found by its run id, never by name guesses:
 
 * Kubernetes: namespaces labelled ``fargate-labs/run-id=<run>``, and cluster-scoped objects with that label
-  (ClusterRoles, ClusterRoleBindings, IngressClasses, PersistentVolumes);
+  (ClusterRoles, ClusterRoleBindings, IngressClasses, PersistentVolumes), and such objects in kube-system;
 * ELBv2: load balancers and target groups tagged ``fargate-labs/run-id=<run>``, or made by the AWS Load
   Balancer Controller of the run's cluster for an Ingress in one of the run's namespaces (tag
   ``ingress.k8s.aws/stack`` = ``<namespace>/<ingress>`` whose namespace ends in ``-<run>``);
 * EKS: Fargate profiles tagged ``fargate-labs/run-id=<run>``;
 * IAM: roles under the path ``/fargate-labs/`` tagged ``fargate-labs/run-id=<run>``;
+* CloudFormation: eksctl's stack ``eksctl-<cluster>-fargate`` when the run's replay of ``eksctl create
+  fargateprofile`` made it (its role carries the run tag);
 * anything else the Resource Groups Tagging API lists with the tag (reported, never deleted).
 
 What this finds, :mod:`fargatelab.cleanup.deletion` deletes; what it still finds afterwards is a leak.
@@ -36,6 +38,9 @@ __all__ = [
     "run_target_groups",
     "run_profiles",
     "run_roles",
+    "eksctl_stack_name",
+    "eksctl_stack_role",
+    "run_eksctl_stacks",
     "find_leftovers",
 ]
 
@@ -46,6 +51,11 @@ _CLUSTER_SCOPED = (
     ("ClusterRoleBinding", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
     ("IngressClass", "/apis/networking.k8s.io/v1/ingressclasses"),
     ("PersistentVolume", "/api/v1/persistentvolumes"),
+    # kube-system is no run's namespace, so what a run puts there is found by its label too (kube-ops-view's
+    # Deployment and ServiceAccount, and the Secret holding its helm release).
+    ("Deployment in kube-system", "/apis/apps/v1/namespaces/kube-system/deployments"),
+    ("ServiceAccount in kube-system", "/api/v1/namespaces/kube-system/serviceaccounts"),
+    ("Secret in kube-system", "/api/v1/namespaces/kube-system/secrets"),
 )
 
 
@@ -103,7 +113,7 @@ def run_namespaces(api: Any, run_id: str) -> list[dict[str, Any]]:
 
 
 def run_cluster_objects(api: Any, run_id: str) -> list[tuple[str, str, str]]:
-    """(kind, path, name) of labelled cluster-scoped objects."""
+    """(kind, path, name) of labelled cluster-scoped objects and of labelled objects in kube-system."""
     found = []
     for kind, path in _CLUSTER_SCOPED:
         resp = api.call_api(path, "GET", query_params=[("labelSelector", f"{RUN_ID_LABEL}={run_id}")],
@@ -172,6 +182,42 @@ def run_roles(iam: Any, run_id: str) -> list[dict[str, Any]]:
     return roles
 
 
+def eksctl_stack_name(cluster: str) -> str:
+    """The CloudFormation stack ``eksctl create fargateprofile`` makes for the pod execution role of a
+    cluster eksctl did not create."""
+    return f"eksctl-{cluster}-fargate"
+
+
+def eksctl_stack_role(cfn: Any, stack: str) -> str | None:
+    """The IAM role (name) in eksctl's stack ``stack``, or None when there is no such stack or role."""
+    try:
+        resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
+    except ClientError as exc:
+        if error_code(exc) == "ValidationError":  # "Stack with id … does not exist"
+            return None
+        raise
+    return next((r.get("PhysicalResourceId") for r in resources if r["ResourceType"] == "AWS::IAM::Role"), None)
+
+
+def run_eksctl_stacks(cfn: Any, iam: Any, run_id: str, clusters: Iterable[str]) -> list[str]:
+    """eksctl's stacks that the run's replay of ``eksctl create fargateprofile`` made: the harness tags their
+    role with the run id (a stack's own tags cannot change after it is made)."""
+    found = []
+    for cluster in clusters:
+        role = eksctl_stack_role(cfn, eksctl_stack_name(cluster))
+        if not role:
+            continue
+        try:
+            tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role)["Tags"]}
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchEntity":
+                continue
+            raise
+        if tags.get(RUN_ID_TAG) == run_id:
+            found.append(eksctl_stack_name(cluster))
+    return found
+
+
 def _tagged_elsewhere(scope: RunScope) -> list[Leftover]:
     """Anything else the tagging API lists with the run tag (types the run never makes, so never stale)."""
     try:
@@ -184,7 +230,7 @@ def _tagged_elsewhere(scope: RunScope) -> list[Leftover]:
             scope.notes.append(note)
         return []
     # The specific checks cover these, and the tagging API may still list them shortly after deletion.
-    checked = (":elasticloadbalancing:", ":eks:", ":iam:")
+    checked = (":elasticloadbalancing:", ":eks:", ":iam:", ":cloudformation:")
     return [Leftover("tagged resource", arn) for arn in arns if not any(c in arn for c in checked)]
 
 
@@ -206,5 +252,7 @@ def find_leftovers(scope: RunScope) -> list[Leftover]:
     left += [Leftover("Fargate profile", p["fargateProfileName"], f"cluster {p['clusterName']}, {p['status']}")
              for p in run_profiles(scope.aws("eks"), scope.run_id, clusters)]
     left += [Leftover("IAM role", r["RoleName"], r["Arn"]) for r in run_roles(scope.aws("iam"), scope.run_id)]
+    left += [Leftover("eksctl's CloudFormation stack", name, "holds the pod execution role eksctl made")
+             for name in run_eksctl_stacks(scope.aws("cloudformation"), scope.aws("iam"), scope.run_id, clusters)]
     left += _tagged_elsewhere(scope)
     return left

@@ -1,31 +1,21 @@
 """Provisioning of the data plane's binaries: kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS,
-an OCI registry and crane, built from Go modules and cached with a manifest.
-
-Nothing here is downloaded prebuilt: the Go module proxy is the one source that machines without internet
-still reach, and a build from it is reproducible from the pinned versions alone. The cache
-(``<cache_root>/dataplane-<hash of the pins>/bin``) keeps a manifest of SHA-256 digests; a component
-whose binaries are missing or differ from it is rebuilt on its own, the others are kept.
+an OCI registry and crane, built from Go modules (see :mod:`.go_build`) and cached with a manifest in
+``<cache_root>/dataplane-<hash of the pins>/bin``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from ..errors import ExitCode, HarnessError
 from ..rules.naming import kubelet_version
-from .binaries import KUBERNETES_VERSION, cache_root, kubernetes_module, run_go
+from .binaries import KUBERNETES_VERSION, cache_root
+from .go_build import MANIFEST, Component, provision_go_binaries, verify
 
 __all__ = [
     "COMPONENTS",
@@ -36,6 +26,7 @@ __all__ = [
     "REGISTRY_VERSION",
     "CRANE_VERSION",
     "KUBELET_VERSION",
+    "MANIFEST",
     "Component",
     "DataPlaneBinaries",
     "dataplane_dir",
@@ -52,39 +43,9 @@ CRANE_VERSION = "v0.22.1"
 # What a Fargate node's kubelet and kube-proxy report on EKS (``v1.34.4-eks-<hash>``), so that nodes of real
 # microVMs show the same nodeInfo as the emulated ones; the control plane keeps the plain version.
 KUBELET_VERSION = kubelet_version(KUBERNETES_VERSION)
-MANIFEST = "MANIFEST.json"
 CNI_SUBDIR = "cni"
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Component:
-    """One ``go install`` (or, for Kubernetes, ``go build`` in the shared module): what it makes and how."""
-
-    name: str
-    module: str
-    version: str
-    packages: tuple[str, ...]
-    min_go: str  # the ``go`` line of the module's go.mod: GOTOOLCHAIN=local refuses anything older
-    tags: tuple[str, ...] = ()
-    stamps: tuple[tuple[str, str], ...] = ()  # -X variables the upstream Makefiles set
-    cgo: bool = False
-    subdir: str = ""
-
-    @property
-    def binaries(self) -> tuple[str, ...]:
-        """Paths relative to the bin directory, named as ``go install`` names them."""
-        return tuple(os.path.join(self.subdir, _command_name(p)) if self.subdir else _command_name(p)
-                     for p in self.packages)
-
-
-def _command_name(package: str) -> str:
-    parts = package.split("/")
-    # Go names a command after its last element, skipping a major-version suffix such as /v3.
-    if len(parts) > 1 and re.fullmatch(r"v\d+", parts[-1]):
-        return parts[-2]
-    return parts[-1]
 
 
 _CONTAINERD = "github.com/containerd/containerd/v2"
@@ -150,44 +111,12 @@ def dataplane_dir() -> Path:
     """This set of pins' cache directory: a change of any pin gets a directory of its own."""
     return cache_root() / f"dataplane-{_pins_digest()}" / "bin"
 
-
-def _digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _read_manifest(bin_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((bin_dir / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _component_problems(bin_dir: Path, component: Component, manifest: dict[str, Any] | None) -> list[str]:
-    problems = []
-    entry = (manifest or {}).get("components", {}).get(component.name)
-    if manifest is not None and (not isinstance(entry, dict) or entry.get("version") != component.version):
-        problems.append(f"{component.name}: not built at {component.version} according to {bin_dir / MANIFEST}")
-        entry = None
-    for rel in component.binaries:
-        p = bin_dir / rel
-        if not p.is_file() or not os.access(p, os.X_OK):
-            problems.append(f"{rel}: missing or not executable in {bin_dir}")
-        elif entry is not None and entry.get("sha256", {}).get(rel) != _digest(p):
-            problems.append(f"{rel}: checksum differs from {bin_dir / MANIFEST} (corrupt or replaced)")
-    return problems
-
-
-def verify_dataplane(bin_dir: Path) -> list[str]:
+def verify_dataplane(bin_dir: Path, components: tuple[Component, ...] = COMPONENTS) -> list[str]:
     """Problems with a data-plane bin directory: empty when every binary is present and matches its manifest.
 
     A directory without a manifest is only checked for executables.
     """
-    manifest = _read_manifest(bin_dir) if (bin_dir / MANIFEST).exists() else None
-    if (bin_dir / MANIFEST).exists() and manifest is None:
-        return [f"{bin_dir / MANIFEST}: unreadable"]
-    return [p for c in COMPONENTS for p in _component_problems(bin_dir, c, manifest)]
+    return verify(bin_dir, components)
 
 
 def provision_dataplane(
@@ -195,206 +124,10 @@ def provision_dataplane(
 ) -> DataPlaneBinaries:
     """Return verified data-plane binaries, building from Go modules whichever are missing or corrupt."""
     target = dataplane_dir()
-    target.mkdir(parents=True, exist_ok=True)
-    # Parallel test workers provision at once: the first builds, the others wait and then find it done.
-    with open(target.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest = _read_manifest(target) or {}
-        if not isinstance(manifest.get("components"), dict):
-            manifest = {"components": {}}
-        recorded = manifest["components"]
-        todo = []
-        for component in COMPONENTS:
-            problems = _component_problems(target, component, manifest)
-            if problems and component.name in recorded:
-                progress(f"cached {problems[0]}; building {component.name} again")
-            elif not problems and component.name == "runc" and recorded["runc"].get("seccomp") is False \
-                    and _has_libseccomp():
-                progress("libseccomp is installed now: building runc again, with seccomp")
-                problems = ["built without seccomp"]
-            if problems:
-                todo.append(component)
-        if todo:
-            go_version = _check_go(todo)
-            progress(f"building the data plane's {', '.join(c.name for c in todo)} from Go modules, one at a time "
-                     "(all of them from cold take about 13 minutes on 2 cores)")
-            started = time.monotonic()
-            for component in todo:
-                recorded[component.name] = dict(_build(component, target, progress), go=go_version)
-                _write_manifest(target, manifest)
-            progress(f"data-plane binaries ready in {target} ({time.monotonic() - started:.0f}s of builds)")
-        problems = verify_dataplane(target)
-        if problems:
-            raise HarnessError(f"data-plane binaries: {problems[0]}; delete {target.parent} and run again",
-                               ExitCode.MISSING_BINARY)
+    manifest = provision_go_binaries(COMPONENTS, target, "the data plane's", "all of them from cold take about 13 "
+                                     "minutes on 2 cores", progress)
     return DataPlaneBinaries(
         target,
         {c.name: c.version for c in COMPONENTS},
         bool(manifest["components"]["runc"].get("seccomp", True)),
     )
-
-
-def _write_manifest(bin_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = bin_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, bin_dir / MANIFEST)
-
-
-# --- the Go toolchain ------------------------------------------------------------------------------
-
-
-def _go() -> str:
-    go = shutil.which("go")
-    if go is None:
-        need = max((c.min_go for c in COMPONENTS), key=_version_tuple)
-        raise HarnessError(f"building the data plane needs Go >= {need}, and `go` is not on PATH: install it "
-                           "(https://go.dev/dl/) and run again", ExitCode.MISSING_BINARY)
-    return go
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
-
-
-def _check_go(components: list[Component]) -> str:
-    """The local Go's version; refuses one too old before the first build, not after minutes of others."""
-    local = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True,
-                           env=dict(os.environ, GOTOOLCHAIN="local")).stdout.strip()
-    neediest = max(components, key=lambda c: _version_tuple(c.min_go))
-    if local and _version_tuple(local.removeprefix("go")) < _version_tuple(neediest.min_go):
-        raise HarnessError(
-            f"{neediest.name} {neediest.version} needs Go >= {neediest.min_go} but `go` is {local}: "
-            "install a newer Go (https://go.dev/dl/) and run again",
-            ExitCode.MISSING_BINARY,
-        )
-    return local
-
-
-def _build(component: Component, target: Path, progress: Progress) -> dict[str, Any]:
-    """Build one component into ``target`` and return its manifest entry."""
-    logs = target.parent / "logs"
-    logs.mkdir(exist_ok=True)
-    log = logs / f"{component.name}.log"
-    log.write_text("")
-    tags = list(component.tags)
-    seccomp = None
-    if component.name == "runc":
-        _need_c_compiler()
-        seccomp = _seccomp_ready(progress, log)
-        if seccomp:
-            tags.append("seccomp")
-    flags = ["-trimpath", "-ldflags", _ldflags("-s -w", component.stamps)]
-    flags += ["-tags", ",".join(tags)] if tags else []
-    # Built beside the target and moved in file by file, so a binary in bin/ is always whole.
-    staging = Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=target.parent))
-    try:
-        env = {"GOBIN": str(staging), "CGO_ENABLED": "1" if component.cgo else "0"}
-        if component.module == "k8s.io/kubernetes":
-            try:
-                work, flags = kubernetes_module(component.version)
-            except OSError as exc:
-                raise HarnessError(f"cannot reach the Go module proxy to build kubelet and kube-proxy ({exc}): "
-                                   "check GOPROXY and the network, then run again", ExitCode.MISSING_BINARY) from None
-            flags = _with_stamps(flags, component.stamps)
-            args = ["build", *flags, "-o", str(staging) + os.sep, *component.packages]
-        else:
-            # go install outside any module, so the component's own go.mod decides its dependencies.
-            work = staging
-            args = ["install", *flags, *(f"{p}@{component.version}" for p in component.packages)]
-        names = [os.path.basename(rel) for rel in component.binaries]
-        what = component.name if names == [component.name] else f"{component.name} ({', '.join(names)})"
-        progress(f"building {what} {component.version}")
-        seconds = _run_go(args, work, env, log, progress, what)
-        entry: dict[str, Any] = {"version": component.version, "tags": tags, "build_seconds": round(seconds),
-                                 "sha256": {}}
-        for rel in component.binaries:
-            built = staging / os.path.basename(rel)
-            dest = target / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            entry["sha256"][rel] = _digest(built)
-            os.replace(built, dest)
-        if seccomp is not None:
-            entry["seccomp"] = seccomp
-        return entry
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _ldflags(base: str, stamps: tuple[tuple[str, str], ...]) -> str:
-    """``base`` with each stamped variable's ``-X`` set to the stamp's value, replaced in place or appended.
-
-    Replaced rather than appended, so the command line holds one value per variable instead of relying on
-    the linker letting the last ``-X`` win.
-    """
-    words = base.split()
-    wanted = dict(stamps)
-    out: list[str] = []
-    i = 0
-    while i < len(words):
-        if words[i] == "-X" and i + 1 < len(words):
-            var = words[i + 1].split("=", 1)[0]
-            out += ["-X", f"{var}={wanted.pop(var)}" if var in wanted else words[i + 1]]
-            i += 2
-        else:
-            out.append(words[i])
-            i += 1
-    for var, value in wanted.items():
-        out += ["-X", f"{var}={value}"]
-    return " ".join(out)
-
-
-def _with_stamps(flags: list[str], stamps: tuple[tuple[str, str], ...]) -> list[str]:
-    if not stamps:
-        return flags
-    if "-ldflags" not in flags:
-        return [*flags, "-ldflags", _ldflags("", stamps)]
-    at = flags.index("-ldflags") + 1
-    return [*flags[:at], _ldflags(flags[at], stamps), *flags[at + 1:]]
-
-
-def _run_go(args: list[str], cwd: Path, extra_env: dict[str, str], log: Path, progress: Progress,
-            what: str) -> float:
-    return run_go(args, cwd, progress, what, extra_env, log, go=_go(),
-                  remedy="fix the cause and run again (components already built are kept)")
-
-
-# --- runc's C side ---------------------------------------------------------------------------------
-
-
-def _need_c_compiler() -> None:
-    cc = os.environ.get("CC") or "gcc"
-    if shutil.which(cc.split()[0]) is None and shutil.which("cc") is None:
-        raise HarnessError(f"runc needs a C compiler (cgo) and {cc!r} is not on PATH: install gcc "
-                           "(apt-get install -y gcc) and run again", ExitCode.MISSING_BINARY)
-
-
-def _has_libseccomp() -> bool:
-    # libseccomp-golang finds the library through pkg-config, so both must be there.
-    if shutil.which("pkg-config") is None:
-        return False
-    return subprocess.run(["pkg-config", "--exists", "libseccomp"], capture_output=True).returncode == 0
-
-
-def _seccomp_ready(progress: Progress, log: Path) -> bool:
-    """Whether runc can be built with seccomp, installing libseccomp-dev with apt-get when root can."""
-    if _has_libseccomp():
-        return True
-    packages = ["libseccomp-dev"] + ([] if shutil.which("pkg-config") else ["pkg-config"])
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        progress(f"{' and '.join(packages)} missing and not installable here (needs root and apt-get): "
-                 "building runc WITHOUT seccomp, so pods run without seccomp profiles")
-        return False
-    progress(f"installing {' and '.join(packages)} with apt-get, for runc's seccomp support")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    with open(log, "ab") as out:
-        ok = subprocess.run(install, env=env, stdout=out, stderr=subprocess.STDOUT).returncode == 0
-        if not ok:
-            # A fresh machine's package lists may be missing or stale.
-            subprocess.run(["apt-get", "update"], env=env, stdout=out, stderr=subprocess.STDOUT)
-            ok = subprocess.run(install, env=env, stdout=out, stderr=subprocess.STDOUT).returncode == 0
-    if ok and _has_libseccomp():
-        return True
-    progress(f"installing {' and '.join(packages)} failed (see {log}): building runc WITHOUT seccomp, "
-             "so pods run without seccomp profiles")
-    return False

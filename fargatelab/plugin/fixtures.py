@@ -19,6 +19,7 @@ from ..rules.timing import Timing, profile
 from ..scenario import conditions as cond
 from ..scenario import wait
 from ..scenario.handle import ClusterHandle
+from ..scenario.commands import Tools
 from ..scenario.kube import Kube
 from ..scenario.lab import Lab
 from .run import backend_of
@@ -82,7 +83,30 @@ def new_lab(config: pytest.Config, cluster: ClusterHandle, kube: Kube, aws: Call
     backend = backend_of(config)
     return Lab(cluster, kube, aws, timing, mode=config.option.mode,
                liveness=backend.liveness if backend is not None else None, record=record,
-               settle=config.stash.get(_SETTLE, None), scope=scope, parents=parents)
+               settle=config.stash.get(_SETTLE, None), scope=scope, parents=parents,
+               tools=lambda: tools_of(config))
+
+
+_TOOLS = pytest.StashKey[Tools]()
+
+
+def tools_of(config: pytest.Config) -> Tools:
+    """The real CLIs (eksctl, helm, aws), provisioned once per process on first use (cached across runs);
+    where they cannot be (no Go, no module proxy), Tools whose ``problem`` says why. A student's check
+    runs the tools on their own PATH."""
+    if _TOOLS not in config.stash and config.option.mode == "check":
+        config.stash[_TOOLS] = Tools.on_path()
+    if _TOOLS not in config.stash:
+        from pathlib import Path
+
+        from ..local.cli_tools import provision_clis
+
+        try:
+            clis = provision_clis()
+            config.stash[_TOOLS] = Tools(clis.bin_dir, clis.versions)
+        except HarnessError as exc:
+            config.stash[_TOOLS] = Tools(Path(), {}, str(exc))
+    return config.stash[_TOOLS]
 
 
 def scope_of(node: pytest.Item | pytest.Module | None) -> str:

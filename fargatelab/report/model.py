@@ -23,6 +23,7 @@ harness; the model shows those parts as they are and never reads them back out o
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,8 @@ class Step:
     fix: str | None = None
     longrepr: str = ""
     commands: list[str] = field(default_factory=list)
+    #: what really ran for the documented commands: {"command", "exit_code", "output"} (and "compared")
+    ran: list[dict[str, Any]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     waits: list[str] = field(default_factory=list)
     #: (PNG file, caption): what the step saw, shown in the report (the game in a browser, say)
@@ -326,6 +329,7 @@ class RunReport:
             props = self._properties.get(nodeid, [])
             step.commands = [v for k, v in props if k == "step"]
             step.defects = [v for k, v in props if k == "documentation defect"]
+            step.ran = [json.loads(v) for k, v in props if k == "ran"]
             step.waits = [v for k, v in props if k == "wait"]
             step.pictures = [(v.split("\t", 1)[0], v.split("\t", 1)[-1]) for k, v in props if k == "picture"]
             step.index = self._order.get(nodeid, 1 << 30)

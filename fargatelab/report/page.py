@@ -87,6 +87,7 @@ table.diff tr.expected td{background:#dafbe1}table.diff tr.actual td{background:
 figure.picture{margin:8px 0}figure.picture img{max-width:480px;border:1px solid #ccc}
 ol.commands{margin:4px 0;padding-left:22px}ol.commands li{margin:2px 0}
 .ran{color:#59636e;font-size:13px}
+span.exit-ok{color:var(--ok,#1a7f37)}span.exit-bad{color:var(--bad,#cf222e);font-weight:600}
 pre.table{white-space:pre;word-break:normal}
 ul.defects li{color:var(--warn)}
 details.section{margin:4px 0}
@@ -118,6 +119,19 @@ def _command_html(command: str) -> str:
     documented, arrow, executed = command.partition("  =>  ")
     ran = f'<br><span class="ran">ran instead: <code>{_e(executed)}</code></span>' if arrow else ""
     return f"<li><code>{_e(documented)}</code>{ran}</li>"
+
+
+def _ran_html(ran: dict[str, Any]) -> str:
+    """One command line run through its real CLI: the line, its exit code, its output, and what was
+    compared with the document's own output."""
+    code = ran.get("exit_code")
+    status = f'<span class="{"exit-ok" if code == 0 else "exit-bad"}">exit {_e(str(code))}</span>'
+    output = str(ran.get("output") or "")
+    body = (f'<details class="section"><summary>output ({len(output.splitlines())} lines)</summary>'
+            f'<pre class="table">{_e(output)}</pre></details>') if output.strip() else ""
+    compared = "".join(f"<li>{_e(c)}</li>" for c in ran.get("compared") or [])
+    return (f'<li><code>{_e(str(ran.get("command", "")))}</code> · {status}{body}'
+            + (f'<ul class="compared">{compared}</ul>' if compared else "") + "</li>")
 
 
 def _failure_html(s: Step) -> list[str]:
@@ -158,6 +172,8 @@ def _step_html(s: Step) -> str:
     if s.commands:
         parts.append('<h3>Documented commands</h3><ol class="commands">'
                      + "".join(_command_html(c) for c in s.commands) + "</ol>")
+    if s.ran:
+        parts.append('<h3>Ran as documented</h3><ol class="commands">' + "".join(_ran_html(r) for r in s.ran) + "</ol>")
     for png, caption in s.pictures:
         parts.append(_picture_html(png, caption))
     if s.defects:

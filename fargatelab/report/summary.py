@@ -43,7 +43,7 @@ def summary_json(model: RunReport) -> dict[str, Any]:
                         "step": step_title(s.name), "test": s.nodeid, "outcome": s.outcome, "ok": s.ok,
                         "mark": s.mark, "description": s.description, "message": s.message or None,
                         "expected": s.expected, "actual": s.actual, "missing": s.missing, "fix": s.fix,
-                        "commands": s.commands, "documentation_defects": s.defects,
+                        "commands": s.commands, "ran": s.ran, "documentation_defects": s.defects,
                         "duration_seconds": round(s.duration, 3),
                         "worker": s.worker or None,
                         "started_at": round(s.started, 3) or None, "finished_at": round(s.finished, 3) or None,

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["Page", "find_browser", "open_page"]
 
@@ -29,9 +30,10 @@ class Page:
     screenshot: Path
 
 
-def _chromium(browser: str, url: str, hostname: str, address: str | None, *extra: str) -> list[str]:
+def _chromium(browser: str, url: str, hostname: str, address: str | None, *extra: str,
+              budget: int = 4000) -> list[str]:
     args = [browser, "--headless", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-            "--window-size=560,760", "--virtual-time-budget=4000"]
+            "--window-size=560,760", f"--virtual-time-budget={budget}"]
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium's sandbox refuses root
     if address:
@@ -40,17 +42,21 @@ def _chromium(browser: str, url: str, hostname: str, address: str | None, *extra
 
 
 def open_page(url: str, hostname: str, address: str | None, screenshot: Path, browser: str,
-              timeout: float = 60) -> Page:
-    """Open ``url`` (for ``hostname``, served at ``address`` when given), let its scripts run, and return the
-    DOM it ends with and a screenshot of it."""
+              timeout: float = 60, ready: Callable[[str], bool] = lambda dom: True) -> Page:
+    """Open ``url`` (for ``hostname``, served at ``address`` when given), let its scripts run until the DOM
+    is ``ready`` (three looks, each letting the scripts run twice as long as the one before: on a busy
+    machine the page's scripts may not have run within the first), and return that DOM and a screenshot."""
     profile = screenshot.parent / f".chromium-{screenshot.stem}"
     common = (f"--user-data-dir={profile}",)
-    dom = subprocess.run(_chromium(browser, url, hostname, address, *common, "--dump-dom"), capture_output=True,
-                         text=True, timeout=timeout)
-    if dom.returncode != 0:
-        raise RuntimeError(f"{browser} could not open {url}: {dom.stderr.strip().splitlines()[-1:]}")
-    shot = subprocess.run(_chromium(browser, url, hostname, address, *common, f"--screenshot={screenshot}"),
-                          capture_output=True, text=True, timeout=timeout)
+    for budget in (4000, 8000, 16000):
+        dom = subprocess.run(_chromium(browser, url, hostname, address, *common, "--dump-dom", budget=budget),
+                             capture_output=True, text=True, timeout=timeout)
+        if dom.returncode != 0:
+            raise RuntimeError(f"{browser} could not open {url}: {dom.stderr.strip().splitlines()[-1:]}")
+        if ready(dom.stdout):
+            break
+    shot = subprocess.run(_chromium(browser, url, hostname, address, *common, f"--screenshot={screenshot}",
+                                    budget=budget), capture_output=True, text=True, timeout=timeout)
     shutil.rmtree(profile, ignore_errors=True)
     if shot.returncode != 0 or not screenshot.exists():
         raise RuntimeError(f"{browser} took no screenshot of {url}: {shot.stderr.strip().splitlines()[-1:]}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ExitCode, HarnessError
 
-__all__ = ["Failure", "FactMismatch", "Missing", "KubectlFailed"]
+__all__ = ["Failure", "FactMismatch", "Missing", "CommandFailed", "KubectlFailed"]
 
 
 class Failure(AssertionError):
@@ -57,6 +57,22 @@ class Missing(Failure):
 
     def data(self) -> dict[str, Any]:
         return {"kind": self.kind, "missing": self.what, "fix": self.fix, "message": str(self)}
+
+
+class CommandFailed(FactMismatch):
+    """A documented command line, run as written through its real CLI, did not succeed: the workshop's
+    students would see the same.
+
+    >>> str(CommandFailed("eksctl get cluster", 1, "Error: boom"))
+    'exit code of `eksctl get cluster` (its output ends: Error: boom)\\n  expected: 0\\n  actual:   1'
+    """
+
+    kind = "command"
+
+    def __init__(self, command: str, exit_code: int, output: str) -> None:
+        tail = " | ".join(output.strip().splitlines()[-3:])
+        super().__init__(f"exit code of `{command}`" + (f" (its output ends: {tail})" if tail else ""), 0, exit_code)
+        self.command, self.exit_code, self.output = command, exit_code, output
 
 
 class KubectlFailed(HarnessError):

@@ -25,6 +25,8 @@ class Capability:
     WRITE = "write"
     #: pods reach the internet through the VPC's NAT gateway
     INTERNET_EGRESS = "internet-egress"
+    #: the API server accepts the tokens ``aws eks get-token`` makes (``aws eks update-kubeconfig``)
+    EKS_AUTHENTICATION = "eks-authentication"
 
     #: what each capability is; which backend has it: :mod:`fargatelab.backends.capabilities`
     REASONS: Mapping[str, str] = {
@@ -34,6 +36,7 @@ class Capability:
         REAL_AWS: "AWS resources live in a real account, so cost and leaks are real",
         WRITE: "the run may create, change and delete (replay mode)",
         INTERNET_EGRESS: "pods reach the internet through the VPC's NAT gateway",
+        EKS_AUTHENTICATION: "the API server accepts tokens from `aws eks get-token` (aws eks update-kubeconfig)",
     }
 
 

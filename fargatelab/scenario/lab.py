@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 
-from . import diagnostics, manifests
+from . import commands, diagnostics, manifests
 from . import wait as waits
 from .cleaner import Cleaner
 from .conditions import Conditions
-from .failures import FactMismatch, Missing
+from .commands import Ran, Tools, run_line, substitute
+from .failures import CommandFailed, FactMismatch, Missing
 from .handle import ClusterHandle
 from .kube import Kube
 from .locks import cluster_lock
@@ -48,8 +50,11 @@ class Lab:
     def __init__(self, cluster: ClusterHandle, kube: Kube, aws: Callable[[str], Any], timing: Timing,
                  mode: str = "replay", liveness: waits.Liveness | None = None,
                  record: list[tuple[str, object]] | None = None, settle: list[str] | None = None,
-                 scope: str = "", parents: Callable[[], Iterable[Lab]] | None = None) -> None:
+                 scope: str = "", parents: Callable[[], Iterable[Lab]] | None = None,
+                 tools: Callable[[], Tools] | None = None) -> None:
         self.cluster = cluster
+        #: the real CLIs (eksctl, helm, aws), provisioned on first use
+        self._tools = tools or (lambda: Tools(Path(), {}, "no command-line tools were given to this lab"))
         self.kube = kube
         self.aws = aws
         self.timing = timing
@@ -134,6 +139,40 @@ class Lab:
     def step(self, documented: str, executed: str | None = None) -> None:
         """Record a documented command (and what was really run, where it differs) in the report."""
         self.record.append(("step", documented if executed in (None, documented) else f"{documented}  =>  {executed}"))
+
+    def tools(self) -> Tools:
+        """The real CLIs this run replays documented lines with (``has``/``why_not`` where it cannot)."""
+        return self._tools()
+
+    def run(self, documented: str, names: dict[str, str] | None = None, timeout: float = 300,
+            stdin: str | None = None, check: bool = True, added: str = "",
+            env: dict[str, str] | None = None) -> Ran:
+        """Run a documented command line as written through its real CLI, with this run's names put in for
+        the documented ones (``$EKSCLUSTER_NAME`` always) and ``added`` at its end (the run's tag, say); the
+        report shows the line, what ran, its exit code and output. ``env`` changes the shell's environment (a
+        kubeconfig of the step's own, say). A line that fails fails the step (:class:`CommandFailed`) unless
+        ``check`` is off."""
+        line = substitute(documented, {"$EKSCLUSTER_NAME": self.cluster.cluster_name, **(names or {})})
+        line = f"{line} {added}" if added else line
+        shell = commands.environment(self._tools(), self.cluster.kubeconfig, self.cluster.aws_environment(),
+                                   self.cluster.cluster_name, self.kube.kubectl_path) | (env or {})
+        self.step(documented, line)
+        ran = run_line(line, shell, timeout, stdin)
+        self.record.append(("ran", ran.record()))
+        if check and ran.exit_code != 0:
+            raise CommandFailed(line, ran.exit_code, ran.output)
+        return ran
+
+    def compared(self, ran: Ran, fact: str, actual: Any, expected: Any) -> None:
+        """:func:`expect` one fact of a command's output, noted beside what ran in the report."""
+        ran.compared.append(f"{fact}: {actual!r}" + (" (as documented)" if actual == expected
+                                                    else f", documented {expected!r}"))
+        for i in range(len(self.record) - 1, -1, -1):
+            kind, value = self.record[i]
+            if kind == "ran" and json.loads(str(value))["command"] == ran.command:
+                self.record[i] = ("ran", ran.record())
+                break
+        expect(fact, actual, expected)
 
     def defect(self, text: str) -> None:
         """Record a documentation defect: a documented command that does not work as written."""

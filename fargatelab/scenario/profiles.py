@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
-from ..eks.facts import RUN_ID_LABEL
+from botocore.exceptions import ClientError
+
+from ..eks.aws_errors import error_code
+from ..eks.facts import RUN_ID_LABEL, RUN_ID_TAG
 from ..eks.retry import retry_transient
 from ..errors import ExitCode, HarnessError
 from ..rules.timing import Timing
@@ -35,15 +39,55 @@ class Profiles:
         role = extra.pop("podExecutionRoleArn", None) or self.pod_execution_role()
         args = dict(clusterName=self.cluster.cluster_name, fargateProfileName=name, selectors=selectors,
                     podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
+        return self.made_by(name, lambda: retry_transient(lambda: eks.create_fargate_profile(**args)))
+
+    def made_by(self, name: str, make: Callable[[], object]) -> dict[str, Any]:
+        """Profile ``name`` as ``make`` creates it (the API call, or the real eksctl): its deletion registered
+        first, made under the profiles lock, waited for until ACTIVE."""
+        eks = self.aws("eks")
         # Registered before the call: an interrupt while the request is in flight must not leak it.
         self.cleaner.add(f"Fargate profile {name}", lambda: self.delete(name))
         with cluster_lock(self.cluster, "profiles"):
-            retry_transient(lambda: eks.create_fargate_profile(**args))
+            make()
             self._wait(cond.ProfileStatus(eks, self.cluster.cluster_name, name, "ACTIVE"),
                        self.timing.profile_active_timeout, self._poll)
         profile: dict[str, Any] = eks.describe_fargate_profile(
             clusterName=self.cluster.cluster_name, fargateProfileName=name)["fargateProfile"]
         return profile
+
+    @contextlib.contextmanager
+    def eksctl_stack(self) -> Iterator[None]:
+        """eksctl makes a CloudFormation stack of its own, ``eksctl-<cluster>-fargate``, for the pod execution
+        role of a cluster it did not create. When what runs inside makes it, its role is tagged with the run
+        id (``fargate-labs leaks`` finds it by that) and the stack is deleted by the cleanup, after the
+        profiles (it is registered before them). A stack that was there before is left alone."""
+        from ..cleanup.leftovers import eksctl_stack_name, eksctl_stack_role
+
+        cfn, iam = self.aws("cloudformation"), self.aws("iam")
+        stack = eksctl_stack_name(self.cluster.cluster_name)
+        before = eksctl_stack_role(cfn, stack)
+        made: list[str] = []
+        self.cleaner.add(f"eksctl's CloudFormation stack {stack}", lambda: self._delete_stack(stack) if made else None)
+        try:
+            yield
+        finally:
+            role = eksctl_stack_role(cfn, stack)
+            if before is None and role:
+                iam.tag_role(RoleName=role, Tags=[{"Key": RUN_ID_TAG, "Value": self.cluster.run_id}])
+                made.append(stack)
+
+    def _delete_stack(self, stack: str) -> None:
+        cfn = self.aws("cloudformation")
+
+        def gone() -> tuple[bool, str]:
+            try:
+                status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+            except ClientError as exc:
+                return error_code(exc) == "ValidationError", error_code(exc)
+            return status == "DELETE_COMPLETE", status
+
+        cfn.delete_stack(StackName=stack)
+        self._wait(cond.condition(f"CloudFormation stack {stack} deleted", gone), 300, self._poll)
 
     def delete(self, name: str) -> None:
         eks = self.aws("eks")

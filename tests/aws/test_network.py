@@ -173,3 +173,25 @@ def test_unreadable_ca_file_is_bad_input(launcher: Any, tmp_path: Path) -> None:
     one = launcher(ca_file=tmp_path / "missing.crt")
     assert one.proc.returncode == ExitCode.BAD_INPUT
     assert "--ca-file" in _one_stderr_line(one)
+
+
+def test_describe_cluster_versions_lists_the_clusters_version(eks: Any) -> None:
+    """eksctl calls DescribeClusterVersions before anything else; moto alone answers it with 404."""
+    (cluster,) = [eks.describe_cluster(name=CLUSTER)["cluster"]]
+    listed = eks.describe_cluster_versions()["clusterVersions"]
+    (default,) = [v for v in listed if v["defaultVersion"]]
+    assert default["clusterVersion"] == cluster["version"] and default["clusterType"] == "eks"
+    assert default["kubernetesPatchVersion"].startswith(cluster["version"] + ".")
+    assert all(v["versionStatus"] in ("STANDARD_SUPPORT", "EXTENDED_SUPPORT") for v in listed)
+    assert eks.describe_cluster_versions(clusterVersions=["1.20"])["clusterVersions"] == []
+
+
+def test_the_calls_a_client_made_are_counted(server: Server, eks: Any) -> None:
+    """What a real CLI calls is found by running it: the server counts each action, and a GET resets them."""
+    server.control("GET", "calls")
+    eks.describe_cluster(name=CLUSTER)
+    eks.describe_cluster(name=CLUSTER)
+    eks.describe_cluster_versions()
+    status, calls = server.control("GET", "calls")
+    assert status == 200 and calls == {"eks:DescribeCluster": 2, "eks:DescribeClusterVersions": 1}
+    assert server.control("GET", "calls")[1] == {}

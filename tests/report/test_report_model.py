@@ -292,3 +292,31 @@ def test_a_step_picture_is_inside_the_page(tmp_path: Path) -> None:
     assert "<figcaption>the game</figcaption>" in page
     png.unlink()
     assert "picture not found" in render_html(model_of(phases(nodeid, props=[("picture", f"{png}\tthe game")])))
+
+
+@pytest.mark.parametrize("roundtrip", [False, True], ids=["one process", "through xdist serialisation"])
+def test_what_ran_is_reported_beside_the_documented_line(roundtrip: bool) -> None:
+    """A documented line replayed through its real CLI: summary.json lists it under ``ran`` with its exit
+    code, output and the compared fields; report.html shows them beside the documented commands."""
+    from fargatelab.scenario.commands import Ran
+
+    documented = "eksctl get fargateprofile --cluster $EKSCLUSTER_NAME -o yaml"
+    ran = Ran("eksctl get fargateprofile --cluster eksworkshop -o yaml", 0, "- name: fargate-game-2048-r1\n  status: ACTIVE",
+              ["status: 'ACTIVE' (as documented)"])
+    props: list[tuple[str, object]] = [("step", f"{documented}  =>  {ran.command}"), ("ran", ran.record())]
+    model = model_of(phases("labs/test_fargate_profile.py::test_create_profile", props=props), roundtrip=roundtrip)
+    step = summary_json(model)["labs"][0]["steps"][0]
+    assert step["commands"] == [f"{documented}  =>  {ran.command}"]
+    assert step["ran"] == [{"command": ran.command, "exit_code": 0, "output": ran.output,
+                            "compared": ["status: 'ACTIVE' (as documented)"]}]
+    page = render_html(model)
+    assert "Ran as documented" in page and "exit 0" in page and "status: ACTIVE" in page
+    assert "status: &#x27;ACTIVE&#x27; (as documented)" in page
+
+
+def test_a_long_output_is_cut_in_the_report() -> None:
+    from fargatelab.scenario.commands import Ran
+
+    recorded = json.loads(Ran("helm install x", 0, "y" * 10000).record())
+    assert len(recorded["output"]) < 6100 and recorded["output"].endswith("(4000 more characters)")
+    assert "stdout" not in recorded

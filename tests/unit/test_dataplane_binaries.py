@@ -14,6 +14,7 @@ import pytest
 
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.local import dataplane_binaries as dp
+from fargatelab.local import go_build as gb
 from fargatelab.local.binaries import KUBERNETES_VERSION
 from fargatelab.rules.naming import kubelet_version
 from stand_ins import script
@@ -34,14 +35,14 @@ def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         sums = {}
         for rel in component.binaries:
             p = script(target / rel, f"echo {rel} {component.version}")
-            sums[rel] = dp._digest(p)
+            sums[rel] = gb._digest(p)
         entry: dict[str, Any] = {"version": component.version, "tags": list(component.tags), "sha256": sums}
         if component.name == "runc":
             entry["seccomp"] = True
         return entry
 
-    monkeypatch.setattr(dp, "_build", build)
-    monkeypatch.setattr(dp, "_check_go", lambda components: "go1.99.0")
+    monkeypatch.setattr(gb, "_build", build)
+    monkeypatch.setattr(gb, "_check_go", lambda components: "go1.99.0")
     return built
 
 
@@ -58,7 +59,7 @@ def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ],
 )
 def test_a_command_is_named_as_go_install_names_it(package: str, name: str) -> None:
-    assert dp._command_name(package) == name
+    assert gb._command_name(package) == name
 
 
 def test_every_binary_the_data_plane_needs_is_pinned_once() -> None:
@@ -102,12 +103,12 @@ def test_kubelet_and_kube_proxy_carry_the_eks_version_of_a_fargate_node() -> Non
 
 def test_a_stamp_replaces_the_variable_in_place_and_leaves_the_others() -> None:
     base = "-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1"
-    assert dp._ldflags(base, (("k8s.io/component-base/version.gitVersion", "v1.34.4-eks-abc1234"),
+    assert gb._ldflags(base, (("k8s.io/component-base/version.gitVersion", "v1.34.4-eks-abc1234"),
                               ("example.com/v.extra", "x"))) == (
         "-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4-eks-abc1234 "
         "-X k8s.io/component-base/version.gitMajor=1 -X example.com/v.extra=x")
-    assert dp._ldflags("-s -w", ()) == "-s -w"
-    assert dp._with_stamps(["-trimpath"], (("a.b", "c"),)) == ["-trimpath", "-ldflags", "-X a.b=c"]
+    assert gb._ldflags("-s -w", ()) == "-s -w"
+    assert gb._with_stamps(["-trimpath"], (("a.b", "c"),)) == ["-trimpath", "-ldflags", "-X a.b=c"]
 
 
 # --- verification and partial rebuilds ------------------------------------------------------------
@@ -165,11 +166,11 @@ def test_runc_without_seccomp_is_rebuilt_once_libseccomp_is_there(
     manifest = json.loads((bin_dir / dp.MANIFEST).read_text())
     manifest["components"]["runc"]["seccomp"] = False
     (bin_dir / dp.MANIFEST).write_text(json.dumps(manifest))
-    monkeypatch.setattr(dp, "_has_libseccomp", lambda: False)
+    monkeypatch.setattr(gb, "_has_libseccomp", lambda: False)
     fake_builds.clear()
     assert not dp.provision_dataplane(lambda line: None).seccomp
     assert fake_builds == []
-    monkeypatch.setattr(dp, "_has_libseccomp", lambda: True)
+    monkeypatch.setattr(gb, "_has_libseccomp", lambda: True)
     assert dp.provision_dataplane(lambda line: None).seccomp
     assert fake_builds == ["runc"]
 
@@ -204,17 +205,17 @@ def test_a_go_too_old_is_refused_before_any_build(fake_path: Path) -> None:
         pytest.skip("a system go in /usr/bin would shadow the stand-in")
     script(fake_path / "go", 'echo go1.24.3')
     with pytest.raises(HarnessError) as err:
-        dp._check_go(list(dp.COMPONENTS))
+        gb._check_go(list(dp.COMPONENTS))
     assert err.value.code == ExitCode.MISSING_BINARY
     assert "cni-plugins v1.10.0 needs Go >= 1.26.8 but `go` is go1.24.3: install a newer Go" in str(err.value)
     script(fake_path / "go", 'echo go1.26.8')
-    assert dp._check_go(list(dp.COMPONENTS)) == "go1.26.8"
+    assert gb._check_go(list(dp.COMPONENTS)) == "go1.26.8"
 
 
 def test_no_go_at_all_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(HarnessError, match=r"needs Go >= 1\.26\.8, and `go` is not on PATH: install it"):
-        dp._go()
+    with pytest.raises(HarnessError, match=r"needs Go, and `go` is not on PATH: install it"):
+        gb._go()
 
 
 def test_a_component_is_installed_with_its_tags_and_version_stamps(
@@ -228,13 +229,13 @@ def test_a_component_is_installed_with_its_tags_and_version_stamps(
     target.mkdir(parents=True)
     lines: list[str] = []
     crane = next(c for c in dp.COMPONENTS if c.name == "crane")
-    entry = dp._build(crane, target, lines.append)
+    entry = gb._build(crane, target, lines.append)
     args = record.read_text().splitlines()
     assert args[0] == "install"
     assert "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v0.22.1" in args
     assert "github.com/google/go-containerregistry/cmd/crane@v0.22.1" in args
     assert {"CGO=0", "TC=local", "FLAGS=-mod=mod"} <= set(args)
-    assert entry["sha256"] == {"crane": dp._digest(target / "crane")}
+    assert entry["sha256"] == {"crane": gb._digest(target / "crane")}
     assert [p.name for p in target.parent.iterdir() if p.name.startswith(".crane-")] == []
     assert lines[0] == "building crane v0.22.1"
     assert lines[1].startswith("  built crane in ")
@@ -249,11 +250,11 @@ def test_kubelet_and_kube_proxy_are_linked_with_the_eks_version_and_the_control_
     plain = ("-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1 "
              "-X k8s.io/client-go/pkg/version.gitVersion=v1.34.4 -X k8s.io/client-go/pkg/version.gitMajor=1")
     # The shared module's flags, as the control plane's build gets them.
-    monkeypatch.setattr(dp, "kubernetes_module", lambda version: (tmp_path, ["-trimpath", "-ldflags", plain]))
+    monkeypatch.setattr(gb, "kubernetes_module", lambda version: (tmp_path, ["-trimpath", "-ldflags", plain]))
     target = tmp_path / "cache" / "bin"
     target.mkdir(parents=True)
     kubernetes = next(c for c in dp.COMPONENTS if c.name == "kubernetes")
-    dp._build(kubernetes, target, lambda line: None)
+    gb._build(kubernetes, target, lambda line: None)
     args = record.read_text().splitlines()
     assert args[0] == "build"
     assert args.count("-ldflags") == 1
@@ -268,7 +269,7 @@ def test_a_failed_build_names_the_last_log_line_and_the_log(fake_path: Path, tmp
     script(fake_path / "go", 'echo "compiling..."; echo "go: module x: 410 Gone" >&2; exit 1')
     log = tmp_path / "x.log"
     with pytest.raises(HarnessError) as err:
-        dp._run_go(["install", "x@v1"], tmp_path, {}, log, lambda line: None, "x")
+        gb._run_go(["install", "x@v1"], tmp_path, {}, log, lambda line: None, "x")
     assert err.value.code == ExitCode.MISSING_BINARY
     assert str(err.value).startswith(f"building x with Go failed: go: module x: 410 Gone (full log {log}); ")
 
@@ -279,10 +280,10 @@ def test_a_failed_build_names_the_last_log_line_and_the_log(fake_path: Path, tmp
 def test_without_root_runc_is_built_without_seccomp_and_says_so(
     fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dp, "_has_libseccomp", lambda: False)
+    monkeypatch.setattr(gb, "_has_libseccomp", lambda: False)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     lines: list[str] = []
-    assert dp._seccomp_ready(lines.append, tmp_path / "log") is False
+    assert gb._seccomp_ready(lines.append, tmp_path / "log") is False
     assert "building runc WITHOUT seccomp" in lines[0]
 
 
@@ -294,7 +295,7 @@ def test_a_failed_apt_install_is_retried_after_an_update_then_given_up(
     script(fake_path / "pkg-config", "exit 1")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     lines: list[str] = []
-    assert dp._seccomp_ready(lines.append, tmp_path / "log") is False
+    assert gb._seccomp_ready(lines.append, tmp_path / "log") is False
     assert calls.read_text().splitlines() == [
         "install -y --no-install-recommends libseccomp-dev", "update", "install -y --no-install-recommends libseccomp-dev",
     ]
@@ -309,7 +310,7 @@ def test_an_apt_install_that_works_enables_seccomp(
     script(fake_path / "apt-get", f"touch {installed}")
     script(fake_path / "pkg-config", f'[ -e {installed} ]')
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert dp._seccomp_ready(lambda line: None, tmp_path / "log") is True
+    assert gb._seccomp_ready(lambda line: None, tmp_path / "log") is True
 
 
 # --- the real thing ------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import fnmatch
 import json
 from pathlib import Path
 
-from fargatelab.backends.eks_preflight import READ_ACTIONS, REPLAY_WRITE_ACTIONS
+from fargatelab.backends.eks_preflight import (EKSCTL_ROLE_ACTIONS, EKSCTL_STACK_ACTIONS, READ_ACTIONS,
+                                               REPLAY_WRITE_ACTIONS)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "iam"
 
@@ -28,8 +29,8 @@ def _granted(action: str, granted: list[str]) -> bool:
 
 def test_replay_policy_covers_every_action_of_a_replay() -> None:
     granted = _actions("replay-policy.json")
-    missing = [a for a in (*READ_ACTIONS, *REPLAY_WRITE_ACTIONS, "iam:SimulatePrincipalPolicy", "tag:GetResources")
-               if not _granted(a, granted)]
+    missing = [a for a in (*READ_ACTIONS, *REPLAY_WRITE_ACTIONS, *EKSCTL_STACK_ACTIONS, *EKSCTL_ROLE_ACTIONS,
+                           "iam:SimulatePrincipalPolicy", "tag:GetResources") if not _granted(a, granted)]
     assert missing == []
     assert not any("*" in a for a in granted), "no wildcard actions in the least-privilege policy"
 

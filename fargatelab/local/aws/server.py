@@ -4,11 +4,13 @@ Run ``python -m fargatelab.local.aws.server --port PORT ...``. Stdout carries ex
 ``READY <port>``, once the seed is in place and requests are served; everything else goes to
 stderr. SIGTERM/SIGINT shut the server down and exit 0.
 
-Besides the AWS APIs the server answers, under ``/_fargatelab/``:
+EKS's ``DescribeClusterVersions`` is answered here (see :mod:`.cluster_versions`). Besides the AWS APIs the
+server answers, under ``/_fargatelab/``:
   GET    seed    the ids returned by ``seed_workshop`` (JSON)
   POST   target-health  {target group ARN: {"id:port": {"State", "Reason", "Description"}}}: what the ALB
                  data plane measured, reported by DescribeTargetHealth (see :mod:`.load_balancers`)
   GET    secret?access_key_id=ID  the secret of a key moto issued (for the token-review webhook)
+  GET    calls   {"service:Action": count} of the API calls since the last GET (which resets them)
   GET    inject  pending injected faults
   POST   inject  {"action": "CreateFargateProfile", "error": "ResourceInUseException",
                   "count": 1, "message": optional, "status": optional HTTP status}
@@ -111,6 +113,27 @@ FAULTS = FaultPlan()
 _patched: list[Callable[..., Any]] = []
 
 
+class Calls:
+    """Every API action the server was asked for since the last reset, counted: what a real CLI (eksctl, the
+    AWS CLI) calls, found by running it (``GET /_fargatelab/calls``), for the IAM policies of the docs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}
+
+    def record(self, action: str) -> None:
+        with self._lock:
+            self._seen[action] = self._seen.get(action, 0) + 1
+
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            seen, self._seen = self._seen, {}
+        return dict(sorted(seen.items()))
+
+
+CALLS = Calls()
+
+
 def install_fault_injection() -> None:
     """Make every moto service consult FAULTS before running an action (idempotent)."""
     from moto.core.exceptions import ServiceException
@@ -132,6 +155,8 @@ def install_fault_injection() -> None:
             action = self._get_action()
         except Exception:  # unknown routes are moto's to answer
             return original(self)
+        if action:
+            CALLS.record(f"{getattr(self, 'service_name', '') or '?'}:{action}")
         fault = FAULTS.take(action) if action else None
         if fault is None:
             return original(self)
@@ -198,6 +223,8 @@ def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[byt
             except (ValueError, AttributeError) as err:
                 return _json({"error": str(err)}, 400)
             return _json({"ok": True})
+        if what == "calls" and request.method == "GET":
+            return _json(CALLS.take())
         if what != "inject":
             return _json({"error": f"unknown endpoint {request.path}"}, 404)
         if request.method == "POST":
@@ -215,7 +242,18 @@ def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[byt
     def _json(data: Any, status: int = 200) -> Response:
         return Response(json.dumps(data), status=status, mimetype="application/json")
 
+    def cluster_versions(request: Request) -> Response:
+        from ..binaries import KUBERNETES_VERSION
+        from .cluster_versions import describe_cluster_versions
+
+        status, body = describe_cluster_versions(KUBERNETES_VERSION, request.args.to_dict(flat=False))
+        return _json(body, status)
+
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/cluster-versions" and environ.get("REQUEST_METHOD") == "GET":
+            # EKS's DescribeClusterVersions: no other service has this path, and moto answers it with 404.
+            CALLS.record("eks:DescribeClusterVersions")
+            return cluster_versions(Request(environ))(environ, start_response)  # type: ignore[no-any-return]
         if str(environ.get("PATH_INFO", "")).startswith(_PREFIX):
             response: Iterable[bytes] = control(Request(environ))(environ, start_response)
             return response

@@ -1,0 +1,116 @@
+"""The workshop's own command-line tools, pinned and cached like the Kubernetes binaries: eksctl and helm
+built from their Go modules, the AWS CLI (v1, from PyPI) in a virtual environment of its own.
+
+The documents' command lines are replayed through these, so a flag that changed or a call the AWS side
+does not answer fails the step as it would fail in the workshop. The official release archives are not
+reachable from every machine that runs the labs; the Go module proxy and PyPI are.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ExitCode, HarnessError
+from .binaries import cache_root
+from .go_build import Component, provision_go_binaries
+
+__all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_clis"]
+
+EKSCTL_VERSION = "v0.215.0"
+HELM_VERSION = "v3.22.0"
+AWSCLI_VERSION = "1.46.3"
+
+Progress = Callable[[str], None]
+
+_EKSCTL = "github.com/weaveworks/eksctl"
+_HELM = "helm.sh/helm/v3"
+
+CLI_COMPONENTS: tuple[Component, ...] = (
+    # eksctl's go.mod replaces modules, which `go install module@version` refuses: built in its module.
+    Component("eksctl", _EKSCTL, EKSCTL_VERSION, (f"{_EKSCTL}/cmd/eksctl",), "1.25.1", in_module=True,
+              # a release, not the module's "dev" snapshot: `eksctl version` prints 0.215.0
+              stamps=((f"{_EKSCTL}/pkg/version.PreReleaseID", ""),)),
+    Component("helm", _HELM, HELM_VERSION, (f"{_HELM}/cmd/helm",), "1.26.0",
+              stamps=((f"{_HELM}/internal/version.version", HELM_VERSION),)),
+)
+
+
+@dataclass(frozen=True)
+class Clis:
+    """Where each tool is, and the versions the report prints."""
+
+    bin_dir: Path
+    versions: dict[str, str]
+
+    def path(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """``base`` (else this process's environment) with the tools first on PATH."""
+        env = dict(os.environ if base is None else base)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+
+def _pins_digest() -> str:
+    pins = [[c.name, c.module, c.version, list(c.packages), [list(s) for s in c.stamps]] for c in CLI_COMPONENTS]
+    return hashlib.sha256(json.dumps([pins, AWSCLI_VERSION]).encode()).hexdigest()[:12]
+
+
+def clis_dir() -> Path:
+    return cache_root() / f"clis-{_pins_digest()}" / "bin"
+
+
+def provision_clis(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True)) -> Clis:
+    """eksctl, helm and aws in one bin directory, building or installing whichever is missing or corrupt.
+    From cold: eksctl about 5 minutes (and 3.6 GB of memory), helm about 1.5, the AWS CLI under one."""
+    target = clis_dir()
+    provision_go_binaries(CLI_COMPONENTS, target, "the workshop's", "eksctl from cold takes about 5 minutes and "
+                          "3.6 GB of memory on 2 cores, helm about 1.5", progress)
+    _awscli(target, progress)
+    return Clis(target, {**{c.name: c.version for c in CLI_COMPONENTS}, "aws": AWSCLI_VERSION})
+
+
+def _awscli(target: Path, progress: Progress) -> None:
+    """The AWS CLI v1 in its own virtual environment (it pins botocore exactly, unlike the harness's boto3),
+    linked as ``aws`` into ``target``."""
+    venv = target.parent / f"awscli-{AWSCLI_VERSION}"
+    aws = venv / "bin" / "aws"
+    with open(target.parent / ".awscli.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _works(aws):
+            progress(f"installing the AWS CLI {AWSCLI_VERSION} from PyPI into {venv}")
+            log = target.parent / "logs" / "awscli.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as out:
+                steps = [[sys.executable, "-m", "venv", "--clear", str(venv)],
+                         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"awscli=={AWSCLI_VERSION}"]]
+                for step in steps:
+                    if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+                        raise HarnessError(f"installing the AWS CLI failed (see {log}): check that PyPI is "
+                                           "reachable (pip's index-url), then run again", ExitCode.MISSING_BINARY)
+            if not _works(aws):
+                raise HarnessError(f"the AWS CLI in {venv} does not report version {AWSCLI_VERSION}: delete "
+                                   f"{venv} and run again", ExitCode.MISSING_BINARY)
+        link = target / "aws"
+        if not link.is_symlink() or Path(os.readlink(link)) != aws:
+            link.unlink(missing_ok=True)
+            link.symlink_to(aws)
+
+
+def _works(aws: Path) -> bool:
+    if not aws.exists():
+        return False
+    try:
+        out = subprocess.run([str(aws), "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return f"aws-cli/{AWSCLI_VERSION} " in out.stdout + out.stderr
