@@ -218,7 +218,8 @@ def test_netshoot_events(lab: Lab, netshoot: Netshoot) -> None:
 def test_fargate_node_events(lab: Lab, netshoot: Netshoot) -> None:
     """The new node's kubelet: Starting, the three Node* conditions, NodeAllocatableEnforced, NodeReady, in that
     order; then the node controller's RegisteredNode. Where a real kubelet runs the node (not KWOK), also what
-    003 records beside them: kubelet's Warning InvalidDiskCapacity and kube-proxy's own Starting."""
+    003 records beside them: kube-proxy's own Starting, and kubelet's Warning InvalidDiskCapacity where its
+    start races it (see below)."""
     lab.step("kubectl describe node <fargate-ip-…> | grep Events: -A 10")
     node = _pod(lab, netshoot)["spec"]["nodeName"]
     documented = ["Starting", "NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID",
@@ -247,8 +248,14 @@ def test_fargate_node_events(lab: Lab, netshoot: Netshoot) -> None:
            kubelet.index("Starting") < kubelet.index("NodeAllocatableEnforced") < kubelet.index("NodeReady"), True)
     expect("node event RegisteredNode", "RegisteredNode" in sum(by_source().values(), []), True)
     if real:
-        expect("kubelet's Warning InvalidDiskCapacity (003)", "InvalidDiskCapacity" in kubelet, True)
         expect("kube-proxy's Starting (003: the second Starting)", by_source().get("kube-proxy"), ["Starting"])
+        # 003's Warning InvalidDiskCapacity is a race the kubelet has with itself: its first image garbage
+        # collection, at start, emits it when the image filesystem's stats are not known yet (capacity 0).
+        # Where it comes, it is the warning 003 shows.
+        found = [(e["type"], e["message"]) for e in lab.kube.events("default", name=node)
+                 if e["reason"] == "InvalidDiskCapacity"]
+        expect("kubelet's InvalidDiskCapacity events, where the race gives one (003)", found[:1],
+               [("Warning", "invalid capacity 0 on image filesystem")] if found else [])
 
 
 # --- the Fargate node the pod got -------------------------------------------------------------------------
