@@ -122,9 +122,8 @@ def test_coredns_pinned_to_ec2(lab: Lab, kube_system: str) -> None:
 
 def test_patch_moves_coredns_to_fargate(lab: Lab, kube_system: str | None) -> None:
     if lab.replay:
-        lab.step(DOCUMENTED_PATCH)
-        out = lab.kube.kubectl("patch", "deployment", "coredns", "-n", KUBE_SYSTEM, "--type", "json", f"-p={PATCH}")
-        expect("kubectl patch output", out.stdout.strip(), "deployment.apps/coredns patched")
+        ran = lab.run(DOCUMENTED_PATCH, timeout=120)
+        lab.compared(ran, "kubectl patch output", ran.stdout.strip(), "deployment.apps/coredns patched")
     expect(f"CoreDNS template annotation {ANNOTATION} removed by: {DOCUMENTED_PATCH}",
            _template_annotations(lab).get(ANNOTATION), None)
     replicas = lab.kube.deployment(KUBE_SYSTEM, "coredns")["spec"]["replicas"]

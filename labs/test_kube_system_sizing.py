@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fargatelab import Lab, ModuleLab, expect
+from fargatelab import Lab, Missing, ModuleLab, expect
 from fargatelab.eks.facts import RUN_ID_LABEL
 from fargatelab.scenario.charts import chart_repository, helm_home
 
@@ -99,11 +99,25 @@ def _helm_install(lab: Lab, home: Path) -> None:
                      label)
 
 
+def _helm_list(lab: Lab) -> None:
+    """A student's check, read-only, with their own helm: the release the documents install is deployed."""
+    # Not a documented line (the documents only install): the check's own look, in helm's JSON.
+    ran = lab.run("helm list -n kube-system -o json", timeout=60)
+    releases = json.loads(ran.stdout or "[]")
+    if not any(r.get("name") == "kube-ops-view" for r in releases):
+        raise Missing("helm release kube-ops-view in kube-system", DOCUMENTED_INSTALL)
+    lab.compared(ran, "helm list: release kube-ops-view (status, chart)",
+                 [(r.get("status"), r.get("chart")) for r in releases if r.get("name") == "kube-ops-view"],
+                 [("deployed", "kube-ops-view-1.2.2")])
+
+
 @pytest.fixture(scope="module")
 def ops_view(module_lab: ModuleLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsView]:
     with module_lab(lock=KUBE_SYSTEM) as setup:
         setup.watch(KUBE_SYSTEM)
         if not setup.replay:
+            if setup.tools().has("helm"):
+                _helm_list(setup)
             setup.ensure(MANIFEST, DOCUMENTED_INSTALL)
             yield OpsView(KUBE_SYSTEM)
             return

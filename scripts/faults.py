@@ -6,7 +6,7 @@ PROBLEM round, leak or hang.
 Each module's clean duration is measured once, and each fault is drawn inside it, so every round injects
 something; a round whose run still ends before its fault is drawn again, never counted. The faults, in turn:
 
-* Ctrl-C (SIGINT) into a run that reuses the shared environment;
+* Ctrl-C (SIGINT) into a run that reuses the shared environment, once its steps began;
 * kill -9 of a run with its own environment, followed by ``fargate-lab cleanup --run-id``;
 * a component of the shared environment killed while a run waits on it (the control plane, moto, the
   emulation, the registry, the ALBs' proxies, the VPC's resolver), after which the environment is made anew;
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "faults"))
 
 from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment  # noqa: E402
-from injector import Outcome, interrupt_run, kill_component_run, kill_run, start_run  # noqa: E402
+from injector import Outcome, interrupt_in_steps, kill_component_run, kill_run, start_run  # noqa: E402
 
 MODULES = ["test_fargate_profile.py", "test_game_2048_ingress.py", "test_root_shell.py", "test_netshoot.py",
            "test_scaling.py", "test_daemonset.py"]
@@ -80,7 +80,8 @@ def main() -> int:
                 run_id = f"fault{i}{uuid.uuid4().hex[:4]}"
                 at = rng.uniform(1.0, max(1.5, 0.8 * durations[module]))
                 if kind == "sigint":
-                    outcome = interrupt_run(module, run_id, shared.name, at)
+                    # Inside the steps: from when the run's first namespace exists, within most of its length.
+                    outcome = interrupt_in_steps(module, run_id, shared.name, rng.uniform(0.0, 0.6 * durations[module]))
                 elif kind == "kill9":
                     shared.down(quiet=True)  # its own environment gets the VPC while this one is down
                     try:
@@ -94,6 +95,8 @@ def main() -> int:
                     outcome = kill_component_run(module, run_id, shared.name, rng.choice(MICROVM))
                 if "ended before the fault" not in outcome.notes:
                     break
+                # This run was quicker than the measured one: draw the next moment in a shorter window.
+                durations[module] *= 0.6
             else:
                 not_injected += 1
                 print(f"{i + 1:>3} {kind:<22} {module:<28} ended before the fault {DRAWS} times: NOT INJECTED",

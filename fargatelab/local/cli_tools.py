@@ -22,7 +22,8 @@ from ..errors import ExitCode, HarnessError
 from .binaries import cache_root
 from .go_build import Component, provision_go_binaries
 
-__all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_clis"]
+__all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_clis",
+           "provisioned_versions"]
 
 EKSCTL_VERSION = "v0.215.0"
 HELM_VERSION = "v3.22.0"
@@ -77,6 +78,13 @@ def provision_clis(progress: Progress = lambda line: print(line, file=sys.stderr
                           "3.6 GB of memory on 2 cores, helm about 1.5", progress)
     _awscli(target, progress)
     return Clis(target, {**{c.name: c.version for c in CLI_COMPONENTS}, "aws": AWSCLI_VERSION})
+
+
+def provisioned_versions() -> dict[str, str]:
+    """The versions of the tools already in the cache (nothing is built): what a run's report names."""
+    target = clis_dir()
+    found = {c.name: c.version for c in CLI_COMPONENTS if (target / c.name).exists()}
+    return found | ({"aws": AWSCLI_VERSION} if (target / "aws").exists() else {})
 
 
 def _awscli(target: Path, progress: Progress) -> None:

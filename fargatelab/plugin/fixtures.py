@@ -18,6 +18,7 @@ from ..errors import HarnessError
 from ..rules.timing import Timing, profile
 from ..scenario import conditions as cond
 from ..scenario import wait
+from ..scenario.cleaner import sigint_held
 from ..scenario.handle import ClusterHandle
 from ..scenario.commands import Tools
 from ..scenario.kube import Kube
@@ -138,8 +139,12 @@ def namespaces_deleted_at_end(pytestconfig: pytest.Config, kube: Kube) -> Iterat
 
 
 def await_deleted_namespaces(backend: Any, kube: Kube, names: list[str], timeout: float = 120) -> None:
+    """The last of the cleanup: Ctrl-C is held back until the namespaces are gone, as during a step's own."""
     if names and not backend.discards_cluster:
-        wait.for_(cond.NamespacesDeleted(kube, sorted(set(names))), timeout, 0.5, backend.liveness)
+        with sigint_held() as interrupted:
+            wait.for_(cond.NamespacesDeleted(kube, sorted(set(names))), timeout, 0.5, backend.liveness)
+        if interrupted:
+            raise KeyboardInterrupt("interrupted while the run's namespaces were being deleted; all are gone")
 
 
 @pytest.fixture

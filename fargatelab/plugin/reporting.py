@@ -34,7 +34,7 @@ from ..scenario.failures import Failure
 from ..scenario.wait import ComponentDied, WaitTimeout
 from .progress_line import configure_progress
 from .run_end import RUN_END
-from .run import backend_of, owns_run, run_id, worker_id
+from .run import END_INTERRUPTED, backend_of, owns_run, run_id, worker_id
 
 __all__ = ["pytest_addoption", "pytest_configure", "failure_data"]
 
@@ -91,6 +91,8 @@ class _Reporter:
         own: dict[str, Any] | None = self.config.stash.get(_CLUSTER, None)
         cluster: dict[str, Any] = dict(self.model.cluster) or dict(own or {})
         workers = {s.worker for s in self.model.steps() if s.worker}
+        if self.config.stash.get(END_INTERRUPTED, None) and not self.stop_reason:
+            self.stop_reason = "interrupted by Ctrl-C during the run's end (every step had run; its cleanup ran to its end)"
         interrupted = bool(self.stop_reason) or exitstatus == pytest.ExitCode.INTERRUPTED
         scale = getattr(o, "timing_scale", 1.0)
         return RunInfo(
@@ -109,7 +111,18 @@ class _Reporter:
             command="pytest " + shlex.join(str(a) for a in self.config.invocation_params.args),
             workers=len(workers),
             timing=f"{getattr(o, 'timing', '')}" + (f" ×{scale:g}" if scale != 1.0 else ""),
+            tools=self._tools(),
         )
+
+    def _tools(self) -> dict[str, str]:
+        """The CLIs' versions, when a step ran a documented line through one (a check runs the user's own)."""
+        if not any(s.ran for s in self.model.steps()):
+            return {}
+        if getattr(self.config.option, "mode", "replay") == "check":
+            return {"tools": "the user's own, from PATH"}
+        from ..local.cli_tools import provisioned_versions
+
+        return provisioned_versions()
 
     def write(self, exitstatus: int) -> None:
         if not self.executed:

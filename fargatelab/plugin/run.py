@@ -13,11 +13,13 @@ import pytest
 
 from ..rules.naming import new_run_id
 
-__all__ = ["RUN_ID_KEY", "backend_of", "is_worker", "owns_run", "run_id", "worker_id"]
+__all__ = ["RUN_ID_KEY", "BACKEND", "END_INTERRUPTED", "backend_of", "is_worker", "owns_run", "run_id", "worker_id"]
 
 #: the key under which xdist hands the controller's run id to each worker
 RUN_ID_KEY = "fargatelab_run_id"
 BACKEND = pytest.StashKey[Any]()
+#: the Ctrl-C held back during the run's end (non-empty if one came)
+END_INTERRUPTED = pytest.StashKey[list[str]]()
 
 
 def is_worker(config: pytest.Config) -> bool:

@@ -54,14 +54,19 @@ def aws_factory(handle: ClusterHandle) -> Callable[[str], Any]:
     """boto3 clients as the scenarios get them (moto with test credentials, or boto3's own configuration)."""
     import boto3
 
+    from botocore.config import Config
+
     env = handle.aws_environment()
     session = boto3.session.Session(region_name=handle.region, aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
                                     aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"))
+    # A local endpoint that refuses connections has died: botocore's default retries (five, backing off)
+    # would hold a step some 15 s before its wait could say so. The harness retries what AWS throttles itself.
+    local = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3) if handle.aws_endpoint else None
     clients: dict[str, Any] = {}
 
     def client(service: str) -> Any:
         if service not in clients:
-            clients[service] = session.client(service, endpoint_url=handle.aws_endpoint)
+            clients[service] = session.client(service, endpoint_url=handle.aws_endpoint, config=local)
         return clients[service]
 
     return client

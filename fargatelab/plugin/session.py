@@ -16,7 +16,7 @@ import pytest
 from ..backends import Backend, open_backend
 from ..errors import HarnessError
 from .options import backend_options
-from .run import BACKEND, hand_to_worker, is_worker, owns_run, run_id
+from .run import BACKEND, END_INTERRUPTED, hand_to_worker, is_worker, owns_run, run_id
 from .run_end import RUN_END, finish, record_backend, save_observations, start_meter
 
 __all__ = ["open_run_backend", "reports_root"]
@@ -96,6 +96,19 @@ def reports_root(config: pytest.Config) -> Path:
         path = Path(given)
         return path if path.is_absolute() else Path(config.invocation_params.dir) / path
     return Path(config.rootpath) / "reports"
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_holds_ctrl_c(session: pytest.Session) -> Any:
+    """The run's end (final cleanup, leak check, cost, reports) is cleanup too: a Ctrl-C that comes meanwhile
+    is held back until it ends, and the reports say the run was interrupted there."""
+    from ..scenario.cleaner import sigint_held
+
+    with sigint_held() as interrupted:
+        session.config.stash[END_INTERRUPTED] = interrupted
+        yield
+    if interrupted:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -76,6 +76,8 @@ class RunInfo:
     command: str = ""
     workers: int = 0
     timing: str = ""
+    #: the real CLIs the documented lines ran through, and their versions ({} when none ran)
+    tools: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -211,6 +211,8 @@ def render_html(model: RunReport, files: Iterable[str] = ()) -> str:
             ("Cluster", " · ".join(x for x in (i.cluster, i.region) if x) or "unknown"),
             ("Timing", i.timing), ("Started", i.started), ("Duration", _fmt_seconds(i.duration)),
             ("Workers", str(i.workers) if i.workers else "1"), ("Command", i.command)]
+    if i.tools:
+        meta.insert(4, ("Tools", " · ".join(f"{name} {version}" for name, version in i.tools.items())))
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>fargate-labs {_e(i.run_id)}: {verdict}</title>", f"<style>{CSS}</style></head><body><main>",

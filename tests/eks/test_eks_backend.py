@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from botocore.exceptions import ClientError
 from kubernetes import client, config, watch
 
 from fargatelab.scenario import wait
@@ -399,3 +400,41 @@ def test_cleanup_command_takes_down_local_environments_of_the_run(shell: dict[st
     assert not env_dir.exists()
     assert sleeper.wait(timeout=10) != 0
     assert LocalEnvironment("stale-zz9").state() is None
+
+
+def test_a_killed_eksctl_replay_leaves_its_stack_to_the_cleanup_command(eks_env: ClusterHandle,
+                                                                        shell: dict[str, str], aws: Any,
+                                                                        run_id: str, tmp_path: Path) -> None:
+    """Lab 1's eksctl makes its own CloudFormation stack for the pod execution role (the cluster is not
+    eksctl's). A run killed before its cleanup leaves it, and its role, in the account: `fargate-lab leaks`
+    lists the stack by the run tag on its role, and `fargate-lab cleanup` deletes it after the profile."""
+    (tmp_path / "hold_before_teardown.py").write_text(HOLD_BEFORE_TEARDOWN)
+    held = tmp_path / "held"
+    held_shell = {**shell, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), shell.get("PYTHONPATH")])),
+                  "HELD_MARK": str(held)}
+    stack = f"eksctl-{CLUSTER}-fargate"
+    log = open(tmp_path / "labs.log", "w")
+    proc = labs(held_shell, "-k", "create_profile", "--run-id", run_id, "-p", "hold_before_teardown",
+                background=True, stdout=log)
+    try:
+        wait.until(lambda: held.exists() or proc.poll() is not None, 240, "Lab 1's profile step to reach its teardown")
+        assert held.exists(), (tmp_path / "labs.log").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        log.close()
+    cfn = aws("cloudformation")
+    assert cfn.describe_stacks(StackName=stack)["Stacks"], "eksctl made no stack: nothing was tested"
+
+    leaks = fargate_lab(shell, "leaks", "--run-id", run_id, "--cluster", CLUSTER, "--region", REGION)
+    assert leaks.returncode == ExitCode.LEAKED_RESOURCES, leaks.stdout + leaks.stderr
+    assert f"eksctl's CloudFormation stack {stack}" in leaks.stdout, leaks.stdout
+    assert f"Fargate profile fargate-game-2048-{run_id}" in leaks.stdout, leaks.stdout
+
+    cleaned = fargate_lab(shell, "cleanup", "--run-id", run_id, "--cluster", CLUSTER, "--region", REGION)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    order = [line for line in cleaned.stdout.splitlines() if line.startswith("deleted ")]
+    assert [i for i, line in enumerate(order) if "Fargate profile" in line] < \
+        [i for i, line in enumerate(order) if f"stack {stack}" in line], order
+    with pytest.raises(ClientError, match="does not exist"):
+        cfn.describe_stacks(StackName=stack)

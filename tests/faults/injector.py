@@ -20,7 +20,8 @@ from typing import Callable
 from fargatelab.local import process
 from fargatelab.local.environment import LocalEnvironment, state_root
 
-__all__ = ["Outcome", "start_run", "data_plane_leaks", "interrupt_run", "interrupt_when", "kill_run", "kill_component_run", "leaks"]
+__all__ = ["Outcome", "start_run", "data_plane_leaks", "interrupt_run", "interrupt_in_steps", "interrupt_when", "kill_run",
+           "kill_component_run", "leaks"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A run that has not ended this long after its fault counts as hung (and is killed).
@@ -114,6 +115,40 @@ def interrupt_run(module: str, run_id: str, env_name: str, after: float) -> Outc
     outcome = Outcome("SIGINT", module, run_id, ended, took, leaks(run_id, env_name))
     reported = _interrupted_report(run_id)
     if reported is False:
+        outcome.notes.append("report does not say the run was interrupted")
+    if "KeyboardInterrupt" not in out and "Interrupted" not in out and "interrupted" not in out:
+        outcome.notes.append("output does not mention the interrupt")
+    return outcome
+
+
+def interrupt_in_steps(module: str, run_id: str, env_name: str, delay: float) -> Outcome:
+    """Ctrl-C a run that reuses ``env_name`` ``delay`` seconds after its steps began (its first namespace
+    exists), so that the interrupt lands in a step or its cleanup, not before the run starts or after it
+    wrote its report; its cleanup must leave nothing."""
+    from fargatelab.scenario.kube import Kube
+
+    kube = Kube(LocalEnvironment(env_name).handle().kubeconfig)
+    run = start_run(module, run_id, "--reuse", env_name)
+    deadline = time.monotonic() + HANG_AFTER
+
+    def began() -> bool:
+        try:
+            return any(run_id in n["metadata"]["name"] for n in kube.get("/api/v1/namespaces")["items"])
+        except Exception:  # the API server is busy starting the run's pods: look again
+            return False
+
+    while not began():
+        if run.poll() is not None or time.monotonic() > deadline:
+            run.communicate()
+            return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
+        time.sleep(0.1)
+    time.sleep(delay)
+    if run.poll() is not None:
+        return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
+    os.kill(run.pid, signal.SIGINT)
+    ended, took, out = _wait_end(run)
+    outcome = Outcome("SIGINT", module, run_id, ended, took, leaks(run_id, env_name))
+    if _interrupted_report(run_id) is False:
         outcome.notes.append("report does not say the run was interrupted")
     if "KeyboardInterrupt" not in out and "Interrupted" not in out and "interrupted" not in out:
         outcome.notes.append("output does not mention the interrupt")

@@ -180,6 +180,31 @@ def test_ctrl_c_says_the_run_was_interrupted(tmp_path: Path) -> None:
     assert "the run was interrupted by Ctrl-C: the reports are incomplete" in out
 
 
+CTRL_C_AT_THE_END = """
+import os, signal, time
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C while the run's end is under way
+    time.sleep(0.2)
+"""
+
+
+def test_ctrl_c_during_the_runs_end_lets_it_finish_and_says_so(tmp_path: Path) -> None:
+    """Every step ran; a Ctrl-C during the run's end (final cleanup, leak check, reports) is held back until
+    it ends, and the report says where it came."""
+    lab_dir = make_lab_dir(tmp_path)
+    (lab_dir / "ctrl_c_at_the_end.py").write_text(CTRL_C_AT_THE_END)
+    proc = run_pytest(lab_dir, "-k", "apply", "--reports-dir", "out", "--run-id", "int-2", "-p", "ctrl_c_at_the_end",
+                      env={"PYTHONPATH": str(lab_dir)})
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, proc.stdout + proc.stderr
+    summary = json.loads((lab_dir / "out" / "int-2" / "summary.json").read_text())
+    assert summary["run"]["interrupted"] is True
+    assert summary["run"]["stop_reason"].startswith("interrupted by Ctrl-C during the run's end"), summary["run"]
+    assert [s["outcome"] for s in summary["labs"][0]["steps"]] == ["passed"]
+
+
 def test_no_reports_without_labs_unless_asked(tmp_path: Path) -> None:
     lab_dir = make_lab_dir(tmp_path)
     (lab_dir / "test_plain.py").write_text("def test_plain():\n    pass\n")

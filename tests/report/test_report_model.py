@@ -309,8 +309,10 @@ def test_what_ran_is_reported_beside_the_documented_line(roundtrip: bool) -> Non
     assert step["commands"] == [f"{documented}  =>  {ran.command}"]
     assert step["ran"] == [{"command": ran.command, "exit_code": 0, "output": ran.output,
                             "compared": ["status: 'ACTIVE' (as documented)"]}]
+    model.info.tools = {"eksctl": "v0.215.0", "helm": "v3.22.0"}
     page = render_html(model)
     assert "Ran as documented" in page and "exit 0" in page and "status: ACTIVE" in page
+    assert "eksctl v0.215.0 · helm v3.22.0" in page and summary_json(model)["run"]["tools"]["eksctl"] == "v0.215.0"
     assert "status: &#x27;ACTIVE&#x27; (as documented)" in page
 
 

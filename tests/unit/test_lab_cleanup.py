@@ -155,6 +155,35 @@ def test_the_run_end_waits_until_every_handed_over_namespace_is_gone(kube: Recor
     assert not kube.namespaces and not kube.terminating
 
 
+def test_ctrl_c_while_the_run_end_waits_for_namespaces_waits_on_then_interrupts(kube: RecordingKube) -> None:
+    """The run's last cleanup, waiting for its deleted namespaces, is cleanup too: Ctrl-C is held back until
+    they are gone (a namespace left Terminating is a leak the leak check finds)."""
+    import os
+    import signal
+
+    from fargatelab.plugin.fixtures import await_deleted_namespaces
+
+    settle: list[str] = []
+    lab_with(kube, settle).namespace("a")
+    lab_with(kube, settle)._namespaces.delete(f"a-{RUN}")
+    reads: list[str] = []
+    real_exists = kube.exists
+
+    def exists(path: str) -> bool:
+        reads.append(path)
+        if len(reads) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, at the first look
+        if len(reads) > 3:
+            kube.terminating.discard(f"a-{RUN}")
+            kube.namespaces.pop(f"a-{RUN}", None)
+        return real_exists(path)
+
+    kube.exists = exists  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt, match="all are gone"):
+        await_deleted_namespaces(Backend(discards_cluster=False), kube, settle, timeout=10)  # type: ignore[arg-type]
+    assert len(reads) > 3 and not kube.namespaces and not kube.terminating
+
+
 def test_a_cluster_that_goes_with_the_run_is_not_waited_on(kube: RecordingKube) -> None:
     from fargatelab.plugin.fixtures import await_deleted_namespaces
 
