@@ -100,6 +100,7 @@ def tests(session: nox.Session) -> None:
     # The pure tests first: a broken rule fails in seconds, not after the binaries' build.
     _unit(session)
     _provision(session)
+    _provision_clis(session)
     session.run("python", "-m", "pytest", "tests", "-m", INTEGRATION, "-p", "no:cacheprovider",
                 *(session.posargs or ["-q"]), success_codes=[0, NO_TESTS])
     session.run("mypy", "fargatelab")

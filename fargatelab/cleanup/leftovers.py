@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import ClientError
 
 from ..eks.aws_errors import error_code
+from ..eks.eksctl import eksctl_stack_name, eksctl_stack_role
 from ..eks.elbv2 import paged, with_tags
 from ..eks.facts import ROLE_PATH, RUN_ID_LABEL, RUN_ID_TAG
 
@@ -38,8 +39,6 @@ __all__ = [
     "run_target_groups",
     "run_profiles",
     "run_roles",
-    "eksctl_stack_name",
-    "eksctl_stack_role",
     "run_eksctl_stacks",
     "find_leftovers",
 ]
@@ -180,23 +179,6 @@ def run_roles(iam: Any, run_id: str) -> list[dict[str, Any]]:
         if tags.get(RUN_ID_TAG) == run_id:
             roles.append(role)
     return roles
-
-
-def eksctl_stack_name(cluster: str) -> str:
-    """The CloudFormation stack ``eksctl create fargateprofile`` makes for the pod execution role of a
-    cluster eksctl did not create."""
-    return f"eksctl-{cluster}-fargate"
-
-
-def eksctl_stack_role(cfn: Any, stack: str) -> str | None:
-    """The IAM role (name) in eksctl's stack ``stack``, or None when there is no such stack or role."""
-    try:
-        resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
-    except ClientError as exc:
-        if error_code(exc) == "ValidationError":  # "Stack with id … does not exist"
-            return None
-        raise
-    return next((r.get("PhysicalResourceId") for r in resources if r["ResourceType"] == "AWS::IAM::Role"), None)
 
 
 def run_eksctl_stacks(cfn: Any, iam: Any, run_id: str, clusters: Iterable[str]) -> list[str]:

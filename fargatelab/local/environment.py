@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from . import process
+from . import orphans, process
 from .binaries import Binaries, provision
 from .startup import Startup, dead_components, microvm_components, recorded_deaths
 from ..errors import ExitCode, HarnessError
 from ..rules.naming import new_run_id
 from ..scenario.handle import ClusterHandle
+from .orphans import Orphan
 
-__all__ = ["EnvironmentConfig", "LocalEnvironment", "state_root"]
+__all__ = ["EnvironmentConfig", "LocalEnvironment", "remove_orphans", "state_root"]
 
 Progress = Callable[[str], None]
 
@@ -38,6 +39,14 @@ def state_root() -> Path:
         os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "fargate-labs"
     )
     return Path(base)
+
+
+def remove_orphans(progress: Callable[[str], None]) -> list[Orphan]:
+    """Remove what runs killed with -9 left on this host (see :mod:`.orphans`), one line each."""
+    def clear(name: str) -> None:
+        LocalEnvironment(name).clear_stale(lambda _: None)
+
+    return orphans.remove_orphans(state_root(), clear, progress)
 
 
 @dataclass
@@ -208,8 +217,6 @@ class LocalEnvironment:
                     ExitCode.ALREADY_RUNNING,
                 )
             self.clear_stale(progress)
-        from .orphans import remove_orphans
-
         # What runs killed with -9 left (another environment's VPC route, say) would stand in this one's way.
         remove_orphans(progress)
         if config.apiserver_port and not process.port_is_free(config.apiserver_port):

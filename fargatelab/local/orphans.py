@@ -85,15 +85,9 @@ def _starting(state_dir: Path, ready: bool) -> bool:
     return False
 
 
-def _state_root() -> Path:
-    from .environment import state_root
-
-    return state_root()
-
-
-def find_orphans(root: Path | None = None) -> list[Orphan]:
-    """Every run on this host that left something and has nothing alive."""
-    states = _state_dirs(root or _state_root())
+def find_orphans(root: Path) -> list[Orphan]:
+    """Every run on this host that left something and has nothing alive (environments' states under ``root``)."""
+    states = _state_dirs(root)
     traces = _host_traces()
     orphans = []
     for run_id in sorted(set(states) | set(traces)):
@@ -107,15 +101,13 @@ def find_orphans(root: Path | None = None) -> list[Orphan]:
     return orphans
 
 
-def remove_orphans(progress: Callable[[str], None], root: Path | None = None) -> list[Orphan]:
-    """Remove every orphan (see :func:`find_orphans`), one line each; returns them."""
-    from .environment import LocalEnvironment
-
+def remove_orphans(root: Path, clear_state: Callable[[str], None], progress: Callable[[str], None]) -> list[Orphan]:
+    """Remove every orphan (see :func:`find_orphans`), one line each; returns them. ``clear_state`` takes an
+    environment (by name) whose state was left down the way it would be after any crash."""
     orphans = find_orphans(root)
     for orphan in orphans:
         if orphan.state_dir is not None:
-            env = LocalEnvironment(orphan.state_dir.name)
-            env.clear_stale(progress=lambda _: None)
+            clear_state(orphan.state_dir.name)
         else:
             remove_run_data_plane(orphan.run_id, _short_link_target(orphan.run_id))
         progress(f"removed what killed run {orphan.run_id} left: " + ", ".join(orphan.remains))

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import ClientError
 
 from ..eks.aws_errors import error_code
+from ..eks.eksctl import eksctl_stack_name, eksctl_stack_role
 from ..eks.facts import RUN_ID_LABEL, RUN_ID_TAG
 from ..eks.retry import retry_transient
 from ..errors import ExitCode, HarnessError
@@ -61,8 +62,6 @@ class Profiles:
         role of a cluster it did not create. When what runs inside makes it, its role is tagged with the run
         id (``fargate-labs leaks`` finds it by that) and the stack is deleted by the cleanup, after the
         profiles (it is registered before them). A stack that was there before is left alone."""
-        from ..cleanup.leftovers import eksctl_stack_name, eksctl_stack_role
-
         cfn, iam = self.aws("cloudformation"), self.aws("iam")
         stack = eksctl_stack_name(self.cluster.cluster_name)
         before = eksctl_stack_role(cfn, stack)

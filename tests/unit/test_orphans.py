@@ -42,7 +42,7 @@ def test_dead_runs_are_found_by_what_they_left(host: Path) -> None:
     (host / "cgroup/memory/fargate-labs/dead0001").mkdir(parents=True)
     (host / "short/dead0001").mkdir()
     state = _state(host, "default", "dead0001")
-    found = {o.run_id: o for o in orphans.find_orphans()}
+    found = {o.run_id: o for o in orphans.find_orphans(host / "state")}
     assert sorted(found) == ["dead0001", "kill9-vm"]
     assert found["dead0001"].state_dir == state
     assert found["dead0001"].remains == [
@@ -55,7 +55,7 @@ def test_dead_runs_are_found_by_what_they_left(host: Path) -> None:
 
 def test_a_run_with_a_live_process_is_never_an_orphan(host: Path) -> None:
     _state(host, "shared", "live0001")
-    assert "live0001" not in {o.run_id for o in orphans.find_orphans()}
+    assert "live0001" not in {o.run_id for o in orphans.find_orphans(host / "state")}
 
 
 def test_an_environment_being_started_is_left_alone(host: Path) -> None:
@@ -64,10 +64,10 @@ def test_an_environment_being_started_is_left_alone(host: Path) -> None:
     locked = _state(host, "locked", "ab000002")
     with open(locked.parent / ".locked.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        found = {o.run_id for o in orphans.find_orphans()}
+        found = {o.run_id for o in orphans.find_orphans(host / "state")}
     assert not {"ab000001", "ab000002"} & found
     assert "ab000003" in found
-    assert "ab000002" in {o.run_id for o in orphans.find_orphans()}  # once the lock is let go
+    assert "ab000002" in {o.run_id for o in orphans.find_orphans(host / "state")}  # once the lock is let go
 
 
 def test_removal_takes_each_down_its_own_way(host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,10 +78,7 @@ def test_removal_takes_each_down_its_own_way(host: Path, monkeypatch: pytest.Mon
     (host / "short/kill9-vm/10-11-1-5").symlink_to(microvm)
     cleared, removed, said = [], [], []
     monkeypatch.setattr(orphans, "remove_run_data_plane", lambda run_id, state_dir: removed.append((run_id, state_dir)))
-    from fargatelab.local.environment import LocalEnvironment
-
-    monkeypatch.setattr(LocalEnvironment, "clear_stale", lambda self, progress: cleared.append(self.name))
-    orphans.remove_orphans(said.append)
+    orphans.remove_orphans(host / "state", cleared.append, said.append)
     assert cleared == ["default"]
     # Its mounts are under the state directory its short links point into.
     assert removed == [("kill9-vm", host / "state" / "gone")]
