@@ -40,7 +40,7 @@ DATA_PLANE = ["registry", "alb-proxies", "vpc-resolver"]
 #: a microVM's processes, named by prefix: the first of the run's own microVMs that appears
 MICROVM = ["kubelet-", "containerd-", "kube-proxy-"]
 #: draws of a round whose run ended before its fault, before the round is given up as not injected
-DRAWS = 3
+DRAWS = 5
 
 
 def clean_duration(module: str, env: LocalEnvironment) -> float:
@@ -76,12 +76,13 @@ def main() -> int:
             module, kind = rng.choice(MODULES), kinds[i % len(kinds)]
             if module not in durations:
                 durations[module] = clean_duration(module, shared)
+                print(f"    {module} runs {durations[module]:.1f}s without a fault", flush=True)
             for _draw in range(DRAWS):
                 run_id = f"fault{i}{uuid.uuid4().hex[:4]}"
                 at = rng.uniform(1.0, max(1.5, 0.8 * durations[module]))
                 if kind == "sigint":
                     # Inside the steps: from when the run's first namespace exists, within most of its length.
-                    outcome = interrupt_in_steps(module, run_id, shared.name, rng.uniform(0.0, 0.6 * durations[module]))
+                    outcome = interrupt_in_steps(module, run_id, shared.name, rng.uniform(0.0, 0.5 * durations[module]))
                 elif kind == "kill9":
                     shared.down(quiet=True)  # its own environment gets the VPC while this one is down
                     try:
@@ -96,7 +97,7 @@ def main() -> int:
                 if "ended before the fault" not in outcome.notes:
                     break
                 # This run was quicker than the measured one: draw the next moment in a shorter window.
-                durations[module] *= 0.6
+                durations[module] *= 0.5
             else:
                 not_injected += 1
                 print(f"{i + 1:>3} {kind:<22} {module:<28} ended before the fault {DRAWS} times: NOT INJECTED",
