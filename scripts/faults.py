@@ -11,7 +11,7 @@ something; a round whose run still ends before its fault is drawn again, never c
 * a component of the shared environment killed while a run waits on it (the control plane, moto, the
   emulation, the registry, the ALBs' proxies, the VPC's resolver), after which the environment is made anew;
 * on the microVM data plane, a process of one of the run's own microVMs (kubelet, containerd, kube-proxy)
-  killed as soon as it exists.
+  killed as soon as it exists, after which the environment is made anew too.
 
 Targets: every round injects, 0 PROBLEM, 0 leaks, 0 hangs, and the slowest time from a component's death
 to the first failed step (the run's end when no step was left to fail) <= 10 s.
@@ -94,6 +94,9 @@ def main() -> int:
                     fresh(shared, data_plane)
                 else:
                     outcome = kill_component_run(module, run_id, shared.name, rng.choice(MICROVM))
+                    # A dead microVM process stays DEAD, failing every later wait on this environment at
+                    # once (the remedy a user is given: `fargate-lab down` and `up`).
+                    fresh(shared, data_plane)
                 if "ended before the fault" not in outcome.notes:
                     break
                 # This run was quicker than the measured one: draw the next moment in a shorter window.

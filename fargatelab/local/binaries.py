@@ -31,6 +31,8 @@ __all__ = [
     "COMPONENTS",
     "Binaries",
     "cache_root",
+    "fetch",
+    "fetch_verified",
     "kubernetes_module",
     "provision",
     "verify",
@@ -142,14 +144,14 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "amd64")
 
 
-def _fetch(url: str, timeout: float = 20) -> bytes:
+def fetch(url: str, timeout: float = 20) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - fixed https URLs
         data: bytes = resp.read()
         return data
 
 
-def _fetch_verified(url: str, sha256: str) -> bytes:
-    data = _fetch(url, timeout=300)
+def fetch_verified(url: str, sha256: str) -> bytes:
+    data = fetch(url, timeout=300)
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise OSError(f"checksum mismatch for {url}: expected {sha256}, got {actual}")
@@ -163,28 +165,28 @@ def _download_all(version: str, out: Path, progress: Progress) -> None:
     arch = _arch()
     base = f"https://dl.k8s.io/release/{version}/bin/linux/{arch}"
     # Probe first so that an offline machine falls through to the build in well under a second.
-    _fetch(f"{base}/kubectl.sha256", timeout=5)
+    fetch(f"{base}/kubectl.sha256", timeout=5)
     for name in KUBE_COMPONENTS:
         progress(f"downloading {name} {version}")
-        sha = _fetch(f"{base}/{name}.sha256").decode().split()[0]
-        _install_bytes(out / name, _fetch_verified(f"{base}/{name}", sha))
+        sha = fetch(f"{base}/{name}.sha256").decode().split()[0]
+        _install_bytes(out / name, fetch_verified(f"{base}/{name}", sha))
 
     etcd_base = f"https://github.com/etcd-io/etcd/releases/download/{ETCD_VERSION}"
     tarball = f"etcd-{ETCD_VERSION}-linux-{arch}.tar.gz"
-    sums = _fetch(f"{etcd_base}/SHA256SUMS").decode()
+    sums = fetch(f"{etcd_base}/SHA256SUMS").decode()
     sha = next(line.split()[0] for line in sums.splitlines() if line.endswith(tarball))
     progress(f"downloading etcd {ETCD_VERSION}")
-    with tarfile.open(fileobj=io.BytesIO(_fetch_verified(f"{etcd_base}/{tarball}", sha))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(fetch_verified(f"{etcd_base}/{tarball}", sha))) as tar:
         member = tar.extractfile(f"etcd-{ETCD_VERSION}-linux-{arch}/etcd")
         assert member is not None
         _install_bytes(out / "etcd", member.read())
 
     kwok_base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{KWOK_VERSION}"
     progress(f"downloading kwok {KWOK_VERSION}")
-    sums = _fetch(f"{kwok_base}/checksums.txt").decode()
+    sums = fetch(f"{kwok_base}/checksums.txt").decode()
     asset = f"kwok-linux-{arch}"
     sha = next(line.split()[0] for line in sums.splitlines() if line.split()[-1] == asset)
-    _install_bytes(out / "kwok", _fetch_verified(f"{kwok_base}/{asset}", sha))
+    _install_bytes(out / "kwok", fetch_verified(f"{kwok_base}/{asset}", sha))
 
 
 def _install_bytes(path: Path, data: bytes) -> None:
@@ -212,7 +214,7 @@ def _staging_modules(version: str) -> list[str]:
     proxy = os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")[0].split("|")[0]
     if proxy in ("direct", "off"):
         proxy = "https://proxy.golang.org"
-    text = _fetch(f"{proxy}/k8s.io/kubernetes/@v/{version}.mod", timeout=60).decode()
+    text = fetch(f"{proxy}/k8s.io/kubernetes/@v/{version}.mod", timeout=60).decode()
     return [
         line.split()[0]
         for line in text.splitlines()

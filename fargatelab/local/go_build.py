@@ -99,9 +99,15 @@ def verify(bin_dir: Path, components: tuple[Component, ...]) -> list[str]:
     return [p for c in components for p in _component_problems(bin_dir, c, manifest)]
 
 
+#: an official release of a component, fetched and checked against its published checksum into the target;
+#: its manifest entry, or None where it cannot be reached (then it is built)
+Release = Callable[[Component, Path, Progress], "dict[str, Any] | None"]
+
+
 def provision_go_binaries(components: tuple[Component, ...], target: Path, whose: str, estimate: str,
-                          progress: Progress) -> dict[str, Any]:
-    """Build into ``target`` whichever of ``components`` are missing or corrupt there; returns the manifest."""
+                          progress: Progress, release: Release | None = None) -> dict[str, Any]:
+    """Put into ``target`` whichever of ``components`` are missing or corrupt there — the official release
+    where ``release`` reaches it, else a build from the Go module — and return the manifest."""
     target.mkdir(parents=True, exist_ok=True)
     # Parallel test workers provision at once: the first builds, the others wait and then find it done.
     with open(target.parent / ".lock", "w") as lock:
@@ -121,6 +127,12 @@ def provision_go_binaries(components: tuple[Component, ...], target: Path, whose
                 problems = ["built without seccomp"]
             if problems:
                 todo.append(component)
+        for component in list(todo):
+            entry = release(component, target, progress) if release is not None else None
+            if entry is not None:
+                recorded[component.name] = entry
+                _write_manifest(target, manifest)
+                todo.remove(component)
         if todo:
             go_version = _check_go(todo)
             progress(f"building {whose} {', '.join(c.name for c in todo)} from Go modules, one at a time "

@@ -4,6 +4,7 @@ environment of its own; a second provisioning builds and installs nothing."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,47 @@ def test_an_aws_cli_that_will_not_install_is_one_line(stand_in_builds: dict[str,
     monkeypatch.setattr(sys, "executable", str(script(tmp_path / "broken-python", "exit 1")))
     with pytest.raises(HarnessError, match=r"installing the AWS CLI failed \(see .*awscli.log\): check that PyPI"):
         cli_tools.provision_clis(lambda line: None)
+
+
+def _release_archive(member: str, data: bytes) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_an_official_release_that_matches_its_checksum_is_used(stand_in_builds: dict[str, int],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the releases are reachable, eksctl and helm are downloaded and checked, not built; a release whose
+    checksum differs is refused and built instead."""
+    import hashlib
+
+    served: dict[str, bytes] = {}
+    for name, (archive, checksums, member) in cli_tools.RELEASES.items():
+        body = _release_archive(member, f"#!/bin/sh\necho {name}\n".encode())
+        served[archive] = body
+        digest = hashlib.sha256(body).hexdigest() if name == "eksctl" else "0" * 64  # helm's is wrong
+        served[checksums] = f"{digest}  {archive.rsplit('/', 1)[1]}\n".encode()
+
+    def fetch(url: str, timeout: float = 20) -> bytes:
+        if url not in served:
+            raise OSError(f"unreachable: {url}")
+        return served[url]
+
+    monkeypatch.setattr(cli_tools, "fetch", fetch)
+    monkeypatch.setattr(cli_tools, "fetch_verified", lambda url, sha: (
+        fetch(url) if hashlib.sha256(fetch(url)).hexdigest() == sha else (_ for _ in ()).throw(OSError("mismatch"))))
+    monkeypatch.setattr(cli_tools.platform, "machine", lambda: "x86_64")
+    lines: list[str] = []
+    clis = cli_tools.provision_clis(lines.append)
+    assert (clis.bin_dir / "eksctl").read_text() == "#!/bin/sh\necho eksctl\n"
+    assert stand_in_builds["go"] == 1  # helm only: its download did not match
+    assert any("the official helm v3.22.0 could not be used (mismatch): building it" in line for line in lines)
+    manifest = json.loads((clis.bin_dir / "MANIFEST.json").read_text())["components"]
+    assert manifest["eksctl"]["source"].endswith("eksctl_Linux_amd64.tar.gz") and "source" not in manifest["helm"]
+    assert go_build.verify(clis.bin_dir, cli_tools.CLI_COMPONENTS) == []
