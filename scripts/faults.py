@@ -113,7 +113,10 @@ def main() -> int:
                   + (f"  leaked={outcome.leaked}" if outcome.leaked else "")
                   + (f"  notes={outcome.notes}" if outcome.notes else ""), flush=True)
     finally:
-        shared.down(quiet=True)
+        from fargatelab.scenario.cleaner import sigint_held
+
+        with sigint_held():  # a second Ctrl-C must not leave the shared environment up
+            shared.down(quiet=True)
     problems = sum(not (o.clean and not o.notes) for o in outcomes)
     hangs = sum(not o.ended for o in outcomes)
     leaked = sum(len(o.leaked) for o in outcomes)
