@@ -64,7 +64,10 @@ def main() -> int:
     args = p.parse_args()
     rng = random.Random(args.seed)
     shared = LocalEnvironment(f"faults-{uuid.uuid4().hex[:6]}")
+    started = time.monotonic()
     shared.up(EnvironmentConfig(name=shared.name, data_plane=args.data_plane), progress=lambda _: None)
+    # A run with its own environment spends this long starting it before its first step.
+    own_start = time.monotonic() - started
     data_plane = (shared.state() or {}).get("data_plane", "kwok")
     components = CONTROL + (DATA_PLANE if data_plane == "microvm" else ["kwok"])
     kinds = ("sigint", "kill9", "component") + (("microvm",) if data_plane == "microvm" else ())
@@ -86,9 +89,13 @@ def main() -> int:
                 elif kind == "kill9":
                     shared.down(quiet=True)  # its own environment gets the VPC while this one is down
                     try:
-                        outcome = kill_run(module, run_id, at)
+                        # Once pytest is up (a few seconds), while its environment starts or its steps run.
+                        outcome = kill_run(module, run_id, rng.uniform(3.0, 3.0 + own_start + 0.8 * durations[module]))
                     finally:
                         fresh(shared, data_plane)
+                    if "killed before its environment existed" in outcome.notes:
+                        own_start += 3.0  # nothing to clean up was tested: later, and drawn again
+                        continue
                 elif kind == "component":
                     outcome = kill_component_run(module, run_id, shared.name, rng.choice(components), at)
                     fresh(shared, data_plane)
