@@ -21,6 +21,7 @@ __all__ = ["Ran", "Tools", "substitute", "run_line"]
 
 #: output kept in the report per command
 _OUTPUT_LIMIT = 6000
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -38,8 +39,10 @@ class Ran:
     def record(self) -> str:
         data = asdict(self)
         del data["stdout"]
-        if len(self.output) > _OUTPUT_LIMIT:
-            data["output"] = self.output[:_OUTPUT_LIMIT] + f"\n… ({len(self.output) - _OUTPUT_LIMIT} more characters)"
+        data["output"] = _COLOURS.sub("", self.output)  # `ip -c a` colours its output: the report shows text
+        if len(data["output"]) > _OUTPUT_LIMIT:
+            data["output"] = data["output"][:_OUTPUT_LIMIT] + \
+                f"\n… ({len(data['output']) - _OUTPUT_LIMIT} more characters)"
         return json.dumps(data)
 
 

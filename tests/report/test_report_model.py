@@ -322,3 +322,10 @@ def test_a_long_output_is_cut_in_the_report() -> None:
     recorded = json.loads(Ran("helm install x", 0, "y" * 10000).record())
     assert len(recorded["output"]) < 6100 and recorded["output"].endswith("(4000 more characters)")
     assert "stdout" not in recorded
+
+
+def test_a_coloured_output_is_shown_as_text() -> None:
+    from fargatelab.scenario.commands import Ran
+
+    recorded = json.loads(Ran("ip -c a", 0, "2: \x1b[1;36meth0@if5: \x1b[0m<UP> mtu 9001").record())
+    assert recorded["output"] == "2: eth0@if5: <UP> mtu 9001"
