@@ -208,7 +208,10 @@ class AlbProxies:
 
     def reconcile(self) -> None:
         self.albs = self._inventory()
-        for arn in [a for a in self.proxies if a not in self.albs]:
+        gone = [a for a in self.proxies if a not in self.albs]
+        if gone:
+            self._write_names()  # its name stops resolving before its proxy stops answering
+        for arn in gone:
             log.info("load balancer %s is gone: stopping its proxy", arn)
             self.proxies.pop(arn).stop()
         health: dict[str, dict[str, dict[str, str]]] = {}

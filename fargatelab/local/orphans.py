@@ -24,8 +24,11 @@ __all__ = ["Orphan", "find_orphans", "remove_orphans"]
 
 #: a microVM's namespace ends in its ENI address, dashed; the VPC's router's in ``-vpc``
 _NETNS_TAIL = re.compile(r"-(vpc|\d+-\d+-\d+-\d+)$")
-#: a state directory this fresh may belong to an environment whose first process is starting
-_STARTING_S = 30.0
+#: a state directory (or, without one, a run's oldest trace) this fresh may belong to an environment whose
+#: first process is starting
+_STARTING_S = 15.0
+#: where `ip netns` keeps its namespaces (their mtime is when they were made)
+_NETNS_DIR = Path("/run/netns")
 
 
 @dataclass
@@ -39,20 +42,30 @@ class Orphan:
         return f"run {self.run_id}: " + ", ".join(self.remains)
 
 
-def _host_traces() -> dict[str, list[str]]:
-    """Run id → what of it is on the host, from the names the data plane gives what it makes."""
-    found: dict[str, list[str]] = {}
+def _host_traces() -> dict[str, tuple[list[str], float]]:
+    """Run id → what of it is on the host, from the names the data plane gives what it makes, and when the
+    oldest of it was made (epoch seconds)."""
+    found: dict[str, tuple[list[str], float]] = {}
+
+    def add(run_id: str, what: str, made: Path) -> None:
+        remains, oldest = found.get(run_id, ([], time.time()))
+        try:
+            oldest = min(oldest, made.lstat().st_mtime)
+        except OSError:
+            pass
+        found[run_id] = ([*remains, what], oldest)
+
     for name in namespaces():
         tail = _NETNS_TAIL.search(name)
         if name.startswith(NETNS_PREFIX) and tail:
-            found.setdefault(name[len(NETNS_PREFIX):tail.start()], []).append(f"network namespace {name}")
+            add(name[len(NETNS_PREFIX):tail.start()], f"network namespace {name}", _NETNS_DIR / name)
     if CGROUP_ROOT.is_dir():
         for path in sorted(CGROUP_ROOT.glob("*/fargate-labs/*")):
             if path.is_dir() and not path.parent.parent.is_symlink():
-                found.setdefault(path.name, []).append(f"cgroup {path}")
+                add(path.name, f"cgroup {path}", path)
     if SHORT_ROOT.is_dir():
         for path in sorted(SHORT_ROOT.iterdir()):
-            found.setdefault(path.name, []).append(f"directory {path}")
+            add(path.name, f"directory {path}", path)
     return found
 
 
@@ -96,7 +109,12 @@ def find_orphans(root: Path) -> list[Orphan]:
         state_dir, ready = states.get(run_id, (None, False))
         if state_dir is not None and _starting(state_dir, ready):
             continue
-        remains = ([f"state directory {state_dir}"] if state_dir else []) + traces.get(run_id, [])
+        made, oldest = traces.get(run_id, ([], 0.0))
+        if state_dir is None and time.time() - oldest < _STARTING_S:
+            # An environment makes its VPC's namespace just before its first process (the API server binds to
+            # the namespace's address), and its state may be under another state root: not yet an orphan.
+            continue
+        remains = ([f"state directory {state_dir}"] if state_dir else []) + made
         orphans.append(Orphan(run_id, state_dir, remains))
     return orphans
 

@@ -47,7 +47,10 @@ def killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         assert len(namespaces_of_run(run_id)) >= 4, "no pod of the lab got a microVM before the run ended"
         os.killpg(run.pid, signal.SIGKILL)
         for pid in process.tagged_pids(run_id) + process.tagged_pids(lab_run):
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # gone with its process group a moment ago
+                pass
         run.communicate()
         yield run_id
     finally:

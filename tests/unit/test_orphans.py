@@ -23,9 +23,14 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(orphans, "CGROUP_ROOT", tmp_path / "cgroup")
     monkeypatch.setattr(orphans, "SHORT_ROOT", tmp_path / "short")
-    monkeypatch.setattr(orphans, "namespaces", lambda: [
-        "fargate-labs-dead0001-vpc", "fargate-labs-dead0001-10-11-89-156", "fargate-labs-kill9-vm-10-11-1-5",
-        "fargate-labs-live0001-vpc", "cni-1234", "fargate-labs-notours"])
+    netns = ["fargate-labs-dead0001-vpc", "fargate-labs-dead0001-10-11-89-156", "fargate-labs-kill9-vm-10-11-1-5",
+             "fargate-labs-live0001-vpc", "cni-1234", "fargate-labs-notours"]
+    monkeypatch.setattr(orphans, "namespaces", lambda: netns)
+    monkeypatch.setattr(orphans, "_NETNS_DIR", tmp_path / "netns")
+    (tmp_path / "netns").mkdir()
+    for name in netns:  # made an hour ago
+        (tmp_path / "netns" / name).touch()
+        os.utime(tmp_path / "netns" / name, (OLD, OLD))
     monkeypatch.setattr(orphans.process, "tagged_pids", lambda run_id: [4242] if run_id.startswith("live") else [])
     return tmp_path
 
@@ -51,6 +56,14 @@ def test_dead_runs_are_found_by_what_they_left(host: Path) -> None:
         f"cgroup {host}/cgroup/memory/fargate-labs/dead0001", f"directory {host}/short/dead0001"]
     # A run id with a dash is read whole from its microVM's namespace.
     assert found["kill9-vm"].remains == ["network namespace fargate-labs-kill9-vm-10-11-1-5"]
+
+
+def test_a_run_just_made_without_a_state_here_is_left_alone(host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment makes its VPC's namespace a moment before its first process, maybe under another state
+    root: its traces are not an orphan's until they are older than that moment."""
+    now = time.time()
+    os.utime(host / "netns" / "fargate-labs-kill9-vm-10-11-1-5", (now, now))
+    assert "kill9-vm" not in {o.run_id for o in orphans.find_orphans(host / "state")}
 
 
 def test_a_run_with_a_live_process_is_never_an_orphan(host: Path) -> None:
