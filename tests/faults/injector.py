@@ -108,13 +108,17 @@ def interrupt_run(module: str, run_id: str, env_name: str, after: float) -> Outc
     """Ctrl-C a run that reuses ``env_name`` ``after`` seconds in; its cleanup must leave nothing."""
     run = start_run(module, run_id, "--reuse", env_name)
     time.sleep(after)
+    return _interrupt(run, module, run_id, env_name)
+
+
+def _interrupt(run: subprocess.Popen[str], module: str, run_id: str, env_name: str) -> Outcome:
+    """Ctrl-C ``run`` now (unless it ended already); what it left, and whether it said it was interrupted."""
     if run.poll() is not None:
         return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
     os.kill(run.pid, signal.SIGINT)
     ended, took, out = _wait_end(run)
     outcome = Outcome("SIGINT", module, run_id, ended, took, leaks(run_id, env_name))
-    reported = _interrupted_report(run_id)
-    if reported is False:
+    if _interrupted_report(run_id) is False:
         outcome.notes.append("report does not say the run was interrupted")
     if "KeyboardInterrupt" not in out and "Interrupted" not in out and "interrupted" not in out:
         outcome.notes.append("output does not mention the interrupt")
@@ -143,16 +147,7 @@ def interrupt_in_steps(module: str, run_id: str, env_name: str, delay: float) ->
             return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
         time.sleep(0.1)
     time.sleep(delay)
-    if run.poll() is not None:
-        return Outcome("SIGINT", module, run_id, True, 0.0, leaks(run_id, env_name), ["ended before the fault"])
-    os.kill(run.pid, signal.SIGINT)
-    ended, took, out = _wait_end(run)
-    outcome = Outcome("SIGINT", module, run_id, ended, took, leaks(run_id, env_name))
-    if _interrupted_report(run_id) is False:
-        outcome.notes.append("report does not say the run was interrupted")
-    if "KeyboardInterrupt" not in out and "Interrupted" not in out and "interrupted" not in out:
-        outcome.notes.append("output does not mention the interrupt")
-    return outcome
+    return _interrupt(run, module, run_id, env_name)
 
 
 def kill_run(module: str, run_id: str, after: float, *extra: str) -> Outcome:
