@@ -55,15 +55,6 @@ class Clis:
     bin_dir: Path
     versions: dict[str, str]
 
-    def path(self, name: str) -> str:
-        return str(self.bin_dir / name)
-
-    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """``base`` (else this process's environment) with the tools first on PATH."""
-        env = dict(os.environ if base is None else base)
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        return env
-
 
 def _pins_digest() -> str:
     pins = [[c.name, c.module, c.version, list(c.packages), [list(s) for s in c.stamps]] for c in CLI_COMPONENTS]
