@@ -33,10 +33,16 @@ def dead_components(state: dict[str, Any], microvms: bool = True) -> list[str]:
     """Names of the state's components whose process is gone (or is no longer the run's), and with
     ``microvms`` the running microVMs' processes among them (``kubelet-10-11-89-156``): a dead microVM
     fails what waits on it, while the environment itself still runs its other pods."""
-    return [
-        c["name"] for c in [*state.get("components", []), *(microvm_components(state) if microvms else [])]
-        if not process.alive(c["pid"], state.get("run_id"))
-    ]
+    dead = [c["name"] for c in state.get("components", []) if not process.alive(c["pid"], state.get("run_id"))]
+    if microvms:
+        listed = microvm_components(state)
+        gone = [c for c in listed if not process.alive(c["pid"], state.get("run_id"))]
+        if gone:
+            # A microVM stopped on purpose (its pod deleted) takes its listing away before it stops a process:
+            # a process found gone counts only if its microVM still lists it after the look.
+            still = {(c["name"], c["pid"]) for c in microvm_components(state)}
+            dead += [c["name"] for c in gone if (c["name"], c["pid"]) in still]
+    return dead
 
 
 def recorded_deaths(state: dict[str, Any], since: float = 0.0) -> list[dict[str, Any]]:
