@@ -115,6 +115,8 @@ class Step:
     #: epoch seconds: when its setup started and its teardown ended (0: not known)
     started: float = 0.0
     finished: float = 0.0
+    #: when the phase that failed it ended (epoch seconds): the moment it failed, before any cleanup after
+    failed_at: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -297,6 +299,7 @@ class RunReport:
             failure = failure or {"message": _crash_message(report)}
             step.outcome = _failed_outcome(when, str(failure.get("kind") or ""))
             step.phase = when
+            step.failed_at = getattr(report, "stop", 0.0) or 0.0
             step.longrepr = _longrepr_text(report)
             _describe(step, failure)
             if when == "teardown" and not step.fact.startswith("cleanup failed"):

@@ -47,6 +47,7 @@ def summary_json(model: RunReport) -> dict[str, Any]:
                         "duration_seconds": round(s.duration, 3),
                         "worker": s.worker or None,
                         "started_at": round(s.started, 3) or None, "finished_at": round(s.finished, 3) or None,
+                        "failed_at": round(s.failed_at, 3) or None,
                     }
                     for s in lab.steps
                 ],

@@ -204,13 +204,15 @@ def kill_component_run(module: str, run_id: str, env_name: str, component: str, 
 
 
 def _first_failure_after(run_id: str, moment: float) -> float | None:
-    """When the run's first step to fail after ``moment`` (epoch seconds) ended, from its summary.json."""
+    """When the run's first step to fail after ``moment`` (epoch seconds) failed, from its summary.json: the
+    end of the phase that failed it, before the step's own cleanup."""
     try:
         labs = json.loads((ROOT / "reports" / run_id / "summary.json").read_text())["labs"]
     except (OSError, ValueError, KeyError):
         return None
-    ends = [step["finished_at"] for lab in labs for step in lab.get("steps", [])
-            if not step.get("ok") and step.get("outcome") != "skipped" and (step.get("finished_at") or 0) >= moment]
+    ends = [when for lab in labs for step in lab.get("steps", [])
+            if not step.get("ok") and step.get("outcome") != "skipped"
+            and (when := step.get("failed_at") or step.get("finished_at") or 0) >= moment]
     return min(ends, default=None)
 
 

@@ -269,6 +269,19 @@ def test_lab_wall_time_spans_its_steps_not_their_sum(roundtrip: bool) -> None:
     assert summary_json(model)["labs"][0]["wall_seconds"] == 71.5
 
 
+@pytest.mark.parametrize("roundtrip", [False, True], ids=["one process", "through xdist serialisation"])
+def test_a_failed_step_says_when_it_failed_before_its_cleanup(roundtrip: bool) -> None:
+    """A step whose wait failed at 1004 and whose cleanup ran until 1019 failed at 1004: summary.json keeps both."""
+    exc, longrepr = raised(lambda: expect("pods Running", 5, 3))
+    setup, call, teardown = phases("labs/test_scaling.py::test_scale[5->3]", "failed", longrepr, failure=exc)
+    for rep, (start, stop) in zip((setup, call, teardown), ((1000.0, 1001.0), (1001.0, 1004.0), (1004.0, 1019.0))):
+        rep.start, rep.stop = start, stop
+    passed = report("labs/test_scaling.py::test_scale[3->5]", "call")
+    passed.start, passed.stop = 1019.0, 1020.0
+    steps = summary_json(model_of([setup, call, teardown, passed], roundtrip=roundtrip))["labs"][0]["steps"]
+    assert [(s["finished_at"], s["failed_at"]) for s in steps] == [(1019.0, 1004.0), (1020.0, None)]
+
+
 def test_a_component_that_died_fails_a_run_whose_steps_all_passed() -> None:
     nodeid = "labs/test_fargate_profile.py::test_profile_created"
     died = ["kubelet-10-11-72-34 (node fargate-ip-10-11-72-34.ap-northeast-2.compute.internal)"]
