@@ -92,10 +92,12 @@ class MicroVMController:
         self._dead: set[str] = set()
         self._lock = threading.Lock()
 
-    def reconcile(self) -> None:
-        """Start a microVM for each Fargate node without one; stop those whose node is gone."""
-        nodes = json.loads(self.core.list_node(label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
-                                               _preload_content=False).data)["items"]
+    def reconcile(self) -> str:
+        """Start a microVM for each Fargate node without one; stop those whose node is gone. Returns the
+        resource version of the nodes it saw, from which a watch tells of the next change."""
+        listing = json.loads(self.core.list_node(label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
+                                                 _preload_content=False).data)
+        nodes = listing["items"]
         wanted = {}
         for node in nodes:
             if node["metadata"].get("deletionTimestamp"):
@@ -130,6 +132,7 @@ class MicroVMController:
                     continue
                 log.info("microVM of %s started (%s)", name, spec.address)
                 self.vms[name] = vm
+        return str(listing["metadata"].get("resourceVersion") or "")
 
     def _record_deaths(self) -> None:
         """A microVM process that dies is recorded, and stays recorded after its microVM goes: a run that
@@ -154,11 +157,13 @@ class MicroVMController:
         print("READY", flush=True)
         while not stop.is_set():
             try:
-                self.reconcile()
-                # A watch wakes the loop as soon as a node appears or goes, instead of polling blindly.
+                seen = self.reconcile()
+                # A watch from what the listing saw wakes the loop as soon as a node appears, changes or
+                # goes, instead of polling blindly (a watch from nothing would tell of every node at once,
+                # and the loop would spin). A second at the most: a microVM's process may die meanwhile.
                 w = watch.Watch()
                 for _ in w.stream(self.core.list_node, label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
-                                  timeout_seconds=1):
+                                  resource_version=seen or None, timeout_seconds=1):
                     w.stop()
                     break
             except Exception as exc:  # the API server may be restarting: keep trying until stopped
