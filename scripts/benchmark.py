@@ -6,9 +6,9 @@
     python scripts/benchmark.py --microvm-only  # the microVM data plane's figures only
     python scripts/benchmark.py --cold          # plus provisioning into an empty cache (a rebuild: minutes)
 
-Targets on the 2-core reference machine: warm `up` <= 10 s, total RSS <= 1.5 GB, labs <= 90 s; with the
-microVM data plane (root only), a pod from creation to Running <= 3 s median and <= 8 s p95, and
-<= 150 MB RSS per running microVM; its ALBs (scripts/alb_figures.py): first 200 <= 10 s after the pods are
+Targets on the 2-core reference machine: warm `up` <= 10 s, total RSS <= 1.5 GB, labs <= 90 s on KWOK
+nodes and <= 100 s with every pod real; with the microVM data plane (root only), a pod from creation to
+Running <= 3 s median and <= 8 s p95, and <= 150 MB RSS per running microVM; its ALBs (scripts/alb_figures.py): first 200 <= 10 s after the pods are
 Ready, a target change in the proxy <= 2 s, p50 latency <= 2 ms.
 """
 
@@ -275,7 +275,8 @@ def lab_figures() -> None:
         run = json.loads((Path(tmp) / "latest" / "summary.json").read_text())
         print(f"{'labs, whole suite (wall, pytest included)':<44} {wall:8.1f} s"
               f"   ({run['verdict']}, exit {done.returncode})")
-        print(f"{'labs, whole session as pytest reports it':<44} {run['run']['duration']:8.1f} s   (target <= 90 s)")
+        print(f"{'labs, whole session as pytest reports it':<44} {run['run']['duration']:8.1f} s   "
+              "(target <= 100 s with every pod real, <= 90 s on KWOK nodes)")
         for lab in sorted(run["labs"], key=lambda lab: -lab["wall_seconds"]):
             summed = sum(step["duration_seconds"] for step in lab["steps"])
             print(f"  {lab['module']:<42} {lab['wall_seconds']:8.1f} s wall, {summed:6.1f} s summed over "
@@ -289,6 +290,9 @@ def lab_figures() -> None:
                 busy = sum(step["duration_seconds"] for step in mine)
                 print(f"  {worker:<6} {min(s['started_at'] for s in mine) - origin:6.1f} -> "
                       f"{max(s['finished_at'] for s in mine) - origin:6.1f}, busy {busy:6.1f} s, {len(mine)} steps")
+            print("slowest steps (setup, call and teardown):")
+            for step in sorted(steps, key=lambda s: -s["duration_seconds"])[:10]:
+                print(f"  {step['test']:<72} {step['duration_seconds']:6.1f} s")
 
 
 def main() -> None:
