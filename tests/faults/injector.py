@@ -52,8 +52,14 @@ def start_run(module: str, run_id: str, *extra: str, env: dict[str, str] | None 
         [sys.executable, "-m", "pytest", f"labs/{module}", "-p", "no:cacheprovider", "-q", "--run-id", run_id,
          *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or dict(os.environ),
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_ctrl_c_as_a_terminal_sends_it,
     )
+
+
+def _ctrl_c_as_a_terminal_sends_it() -> None:
+    # An ignored SIGINT is inherited: started in the background of a script (`faults.py &`), every run would
+    # ignore its Ctrl-C, and the SIGINT rounds would test nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_end(run: subprocess.Popen[str], limit: float = HANG_AFTER) -> tuple[bool, float, str]:
