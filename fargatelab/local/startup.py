@@ -244,6 +244,8 @@ class Startup:
         self.state["microvms_dir"] = str(self.dir / "microvms")
         aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        # The cluster's subnets are moto's seed: on a busy host moto may still be seeding when the images are.
+        self.wait_ready("moto", "the moto server", self.first_dead())
         private, _ = cluster_subnets(boto3.client("eks", **aws), boto3.client("ec2", **aws), config.cluster_name)
         api_host, api_port = self.state["server"].removeprefix("https://").rsplit(":", 1)
         self.state["control_plane_enis"] = attach_control_plane(
