@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import ExitCode, HarnessError
+from .apt import need
 from .binaries import KUBERNETES_VERSION, cache_root
 from .registry import (Images, Registry, StandIn, compressed_size, layout_digest, make_image, pack_layer, publish,
                        stand_ins)
@@ -399,19 +400,4 @@ def _run(cmd: list[str], log: Path, what: str, env: dict[str, str] | None = None
 
 
 def _need(command: str, packages: list[str], progress: Progress) -> None:
-    """Install ``packages`` with apt-get when ``command`` is missing (again after an update if that fails)."""
-    if shutil.which(command) is not None:
-        return
-    progress(f"installing {' '.join(packages)} with apt-get, to build the offline stand-in images")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # Another apt run (a parallel worker's, a person's) holds dpkg's lock for a while: wait for it.
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", *packages]
-    proc = subprocess.run(install, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:  # a machine that never ran it has no package lists yet
-        subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "update"], env=env, capture_output=True)
-        proc = subprocess.run(install, env=env, capture_output=True, text=True)
-    if proc.returncode == 0:
-        return
-    tail = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-1]
-    raise HarnessError(f"apt-get install {' '.join(packages)} failed: {tail}; install it and run again",
-                       ExitCode.MISSING_BINARY)
+    need(command, packages, "the offline stand-in images", progress)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ExitCode, HarnessError
+from .apt import need
 
 __all__ = ["CGROUP_ROOT", "SHORT_ROOT", "short_path", "cgroup_dirs", "choose_data_plane", "ensure_host_tools", "kill_cgroup", "microvm_host_problem",
            "mounts_under", "remove_cgroup", "remove_run_data_plane", "require_microvm_host", "unmount_under"]
@@ -144,13 +145,9 @@ def ensure_host_tools(progress: Callable[[str], None]) -> None:
             pass
     for command, package, user in HOST_TOOLS:
         if shutil.which(command) is None:
-            _apt_install(command, package, user, progress)
+            need(command, [package], user, progress)
 
 
-def _apt_install(command: str, package: str, user: str, progress: Callable[[str], None]) -> None:
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise HarnessError(f"{user} needs the {command} command: install {package} (Debian: apt-get install "
-                           f"{package})", ExitCode.MISSING_BINARY)
     progress(f"installing {package} with apt-get, for {user}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True, env=env)

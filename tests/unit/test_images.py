@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 import tarfile
 import tomllib
 from pathlib import Path
@@ -322,23 +321,6 @@ def test_a_registry_that_never_answers_is_stopped_and_reported(tmp_path: Path) -
 
 
 # --- tools ----------------------------------------------------------------------------------------------
-
-
-def test_a_missing_tool_is_installed_with_apt_and_retried_after_an_update_then_given_up(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[list[str]] = []
-
-    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package mmdebstrap")
-
-    monkeypatch.setattr(images.shutil, "which", lambda name: None)
-    monkeypatch.setattr(images.subprocess, "run", run)
-    with pytest.raises(HarnessError, match="apt-get install mmdebstrap failed: E: Unable to locate package") as err:
-        images._need("mmdebstrap", ["mmdebstrap"], lambda line: None)
-    assert err.value.code == ExitCode.MISSING_BINARY
-    assert [[a for a in c if a in ("apt-get", "install", "update")] for c in calls] == [
-        ["apt-get", "install"], ["apt-get", "update"], ["apt-get", "install"]]
 
 
 def test_building_without_root_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
