@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
-import json
 import os
 import platform
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any, Callable
 
 from ..errors import ExitCode, HarnessError
 from .binaries import fetch, fetch_verified, cache_root
-from .go_build import Component, provision_go_binaries
+from .go_build import Component, pins_digest, provision_go_binaries
 
 __all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_clis",
            "provisioned_versions"]
@@ -56,13 +55,8 @@ class Clis:
     versions: dict[str, str]
 
 
-def _pins_digest() -> str:
-    pins = [[c.name, c.module, c.version, list(c.packages), [list(s) for s in c.stamps]] for c in CLI_COMPONENTS]
-    return hashlib.sha256(json.dumps([pins, AWSCLI_VERSION]).encode()).hexdigest()[:12]
-
-
 def clis_dir() -> Path:
-    return cache_root() / f"clis-{_pins_digest()}" / "bin"
+    return cache_root() / f"clis-{pins_digest(CLI_COMPONENTS, AWSCLI_VERSION)}" / "bin"
 
 
 #: where each tool's official linux/amd64 release and its published checksums are: (archive, checksums file,

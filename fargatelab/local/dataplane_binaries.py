@@ -5,8 +5,6 @@ an OCI registry and crane, built from Go modules (see :mod:`.go_build`) and cach
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +13,7 @@ from typing import Callable
 
 from ..rules.naming import kubelet_version
 from .binaries import KUBERNETES_VERSION, cache_root
-from .go_build import MANIFEST, Component, provision_go_binaries, verify
+from .go_build import MANIFEST, Component, pins_digest, provision_go_binaries, verify
 
 __all__ = [
     "COMPONENTS",
@@ -101,15 +99,9 @@ class DataPlaneBinaries:
         raise KeyError(f"no data-plane binary named {name!r}")
 
 
-def _pins_digest(components: tuple[Component, ...] = COMPONENTS) -> str:
-    pins = [[c.name, c.module, c.version, list(c.packages), list(c.tags), [list(s) for s in c.stamps]]
-            for c in components]
-    return hashlib.sha256(json.dumps(pins, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def dataplane_dir() -> Path:
     """This set of pins' cache directory: a change of any pin gets a directory of its own."""
-    return cache_root() / f"dataplane-{_pins_digest()}" / "bin"
+    return cache_root() / f"dataplane-{pins_digest(COMPONENTS)}" / "bin"
 
 def verify_dataplane(bin_dir: Path, components: tuple[Component, ...] = COMPONENTS) -> list[str]:
     """Problems with a data-plane bin directory: empty when every binary is present and matches its manifest.

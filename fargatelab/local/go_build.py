@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..errors import ExitCode, HarnessError
 from .binaries import MANIFEST, cache_root, kubernetes_module, run_go
 
-__all__ = ["Component", "MANIFEST", "provision_go_binaries", "verify"]
+__all__ = ["Component", "MANIFEST", "pins_digest", "provision_go_binaries", "verify"]
 
 Progress = Callable[[str], None]
 
@@ -51,6 +51,14 @@ class Component:
         """Paths relative to the bin directory, named as ``go install`` names them."""
         return tuple(os.path.join(self.subdir, _command_name(p)) if self.subdir else _command_name(p)
                      for p in self.packages)
+
+
+def pins_digest(components: tuple[Component, ...], *more: str) -> str:
+    """A short hash of what ``components`` (and ``more`` pins) are built from: the name of their cache
+    directory, so that a change of any pin gets a directory of its own."""
+    pins: list[object] = [[c.name, c.module, c.version, list(c.packages), list(c.tags), [list(s) for s in c.stamps]]
+                          for c in components]
+    return hashlib.sha256(json.dumps(pins + list(more), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _command_name(package: str) -> str:

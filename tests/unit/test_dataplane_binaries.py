@@ -15,6 +15,7 @@ import pytest
 from fargatelab.errors import ExitCode, HarnessError
 from fargatelab.local import dataplane_binaries as dp
 from fargatelab.local import go_build as gb
+from fargatelab.local.go_build import pins_digest
 from fargatelab.local.binaries import KUBERNETES_VERSION
 from fargatelab.rules.naming import kubelet_version
 from stand_ins import script
@@ -82,10 +83,11 @@ def test_the_cache_directory_follows_the_pins(cache: Path) -> None:
     assert dp.dataplane_dir() == dp.dataplane_dir()
     bumped = tuple(dataclasses.replace(c, version="v2.4.3") if c.name == "containerd" else c
                    for c in dp.COMPONENTS)
-    assert dp._pins_digest(bumped) != dp._pins_digest()
+    assert pins_digest(bumped) != pins_digest(dp.COMPONENTS)
     # Binaries stamped with the plain version, from before the EKS stamp, must not pass for current ones.
     unstamped = tuple(dataclasses.replace(c, stamps=()) if c.name == "kubernetes" else c for c in dp.COMPONENTS)
-    assert dp._pins_digest(unstamped) != dp._pins_digest()
+    assert pins_digest(unstamped) != pins_digest(dp.COMPONENTS)
+    assert dp.dataplane_dir().parent.name == f"dataplane-{pins_digest(dp.COMPONENTS)}"
 
 
 def test_kubelet_and_kube_proxy_carry_the_eks_version_of_a_fargate_node() -> None:
