@@ -1,6 +1,7 @@
 """Sessions: ``labs`` (the workshop labs on the local backend), ``tests`` (the harness's own tests),
 ``unit`` (the pure ones of those and the doctests, with no Kubernetes binary), ``lint`` (ruff),
-``benchmark`` (speed and memory figures), ``nightly`` (every lab on the sandbox EKS cluster), ``cleanup``
+``benchmark`` (speed and memory figures), ``kind-engine`` (a Docker engine and kind's node image, for
+the kind backend and its tests), ``nightly`` (every lab on the sandbox EKS cluster), ``cleanup``
 (leftovers of an interrupted run: ``nox -s cleanup -- --run-id X [--cluster C --region R | --env NAME]``).
 
 Every session installs what it needs into its own virtualenv, pinned by ``constraints.txt``; the
@@ -104,6 +105,14 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests", "-m", INTEGRATION, "-p", "no:cacheprovider",
                 *(session.posargs or ["-q"]), success_codes=[0, NO_TESTS])
     session.run("mypy", "fargatelab")
+
+
+@nox.session(python=PYTHON, name="kind-engine")
+def kind_engine(session: nox.Session) -> None:
+    """A Docker engine for the kind backend (Debian's docker.io, installed and started where missing) and
+    kind's node image, built once: then `nox -s tests` also runs the kind tests on a real kind cluster."""
+    _install(session)
+    session.run("fargate-lab", "kind-engine", "--node-image")
 
 
 @nox.session(python=PYTHON)

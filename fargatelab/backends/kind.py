@@ -1,77 +1,71 @@
-"""The kind backend: a kind cluster (real kubelets, kube-proxy, CoreDNS, pod network) plus the Fargate
+"""The kind backend: a kind cluster (real kubelet, kube-proxy, CoreDNS, pod network) plus the Fargate
 emulation running out of cluster in hosted placement.
 
-Fargate pods run on a real kind worker, and a shadow Fargate node per pod keeps the node count and the
-node facts the labs assert. The webhooks listen on the kind network's gateway, which the API server
-inside the node container can reach. Without Docker (or kind) the backend fails fast with one line.
+Fargate pods run on the kind node, and a shadow Fargate node per pod keeps the node count and the node
+facts the labs assert. The node image is built here from the same ingredients as the local environment
+(``fargatelab.kind.node_image``); the nodes pull the labs' images from the environment's offline registry
+of stand-ins, and the webhooks listen on the kind network's gateway, which the API server inside the node
+container reaches. Without Docker the backend fails fast with one line.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..eks.facts import SERVICE_CIDR
-from ..errors import ExitCode, HarnessError
+from ..kind.cluster import KindCluster, ensure_network
+from ..kind.engine import require_docker
+from ..kind.node_image import (COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG, KIND_VERSION, provision_kind_tools,
+                               provision_node_image)
+from ..local.binaries import KUBERNETES_VERSION
 from ..scenario.handle import ClusterHandle
 from .capabilities import declared
 
 if TYPE_CHECKING:
     from . import BackendOptions
 
-__all__ = ["KIND_VERSION", "NODE_IMAGE", "KindBackend", "kind_config", "remove", "require_docker"]
+__all__ = ["KIND_VERSION", "KindBackend", "kind_config", "remove", "require_docker"]
 
-# kind release and node image of the same Kubernetes minor as the local backend; both overridable.
-KIND_VERSION = os.environ.get("FARGATE_LABS_KIND_VERSION", "v0.30.0")
-NODE_IMAGE = os.environ.get("FARGATE_LABS_KIND_IMAGE", "kindest/node:v1.34.0")
 # Pods get addresses in the workshop's private subnets' range, as the VPC CNI gives Fargate pods.
 POD_SUBNET = "10.11.64.0/18"
+#: where the node's containerd looks for registry hosts (a directory of the environment, mounted in)
+CERTS_IN_NODE = "/etc/containerd/certs.d"
 
 
-def kind_config(workers: int = 1) -> dict[str, Any]:
-    """The kind cluster configuration: the workshop's service network and a VPC-like pod range."""
+def kind_config(certs: Path) -> dict[str, Any]:
+    """The kind cluster: one node that runs every pod, the workshop's service network, a VPC-like pod range,
+    the images kubeadm runs taken from the node image, and the registry hosts from ``certs``."""
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
-        "networking": {"serviceSubnet": SERVICE_CIDR, "podSubnet": POD_SUBNET},
-        "nodes": [{"role": "control-plane"}] + [{"role": "worker"} for _ in range(workers)],
+        # kind's own network plugin is not in the node image (kindnetd cannot be built offline); one node
+        # needs none: the node image carries a bridge configuration for its pod range.
+        "networking": {"serviceSubnet": SERVICE_CIDR, "podSubnet": POD_SUBNET, "disableDefaultCNI": True},
+        "nodes": [{"role": "control-plane",
+                   "extraMounts": [{"hostPath": str(certs), "containerPath": CERTS_IN_NODE, "readOnly": True}]}],
+        "kubeadmConfigPatches": [
+            "kind: ClusterConfiguration\n"
+            f"etcd:\n  local:\n    imageTag: {ETCD_IMAGE_TAG}\n"
+            f"dns:\n  imageTag: {COREDNS_IMAGE_TAG}\n",
+        ],
+        "containerdConfigPatches": [
+            # The nodes pull from the offline registry first (config_path: one hosts.toml per upstream).
+            f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_IN_NODE}"\n',
+            # Lowering a process's oom_score_adj fails where the host lacks CAP_SYS_RESOURCE, which runc
+            # reports as "can't get final child's PID from pipe" for every pod.
+            '[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n',
+        ],
     }
 
 
-def require_docker() -> None:
-    """Fail fast, in one line, when kind cannot work here."""
-    docker = shutil.which("docker")
-    if docker is None:
-        raise HarnessError("the kind backend needs Docker, and no `docker` command is installed: "
-                           "install Docker, or run with --backend local", ExitCode.BACKEND_UNAVAILABLE)
-    probe = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                           timeout=20)
-    if probe.returncode != 0:
-        reason = (probe.stderr.strip().splitlines() or ["no answer"])[-1]
-        raise HarnessError(f"the kind backend needs a running Docker engine ({reason}): "
-                           "start Docker, or run with --backend local", ExitCode.BACKEND_UNAVAILABLE)
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
-def _kind_gateway() -> str:
-    """The kind network's gateway: the address the API server in the node container reaches us at."""
-    out = subprocess.run(["docker", "network", "inspect", "kind"], capture_output=True, text=True, check=True)
-    for config in json.loads(out.stdout)[0]["IPAM"]["Config"]:
-        gateway = config.get("Gateway", "")
-        if gateway and ":" not in gateway:
-            return str(gateway)
-    raise HarnessError("the kind network has no IPv4 gateway: recreate it with `docker network rm kind`",
-                       ExitCode.BACKEND_UNAVAILABLE)
-
-
-def _cluster(run_id: str) -> Any:
-    from pytest_kind import KindCluster  # pytest-kind-ng
-
-    os.environ.setdefault("KIND_VERSION", KIND_VERSION)
-    return KindCluster(f"fargate-labs-{run_id}", image=NODE_IMAGE)
+def _cluster(run_id: str, kubeconfig: Path) -> KindCluster:
+    return KindCluster(f"fargate-labs-{run_id}", provision_kind_tools(_progress).path("kind"), kubeconfig)
 
 
 class KindBackend:
@@ -88,28 +82,30 @@ class KindBackend:
 
         self.options = options
         self.discards_cluster = not options.keep
-        self.cluster = _cluster(options.run_id)
         self.env = LocalEnvironment(f"kind-{options.run_id}")
+        self.kubeconfig = self.env.dir / "kind.kubeconfig"
         with self.env.start_lock():
             if not self.env.is_up():
                 self._create(options)
             handle = self.env.handle()
         self.handle: ClusterHandle = ClusterHandle(
-            kubeconfig=str(self.cluster.kubeconfig_path), cluster_name=options.cluster, region=options.region,
-            run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=NODE_IMAGE.split(":")[-1],
+            kubeconfig=str(self.kubeconfig), cluster_name=options.cluster, region=options.region,
+            run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=KUBERNETES_VERSION,
             capabilities=declared("kind", options.mode),
         )
 
     def _create(self, options: BackendOptions) -> None:
-        config_file = Path(self.env.dir.parent) / f"kind-{options.run_id}.yaml"
-        config_file.parent.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(json.dumps(kind_config()))
+        image = provision_node_image(_progress)
+        certs = self.env.dir / "certs.d"
+        certs.mkdir(parents=True, exist_ok=True)
+        gateway = ensure_network()
+        _progress(f"creating kind cluster fargate-labs-{options.run_id} from {image}")
+        _cluster(options.run_id, self.kubeconfig).create(image, kind_config(certs))
         try:
-            self.cluster.create(config_file)
-        except Exception as exc:
-            raise HarnessError(f"kind could not create the cluster ({exc}): see `kind` output above, "
-                               "or run with --backend local", ExitCode.BACKEND_UNAVAILABLE) from None
-        self.env.attach(str(self.cluster.kubeconfig_path), options, webhook_host=_kind_gateway())
+            self.env.attach(str(self.kubeconfig), options, webhook_host=gateway, certs=certs, progress=_progress)
+        except BaseException:
+            _cluster(options.run_id, self.kubeconfig).delete()
+            raise
 
     def liveness(self) -> str | None:
         dead = self.env.dead_components()
@@ -127,5 +123,6 @@ def remove(run_id: str) -> None:
     env = LocalEnvironment(f"kind-{run_id}")
     if env.state() is None:
         return
+    kubeconfig = env.dir / "kind.kubeconfig"
     env.down(quiet=True)
-    _cluster(run_id).delete()
+    _cluster(run_id, kubeconfig).delete()

@@ -26,6 +26,11 @@ DESCRIPTIONS = {
                "name, for curl --resolve NAME:80:ADDRESS or a browser's --host-resolver-rules=\"MAP NAME ADDRESS\". "
                "Exit 8 for a name that is no ALB of the environment, or an internal one (it answers only inside "
                "the VPC).",
+    "kind-engine": (
+        "Make sure a Docker engine runs for the kind backend: install Debian's docker.io where Docker is "
+        "missing, start dockerd with its networks away from the VPC's addresses (and, on a host whose root "
+        "cannot grant every capability, a runc that asks only for those it can), and wait until it answers. "
+        "With --node-image, also build kind's node image for the pinned Kubernetes (minutes, once)."),
     "explain": (
         "Tell, for every pod and pod template of a manifest, whether it runs on Fargate, which profile "
         "matches it and the capacity Fargate gives it, or why it stays pending. Without --profiles the "

@@ -79,6 +79,9 @@ def get_parser() -> argparse.ArgumentParser:
     resolve = with_name(command("resolve", "print the address that serves an ALB's DNS name"))
     resolve.add_argument("dns_name", metavar="DNSNAME", help="the ALB's DNS name (the Ingress hostname)")
 
+    engine = command("kind-engine", "install and start a Docker engine for the kind backend")
+    engine.add_argument("--node-image", action="store_true", help="also build kind's node image (minutes, once)")
+
     ex = command("explain", "tell whether the pods of a manifest run on Fargate, and their size")
     ex.add_argument("-f", "--filename", required=True, help="manifest file (YAML, several documents allowed; - reads stdin)")
     ex.add_argument("--profiles", default=None, help="Fargate profiles: EKS API JSON/YAML or eksctl ClusterConfig")
@@ -102,6 +105,10 @@ def _completion(p: argparse.ArgumentParser) -> None:
     shtab.add_argument_to(p, ["--print-completion"], help="print the shell completion script of fargate-lab")
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _env_name(args: argparse.Namespace) -> str:
     import os
 
@@ -117,6 +124,15 @@ def _run(args: argparse.Namespace) -> int:
         from .check import run_check
 
         return run_check(args)
+    if args.command == "kind-engine":
+        from ..kind.engine import start_engine
+
+        start_engine(_stderr)
+        if args.node_image:
+            from ..kind.node_image import provision_node_image
+
+            print(provision_node_image(_stderr))
+        return ExitCode.OK
     if args.command in ("cleanup", "leaks"):
         from .cleanup import run_cleanup, run_leaks
 

@@ -221,11 +221,12 @@ class FargateScheduler:
                 emit_event(self.c, pod, "Normal", reason, message, "kubelet", host=node)
 
     def _worker(self) -> str | None:
+        """A real node that takes ordinary pods: a worker, or a control-plane node without its NoSchedule
+        taint (kind's single node)."""
         nodes = _loads(self.c.core.list_node(_preload_content=False))["items"]
         workers = [n["metadata"]["name"] for n in nodes
-                   if not is_fargate_node(n)
-                   and "node-role.kubernetes.io/control-plane" not in (n["metadata"].get("labels") or {})
-                   and not n["spec"].get("unschedulable")]
+                   if not is_fargate_node(n) and not n["spec"].get("unschedulable")
+                   and not any(t.get("effect") == "NoSchedule" for t in n["spec"].get("taints") or [])]
         return self._rng.choice(workers) if workers else None
 
     def _ensure_shadow_node(self, pod: dict[str, Any], used_ips: set[str]) -> None:

@@ -274,11 +274,13 @@ class LocalEnvironment:
         self._write_state(state)
         return state
 
-    def attach(self, kubeconfig: str, options: Any, webhook_host: str,
+    def attach(self, kubeconfig: str, options: Any, webhook_host: str, certs: Path | None = None,
                progress: Progress = _stderr) -> ClusterHandle:
         """Run moto, KWOK and the emulation (hosted placement) against an API server we did not start.
 
-        The kind backend uses this: the cluster is kind's; what makes it EKS-on-Fargate is ours.
+        The kind backend uses this: the cluster is kind's; what makes it EKS-on-Fargate is ours. With
+        ``certs`` (the directory the cluster's containerd takes its registry hosts from), the offline
+        registry of stand-in images runs on ``webhook_host`` too, and the nodes pull from it.
         """
         import base64
 
@@ -307,6 +309,11 @@ class LocalEnvironment:
             start.moto(config, cluster["server"], api_ca)
             kc = Path(kubeconfig)
             start.fargate(bins, config, kc, kc, webhook, webhook_ca.cert_path, webhook_host)
+            if certs is not None:
+                from .registry import write_hosts_tomls
+
+                start.registry(webhook_host, progress)
+                write_hosts_tomls(certs, state["registry"])
             dead = start.first_dead()
             for name in ("moto", "emulator"):
                 start.wait_ready(name, name, dead)

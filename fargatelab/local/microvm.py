@@ -30,7 +30,7 @@ from . import process
 from .dataplane_binaries import DataPlaneBinaries
 from .microvm_host import cgroup_dirs, kill_cgroup, remove_cgroup, short_path, unmount_under
 from .pki import Authority
-from .registry import hosts_tomls
+from .registry import write_hosts_tomls
 from .vpc_network import Attachment, VpcNetwork
 
 __all__ = ["COMPONENTS_FILE", "DEATHS_FILE", "MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE"]
@@ -199,9 +199,7 @@ class MicroVM:
 
     def _write_containerd(self) -> None:
         certs = self.root / "certs.d"
-        for host, text in hosts_tomls(self.registry_address).items():
-            (certs / host).mkdir(parents=True, exist_ok=True)
-            (certs / host / "hosts.toml").write_text(text)
+        write_hosts_tomls(certs, self.registry_address)
         cni = self.root / "cni"
         cni.mkdir(exist_ok=True)
         prefix = self.spec.subnet.split("/")[1]

@@ -52,6 +52,7 @@ __all__ = [
     "crane",
     "hosts_toml",
     "hosts_tomls",
+    "write_hosts_tomls",
     "layout_digest",
     "make_image",
     "mirror_reference",
@@ -138,6 +139,13 @@ def hosts_toml(upstream_host: str, registry_address: str) -> str:
 def hosts_tomls(registry_address: str, upstream_hosts: Mapping[str, str] = UPSTREAM_SERVERS) -> dict[str, str]:
     """``{upstream host: hosts.toml contents}`` for every host the stand-ins replace."""
     return {host: hosts_toml(host, registry_address) for host in upstream_hosts}
+
+
+def write_hosts_tomls(certs: Path, registry_address: str) -> None:
+    """containerd's ``config_path`` directory under ``certs``: every upstream host asks the mirror first."""
+    for host, text in hosts_tomls(registry_address).items():
+        (certs / host).mkdir(parents=True, exist_ok=True)
+        (certs / host / "hosts.toml").write_text(text)
 
 
 # --- the registry process -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from . import process
 from .binaries import Binaries
 
 if TYPE_CHECKING:
+    from .dataplane_binaries import DataPlaneBinaries
     from .environment import EnvironmentConfig
 
 __all__ = ["Startup", "dead_components", "microvm_components", "recorded_deaths"]
@@ -217,6 +218,24 @@ class Startup:
             time.sleep(0.1)
         raise RuntimeError(f"the VPC's resolver did not listen on {address}:53 within {timeout:.0f}s")
 
+    def registry(self, host: str, progress: Progress) -> DataPlaneBinaries:
+        """The offline registry on ``host`` with every stand-in image published (state's ``registry``); the
+        data plane's binaries it was built with."""
+        from .dataplane_binaries import provision_dataplane
+        from .images import build_images
+        from .registry import Registry, publish
+
+        bins = provision_dataplane(progress)
+        images = build_images(bins.path("crane"), bins.path("registry"), bins.path("coredns"), progress)
+        registry = Registry(bins.path("registry"), self.dir / "registry", host=host,
+                            run_id=self.state["run_id"]).start()
+        self.state["components"].append(process.Component("registry", registry.pid or 0, registry.port,
+                                                          str(registry.log_path), []).to_json())
+        publish(images, bins.path("crane"), registry.address)
+        self.state.update(registry=registry.address, images=len(images.records))
+        self.save(self.state)
+        return bins
+
     def microvms(self, config: EnvironmentConfig, progress: Progress, control_plane: Binaries) -> None:
         """The data plane of real pods: the control plane's ENIs in the VPC, the offline registry with its
         images, and the microVM controller."""
@@ -225,22 +244,12 @@ class Startup:
         from ..eks.vpc import cluster_subnets
         from .aws.network import VPC_CIDR
         from .cluster_enis import apply_with_kubectl, attach_control_plane
-        from .dataplane_binaries import provision_dataplane
         from .vpc_network import VpcNetwork
-        from .images import build_images
-        from .registry import Registry, publish
 
         from .microvm_host import ensure_host_tools
 
         ensure_host_tools(progress)
-        bins = provision_dataplane(progress)
-        images = build_images(bins.path("crane"), bins.path("registry"), bins.path("coredns"), progress)
-        registry = Registry(bins.path("registry"), self.dir / "registry", host=config.api_address,
-                            run_id=self.state["run_id"]).start()
-        self.state["components"].append(process.Component("registry", registry.pid or 0, registry.port,
-                                                          str(registry.log_path), []).to_json())
-        publish(images, bins.path("crane"), registry.address)
-        self.state["registry"] = registry.address
+        bins = self.registry(config.api_address, progress)
         self.state["microvms_dir"] = str(self.dir / "microvms")
         aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -260,7 +269,7 @@ class Startup:
         # The ALBs' data plane: it reaches the pods' addresses through the VPC's route on the host.
         self.launch("alb-proxies", [sys.executable, "-m", "fargatelab.local.alb_proxies", "--state-dir", str(self.dir)])
         self.wait_ready("alb-proxies", "the ALBs' proxies", self.first_dead())
-        progress(f"microVM data plane ready: registry {registry.address}, {len(images.records)} images")
+        progress(f"microVM data plane ready: registry {self.state['registry']}, {self.state['images']} images")
 
     def _coredns_on_fargate(self, eks: Any, iam: Any, config: EnvironmentConfig, bins: Binaries) -> None:
         """A cluster with real pods starts as 002's does: a kube-system profile for CoreDNS, so the cluster DNS

@@ -111,14 +111,26 @@ def ProfileDeleted(eks: Any, cluster: str, name: str) -> Condition:  # noqa: N80
 
 
 def FargateNodesFor(kube: Kube, namespace: str, selector: str, count: int) -> Condition:  # noqa: N802
-    """``count`` live pods, each on its own Fargate node, and no Fargate node left without its pod."""
+    """``count`` live pods, each on its own Fargate node, and no Fargate node left without its pod.
+
+    A pod's Fargate node is the node it is bound to, or, where the pods share a real node (kind's hosted
+    placement), the shadow Fargate node that carries its address.
+    """
 
     def probe() -> tuple[bool, str]:
         pods = kube.live_pods(namespace, selector)
-        fargate = {n["metadata"]["name"] for n in kube.fargate_nodes()}
-        hosting = [p["spec"].get("nodeName") for p in pods]
-        on_own_node = len(set(hosting)) == len(hosting) and all(h in fargate for h in hosting)
-        occupied = {p["spec"].get("nodeName") for p in kube.get("/api/v1/pods")["items"]}
+        nodes = kube.fargate_nodes()
+        fargate = {n["metadata"]["name"] for n in nodes}
+        by_address = {a["address"]: n["metadata"]["name"] for n in nodes
+                      for a in (n.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"}
+
+        def fargate_node(pod: dict[str, Any]) -> str | None:
+            bound = pod["spec"].get("nodeName")
+            return bound if bound in fargate else by_address.get((pod.get("status") or {}).get("podIP") or "")
+
+        hosting = [fargate_node(p) for p in pods]
+        on_own_node = len(set(hosting)) == len(hosting) and all(hosting)
+        occupied = {fargate_node(p) for p in kube.get("/api/v1/pods")["items"]}
         orphans = sorted(fargate - occupied)
         ok = len(pods) == count and on_own_node and not orphans
         return ok, f"{len(pods)} pods on {len(set(hosting) & fargate)} Fargate nodes, orphan nodes={orphans}"

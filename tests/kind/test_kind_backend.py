@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fargatelab.backends.kind import KIND_VERSION, NODE_IMAGE, kind_config, require_docker
-from fargatelab.local.binaries import KUBERNETES_VERSION
+from fargatelab.backends.kind import KIND_VERSION, kind_config, require_docker
+from fargatelab.kind.node_image import COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG, POD_CIDR
 from fargatelab.errors import ExitCode, HarnessError
 
 pytestmark = pytest.mark.kind
@@ -28,16 +28,19 @@ def docker_engine_runs() -> bool:
     return True
 
 
-def test_cluster_config_has_the_workshop_service_network() -> None:
-    config = kind_config(workers=2)
-    assert config["networking"]["serviceSubnet"] == "172.20.0.0/16"
-    assert config["networking"]["podSubnet"] == "10.11.64.0/18"
-    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker", "worker"]
-
-
-def test_node_image_matches_the_local_kubernetes_minor() -> None:
-    assert NODE_IMAGE.split(":v")[1].split(".")[:2] == KUBERNETES_VERSION.lstrip("v").split(".")[:2]
-    assert KIND_VERSION.startswith("v0.")
+def test_one_node_runs_every_pod_with_the_workshop_networks_and_its_own_images(tmp_path: Path) -> None:
+    config = kind_config(tmp_path / "certs.d")
+    assert config["networking"] == {"serviceSubnet": "172.20.0.0/16", "podSubnet": "10.11.64.0/18",
+                                    "disableDefaultCNI": True}
+    [node] = config["nodes"]
+    assert node["role"] == "control-plane"
+    assert node["extraMounts"] == [{"hostPath": str(tmp_path / "certs.d"), "containerPath": "/etc/containerd/certs.d",
+                                    "readOnly": True}]
+    [kubeadm] = config["kubeadmConfigPatches"]
+    assert f"imageTag: {ETCD_IMAGE_TAG}" in kubeadm and f"imageTag: {COREDNS_IMAGE_TAG}" in kubeadm
+    patches = "\n".join(config["containerdConfigPatches"])
+    assert 'config_path = "/etc/containerd/certs.d"' in patches and "restrict_oom_score_adj = true" in patches
+    assert POD_CIDR.startswith("10.11.64.") and KIND_VERSION.startswith("v0.")
 
 
 def test_no_docker_command_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -69,25 +72,35 @@ def test_labs_on_kind_without_docker_exit_with_one_line() -> None:
 
 @pytest.mark.kind
 @pytest.mark.skipif(not docker_engine_runs(), reason="needs a running Docker engine for kind "
-                    "(`docker info` fails here); install and start Docker to run the labs on kind")
-def test_labs_on_kind() -> None:
-    result = subprocess.run([sys.executable, "-m", "pytest", "labs", "--backend", "kind", "-p", "no:cacheprovider",
-                             "-q"], cwd=ROOT, timeout=3600)
-    assert result.returncode == 0
-
+                    "(`docker info` fails here); `fargate-lab kind-engine` installs and starts one")
+def test_a_run_on_a_real_kind_cluster(tmp_path: Path) -> None:
+    """A run on kind makes its cluster from the node image built here, its pods pull the stand-ins from the
+    environment's registry and run on the kind node, the root-shell lab's steps pass, and the cluster and
+    its node are gone at the end."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "labs/test_root_shell.py", "--backend", "kind",
+                             "-p", "no:cacheprovider", "-q", f"--reports-dir={tmp_path}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
+    assert summary["run"]["backend"] == "kind"
+    outcomes = {step["step"]: step["outcome"] for lab in summary["labs"] for step in lab["steps"]}
+    assert outcomes and set(outcomes.values()) == {"passed"}, outcomes
+    run_id = summary["run"]["run_id"]
+    nodes = subprocess.run(["docker", "ps", "-a", "--filter", f"name=fargate-labs-{run_id}", "-q"],
+                           capture_output=True, text=True, check=True).stdout
+    assert nodes.strip() == "", f"the run's kind node is still there: {nodes}"
 
 
 class KindClusterRecord:
-    """What the backend asks of pytest-kind's KindCluster, counted (no Docker here)."""
+    """What the backend asks of the kind cluster, counted (no Docker here)."""
 
     created: list[str] = []
     deleted: list[str] = []
 
-    def __init__(self, tmp: Path, name: str) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.kubeconfig_path = tmp / name / "kubeconfig"
 
-    def create(self, config_file: Path) -> None:
+    def create(self, image: str, config: dict[str, object]) -> None:
         self.created.append(self.name)
 
     def delete(self) -> None:
@@ -103,14 +116,17 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(kind, "require_docker", lambda: None)
-    monkeypatch.setattr(kind, "_kind_gateway", lambda: "172.18.0.1")
+    monkeypatch.setattr(kind, "ensure_network", lambda: "192.168.244.1")
+    monkeypatch.setattr(kind, "provision_node_image", lambda progress: "fargate-labs/kind-node:test")
     monkeypatch.setattr(KindClusterRecord, "created", [])
     monkeypatch.setattr(KindClusterRecord, "deleted", [])
-    monkeypatch.setattr(kind, "_cluster", lambda run_id: KindClusterRecord(tmp_path, f"fargate-labs-{run_id}"))
+    monkeypatch.setattr(kind, "_cluster", lambda run_id, kubeconfig: KindClusterRecord(f"fargate-labs-{run_id}"))
     attached: list[str] = []
 
-    def attach(env: LocalEnvironment, kubeconfig: str, options: object, webhook_host: str) -> None:
+    def attach(env: LocalEnvironment, kubeconfig: str, options: object, webhook_host: str, certs: Path,
+               progress: object) -> None:
         attached.append(webhook_host)
+        assert certs.is_dir()
         env.dir.mkdir(parents=True, exist_ok=True)
         env.state_file.write_text(json.dumps({
             "name": env.name, "run_id": "kind0001", "cluster_name": "eksworkshop", "region": "ap-northeast-2",
@@ -123,7 +139,7 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
 
     first = kind.KindBackend(options)
     second = kind.KindBackend(options)
-    assert (KindClusterRecord.created, attached) == (["fargate-labs-kind0001"], ["172.18.0.1"])
+    assert (KindClusterRecord.created, attached) == (["fargate-labs-kind0001"], ["192.168.244.1"])
     assert first.handle == second.handle and first.handle.aws_endpoint == "http://127.0.0.1:1"
 
     first.close()

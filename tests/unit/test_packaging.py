@@ -21,6 +21,7 @@ FIRST_PARTY = {"fargatelab", "labs"}
 #: where an import may come from an extra: the local environment (and the emulation it launches), kind, and
 #: the shell completion the command offers when its extra is installed
 EXTRA_OF = [("fargatelab/local/", "local"), ("fargatelab/emulator/", "local"), ("fargatelab/backends/kind.py", "kind"),
+            ("fargatelab/kind/", "kind"),
             ("fargatelab/cli/main.py", "cli")]
 
 
@@ -63,8 +64,9 @@ def test_every_third_party_import_is_declared_where_it_is_needed() -> None:
 
 
 def test_extras() -> None:
-    assert "moto" not in CORE and "pytest-kind-ng" not in CORE
-    assert "moto" in EXTRAS["local"] and "pytest-kind-ng" in EXTRAS["kind"]
+    assert "moto" not in CORE and "moto" in EXTRAS["local"]
+    assert not any("pytest-kind" in name for extra in EXTRAS.values() for name in extra), \
+        "the kind backend drives the kind CLI itself (fargatelab/kind/cluster.py)"
     assert EXTRAS["local"] <= EXTRAS["kind"], "kind runs the local environment's emulation and AWS side"
     assert EXTRAS["local"] | EXTRAS["kind"] | EXTRAS["cli"] <= EXTRAS["dev"]
     assert {"mypy", "ruff"} <= EXTRAS["dev"]
