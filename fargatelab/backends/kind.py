@@ -123,6 +123,6 @@ def remove(run_id: str) -> None:
     env = LocalEnvironment(f"kind-{run_id}")
     if env.state() is None:
         return
-    kubeconfig = env.dir / "kind.kubeconfig"
+    # The cluster first: kind's delete writes to the kubeconfig's directory, which `down` then removes.
+    _cluster(run_id, env.dir / "kind.kubeconfig").delete()
     env.down(quiet=True)
-    _cluster(run_id, kubeconfig).delete()
