@@ -34,6 +34,8 @@ __all__ = ["FargateScheduler", "PLACEMENTS"]
 
 log = logging.getLogger(__name__)
 PLACEMENTS = ("per-pod-node", "hosted", "microvm")
+#: seconds a released ENI address is held before the scheduler gives it out again
+RELEASE_HOLD = 30.0
 _NODE_EVENTS = (
     ("Starting", "Starting kubelet."),
     ("NodeHasSufficientMemory", "Node {node} status is now: NodeHasSufficientMemory"),
@@ -68,6 +70,8 @@ class FargateScheduler:
         self._announced: set[str] = set()
         self._provisioning: set[str] = set()
         self._rng = random.Random()
+        #: addresses of Fargate nodes, with when they were last seen taken (a released one is held a while)
+        self._last_taken: dict[str, float] = {}
 
     # --- API reads ----------------------------------------------------------------------------
 
@@ -107,6 +111,7 @@ class FargateScheduler:
         # A bound pod's node is named from its address: taken even while that node is (re-)registering.
         used_ips |= {name.split(".")[0].removeprefix("fargate-ip-").replace("-", ".") for name in
                      (p["spec"].get("nodeName") or "" for p in pods) if name.startswith("fargate-ip-")}
+        used_ips |= self._recently_released(used_ips)
         for pod in pods:
             spec, meta = pod["spec"], pod["metadata"]
             if spec.get("schedulerName") != FARGATE_SCHEDULER or meta.get("deletionTimestamp"):
@@ -121,6 +126,15 @@ class FargateScheduler:
             except Exception as exc:  # one unreadable pod (a missing claim, say) must not stall the rest
                 log.warning("cannot schedule %s/%s: %s", meta["namespace"], meta["name"], exc)
         self._collect_nodes(nodes, pods)
+
+    def _recently_released(self, taken: set[str], hold: float = RELEASE_HOLD) -> set[str]:
+        """Addresses whose node went less than ``hold`` seconds ago: not given out again yet, so a new
+        pod's microVM never meets the one its address last served while that one is still being taken
+        down (a network namespace is torn down after it is deleted, not at once)."""
+        now = time.monotonic()
+        self._last_taken.update({ip: now for ip in taken})
+        self._last_taken = {ip: t for ip, t in self._last_taken.items() if now - t < hold}
+        return set(self._last_taken) - taken
 
     def _place(self, pod: dict[str, Any], used_ips: set[str]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
