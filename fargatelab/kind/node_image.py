@@ -37,6 +37,7 @@ from ..local.apt import need
 from ..local.dataplane_binaries import CONTAINERD_VERSION, provision_dataplane
 from ..local.go_build import Component, pins_digest, provision_go_binaries
 from ..local.images import provision_images
+from ..local.microvm_host import unmount_under
 from ..local.registry import StandIn
 from .engine import require_docker
 
@@ -116,6 +117,8 @@ def provision_node_image(progress: Progress) -> str:
         return ref
     with open(binaries.cache_root() / "kind-node.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in binaries.cache_root().glob("kind-node-*"):  # a build killed halfway, its mounts inside
+            unmount_under(stale)
         if _has_image(ref):
             return ref
         work = Path(tempfile.mkdtemp(prefix="kind-node-", dir=binaries.cache_root()))

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import ExitCode, HarnessError
 from .apt import need
 from .binaries import KUBERNETES_VERSION, cache_root
+from .microvm_host import unmount_under
 from .registry import (Images, Registry, StandIn, compressed_size, layout_digest, make_image, pack_layer, publish,
                        stand_ins)
 
@@ -251,6 +252,10 @@ def build_images(crane_bin: str, registry_bin: str, coredns: str | None = None, 
     # Parallel workers, and other checkouts sharing the package cache, build one at a time.
     with open(cache_root() / "images.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # A build killed halfway (its run killed with -9) leaves its work directory, with mmdebstrap's mounts
+        # in it: no build runs while the lock is held, so whatever work directory is there is such a leftover.
+        for stale in cache_root().glob("images-*/.work-*"):
+            unmount_under(stale)
         records, todo = _load(images.root), []
         for recipe in wanted:
             if recipe.needs == "coredns" and not coredns:

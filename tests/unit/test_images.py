@@ -328,3 +328,15 @@ def test_building_without_root_is_one_clear_line(monkeypatch: pytest.MonkeyPatch
     ctx = images._Context(tmp_path, None, lambda line: None)
     with pytest.raises(HarnessError, match="needs root"):
         images._mmdebstrap(images.RECIPES[0], tmp_path / "rootfs", ctx)
+
+
+def test_a_build_killed_halfway_leaves_nothing_for_the_next(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its work directory (and mmdebstrap's mounts in it) goes when the next build takes the lock."""
+    stale = images.images_dir() / ".work-killed" / "nginx" / "rootfs"
+    stale.mkdir(parents=True)
+    older = cache / "images-0123456789ab" / ".work-older"
+    older.mkdir(parents=True)
+    unmounted: list[Path] = []
+    monkeypatch.setattr(images, "unmount_under", unmounted.append)
+    images.build_images("crane", "registry", only=[])
+    assert sorted(unmounted) == sorted([stale.parent.parent, older])
