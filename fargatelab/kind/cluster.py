@@ -15,6 +15,7 @@ goes beyond. (Docker's ``--internal`` networks would do the same, but publish no
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ class KindCluster:
 
     def _kind(self, *args: str, timeout: float = 600, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([self.kind_bin, *args], capture_output=True, text=True, timeout=timeout, input=stdin,
-                              env={**_environ(), "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK})
+                              env={**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK})
 
     def exists(self) -> bool:
         listed = self._kind("get", "clusters")
@@ -109,9 +110,3 @@ class KindCluster:
 
     def delete(self) -> None:
         self._kind("delete", "cluster", f"--name={self.name}", f"--kubeconfig={self.kubeconfig}", timeout=120)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
