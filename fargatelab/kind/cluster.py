@@ -4,7 +4,7 @@ A thin handle rather than pytest-kind-ng's ``KindCluster``: that one writes ``.p
 current directory, reads the kind version to download when it is imported, and passes no configuration
 of its own to ``kind create cluster``.
 
-**Nothing leaves the machine.** kind would make its network with outbound NAT, and a pod's packet to an
+**Nothing leaves the machine.** kind would make its network on a private range with outbound NAT, and a pod's packet to an
 address no Service has claimed yet (the API server's ClusterIP before kube-proxy's rules exist) would go out
 through the host's uplink. The network made here has no NAT, and a rule in Docker's own ``DOCKER-USER``
 chain drops whatever its bridge would forward elsewhere: the host still reaches the node (the API server's
@@ -57,6 +57,14 @@ def _no_way_out() -> None:
 def ensure_network(docker: str = "docker") -> str:
     """The kind network, made internal on the engine's kind subnet if it is not there; its gateway."""
     found = subprocess.run([docker, "network", "inspect", NETWORK], capture_output=True, text=True)
+    if found.returncode == 0 and KIND_SUBNET not in {c.get("Subnet") for c in json.loads(found.stdout)[0]["IPAM"]["Config"]}:
+        # made by an earlier version on other addresses: made anew (Docker refuses while a node is on it)
+        gone = subprocess.run([docker, "network", "rm", NETWORK], capture_output=True, text=True)
+        if gone.returncode != 0:
+            raise HarnessError(f"the Docker network {NETWORK} is not on {KIND_SUBNET} and cannot be removed "
+                               f"({gone.stderr.strip()}): delete the kind clusters on it, then run again",
+                               ExitCode.BACKEND_UNAVAILABLE)
+        found = gone
     if found.returncode != 0:
         made = subprocess.run([docker, "network", "create", "--driver=bridge", f"--subnet={KIND_SUBNET}",
                                f"--gateway={KIND_GATEWAY}", f"--opt=com.docker.network.bridge.name={BRIDGE}",

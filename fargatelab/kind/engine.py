@@ -6,9 +6,10 @@ what CI and ``fargate-lab kind-engine`` do on a machine that may have none: inst
 
 Two things this engine is given, and why:
 
-- **Address pools away from the VPC.** Docker's default bridge and networks come from 172.17.0.0/16 and up;
-  here they come from 192.168.240.0/21, so they never meet the VPC's 10.11.0.0/16 or the workshop's
-  service network 172.20.0.0/16.
+- **No private address on the host, no NAT.** Docker's default bridge and networks come from 172.17.0.0/16
+  and up, each with its gateway on the host and NAT to the host's uplink. Here they come from the shared
+  address space 100.64.240.0/21 (no private range, so the host's own namespace holds none, and nothing meets
+  the VPC's 10.11.0.0/16 or the service network 172.20.0.0/16), and dockerd masquerades nothing.
 - **Capabilities the host can grant.** A kind node is a privileged container, and dockerd 20.10 asks runc
   for every capability it knows. Where the host's bounding set lacks some (a machine that is itself a
   container or a restricted VM), runc fails with "unable to apply caps: operation not permitted". The
@@ -34,11 +35,11 @@ __all__ = ["BRIDGE_IP", "ADDRESS_POOL", "KIND_SUBNET", "KIND_GATEWAY", "require_
            "missing_capabilities", "engine_command"]
 
 Progress = Callable[[str], None]
-BRIDGE_IP = "192.168.240.1/24"
-ADDRESS_POOL = "base=192.168.242.0/23,size=24"
+BRIDGE_IP = "100.64.240.1/24"
+ADDRESS_POOL = "base=100.64.242.0/23,size=24"
 #: kind's network, made before kind would make it (kind takes an existing network named ``kind`` as it is)
-KIND_SUBNET = "192.168.244.0/24"
-KIND_GATEWAY = "192.168.244.1"
+KIND_SUBNET = "100.64.244.0/24"
+KIND_GATEWAY = "100.64.244.1"
 
 
 def require_docker() -> None:
@@ -74,7 +75,7 @@ def _engine_answers() -> bool:
 
 def engine_command(runtime: Path | None) -> list[str]:
     """dockerd's command line: its address pools, and the capability-filtering runtime where one is needed."""
-    command = ["dockerd", f"--bip={BRIDGE_IP}", f"--default-address-pool={ADDRESS_POOL}"]
+    command = ["dockerd", f"--bip={BRIDGE_IP}", f"--default-address-pool={ADDRESS_POOL}", "--ip-masq=false"]
     if runtime is not None:
         command += [f"--add-runtime=runc-caps={runtime}", "--default-runtime=runc-caps"]
     return command

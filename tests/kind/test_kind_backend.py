@@ -119,7 +119,7 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(kind, "require_docker", lambda: None)
-    monkeypatch.setattr(kind, "ensure_network", lambda: "192.168.244.1")
+    monkeypatch.setattr(kind, "ensure_network", lambda: "100.64.244.1")
     monkeypatch.setattr(kind, "provision_node_image", lambda progress: "fargate-labs/kind-node:test")
     monkeypatch.setattr(KindClusterRecord, "created", [])
     monkeypatch.setattr(KindClusterRecord, "deleted", [])
@@ -142,7 +142,7 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
 
     first = kind.KindBackend(options)
     second = kind.KindBackend(options)
-    assert (KindClusterRecord.created, attached) == (["fargate-labs-kind0001"], ["192.168.244.1"])
+    assert (KindClusterRecord.created, attached) == (["fargate-labs-kind0001"], ["100.64.244.1"])
     assert first.handle == second.handle and first.handle.aws_endpoint == "http://127.0.0.1:1"
 
     first.close()

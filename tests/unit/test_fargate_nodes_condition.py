@@ -43,7 +43,7 @@ def test_pods_bound_to_fargate_nodes_of_their_own() -> None:
 
 def test_pods_on_a_shared_real_node_count_by_their_shadow_nodes() -> None:
     kube = FakeKube([pod("kind-control-plane", "10.11.64.5"), pod("kind-control-plane", "10.11.64.6")], [A, B],
-                    others=[pod("kind-control-plane", "192.168.244.2")])
+                    others=[pod("kind-control-plane", "100.64.244.2")])
     assert probe(kube, 2)[0]
 
 

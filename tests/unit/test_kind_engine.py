@@ -15,9 +15,10 @@ NO_SYS_RESOURCE = 0x1FFFEFFFFFF  # CapBnd of a host without CAP_SYS_RESOURCE (bi
 ALL = ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_BPF"]
 
 
-def test_the_engine_keeps_its_networks_away_from_the_vpc_and_the_service_network() -> None:
+def test_the_engine_puts_no_private_address_on_the_host_and_masquerades_nothing() -> None:
     command = engine.engine_command(None)
-    assert "--bip=192.168.240.1/24" in command and "--default-address-pool=base=192.168.242.0/23,size=24" in command
+    assert "--bip=100.64.240.1/24" in command and "--default-address-pool=base=100.64.242.0/23,size=24" in command
+    assert "--ip-masq=false" in command
     assert not any("runtime" in arg for arg in command)
     with_filter = engine.engine_command(Path("/cache/runc-caps"))
     assert with_filter[-2:] == ["--add-runtime=runc-caps=/cache/runc-caps", "--default-runtime=runc-caps"]
