@@ -144,8 +144,7 @@ def ensure_host_tools(progress: Callable[[str], None]) -> None:
         except (OSError, ValueError):
             pass
     for command, package, user in HOST_TOOLS:
-        if shutil.which(command) is None:
-            need(command, [package], user, progress)
+        need(command, [package], user, progress)
 
 
     progress(f"installing {package} with apt-get, for {user}")
