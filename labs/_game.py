@@ -149,8 +149,9 @@ class Game:
 
     def fargate_nodes(self) -> dict[str, dict[str, Any]]:
         """The Fargate nodes that host this deployment's pods, by name."""
-        hosts = {p["spec"].get("nodeName") for p in self.pods()}
-        return {n["metadata"]["name"]: n for n in self.kube.fargate_nodes() if n["metadata"]["name"] in hosts}
+        nodes = self.kube.fargate_nodes()
+        hosts = [self.kube.fargate_node_of(p, nodes) for p in self.pods()]
+        return {n["metadata"]["name"]: n for n in hosts if n}
 
     def private_networks(self) -> dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The cluster's private subnets (those a Fargate profile may use), by id."""

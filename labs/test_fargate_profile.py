@@ -15,7 +15,7 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from fargatelab import Lab, Missing, expect
+from fargatelab import Capability, Lab, Missing, expect
 from fargatelab import conditions as cond
 from fargatelab.eks.facts import RUN_ID_TAG
 from fargatelab.eks.vpc import cluster_subnets
@@ -173,6 +173,7 @@ def test_precedence_of_two_profiles(lab: Lab) -> None:
 
 
 @pytest.mark.replay_only
+@pytest.mark.needs(Capability.FARGATE_ONLY)
 def test_namespace_without_profile_stays_pending(lab: Lab) -> None:
     """Document 001: in a Fargate-only cluster a pod no profile selects stays Pending."""
     namespace = lab.namespace("no-profile")

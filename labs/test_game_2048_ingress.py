@@ -101,8 +101,9 @@ def test_rollout(lab: Lab, games: Games, variant: Variant) -> None:
     replicas = game.replicas()
     pods = game.wait_running(lab, replicas)
     expect(f"Running pods of {DEPLOYMENT}", len(pods), replicas)
-    hosts = [p["spec"].get("nodeName") for p in pods]
-    expect("one pod per Fargate node (distinct nodes)", len(set(hosts)), len(hosts))
+    nodes = lab.kube.fargate_nodes()
+    hosts = [(lab.kube.fargate_node_of(p, nodes) or {}).get("metadata", {}).get("name") for p in pods]
+    expect("one pod per Fargate node (distinct nodes)", len(set(hosts) - {None}), len(hosts))
     expect(f"Fargate nodes of {DEPLOYMENT}", len(game.fargate_nodes()), replicas)
     expect("scheduler of the pods", sorted({p["spec"].get("schedulerName") for p in pods}), ["fargate-scheduler"])
 
@@ -120,17 +121,14 @@ def test_fargate_nodes(lab: Lab, games: Games, variant: Variant) -> None:
 
     lab.step("kubectl get nodes -o wide")
     table = {row["NAME"]: row for row in _table(lab.kube.kubectl("get", "nodes", "-o", "wide").stdout)}
-    lab.step(f"kubectl -n {variant.namespace} get pod -o wide")
-    pod_rows = {row["NAME"]: row for row in _table(
-        lab.kube.kubectl("-n", game.namespace, "get", "pod", "-o", "wide", "-l", APP_SELECTOR).stdout)}
-    nodes = {n["metadata"]["name"]: n for n in lab.kube.fargate_nodes()}
+    listed = lab.kube.fargate_nodes()
+    nodes = {n["metadata"]["name"]: n for n in listed}
 
     for pod in pods:
         name, ip = pod["metadata"]["name"], pod["status"].get("podIP")
         expected = f"fargate-ip-{ip.replace('.', '-')}.{domain}"
-        expect(f"node of pod {name} (fargate-ip-<pod IP>.{domain})", pod["spec"].get("nodeName"), expected)
-        expect(f"pod {name}: hostIP = podIP", pod["status"].get("hostIP"), ip)
-        expect(f"`get pod -o wide` of {name}: IP, NODE", (pod_rows[name]["IP"], pod_rows[name]["NODE"]), (ip, expected))
+        expect(f"Fargate node of pod {name} (fargate-ip-<pod IP>.{domain})",
+               (lab.kube.fargate_node_of(pod, listed) or {}).get("metadata", {}).get("name"), expected)
         subnet = [s for s, net in networks.items() if ipaddress.ip_address(ip) in net]
         expect(f"pod IP {ip} in one of the private subnets {sorted(map(str, networks.values()))}", len(subnet), 1)
 
@@ -163,6 +161,25 @@ def test_fargate_nodes(lab: Lab, games: Games, variant: Variant) -> None:
         Filters=[{"Name": "private-ip-address", "Values": ips}])["Reservations"]
     expect("EC2 instances with the Fargate nodes' IPs (Fargate nodes are not EC2 instances)",
            [i["InstanceId"] for r in reservations for i in r["Instances"]], [])
+
+
+@BY_VARIANT
+@pytest.mark.needs(Capability.NODE_PER_POD)
+def test_pods_on_their_nodes(lab: Lab, games: Games, variant: Variant) -> None:
+    """``kubectl get pod -o wide``: each pod's NODE is the Fargate node named after its IP, and hostIP = pod IP."""
+    game = games(variant, lab)
+    pods = game.wait_running(lab)
+    region = lab.cluster.region
+    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+    lab.step(f"kubectl -n {variant.namespace} get pod -o wide")
+    pod_rows = {row["NAME"]: row for row in _table(
+        lab.kube.kubectl("-n", game.namespace, "get", "pod", "-o", "wide", "-l", APP_SELECTOR).stdout)}
+    for pod in pods:
+        name, ip = pod["metadata"]["name"], pod["status"].get("podIP")
+        expected = f"fargate-ip-{ip.replace('.', '-')}.{domain}"
+        expect(f"node of pod {name} (fargate-ip-<pod IP>.{domain})", pod["spec"].get("nodeName"), expected)
+        expect(f"pod {name}: hostIP = podIP", pod["status"].get("hostIP"), ip)
+        expect(f"`get pod -o wide` of {name}: IP, NODE", (pod_rows[name]["IP"], pod_rows[name]["NODE"]), (ip, expected))
 
 
 @BY_VARIANT

@@ -177,8 +177,8 @@ FACTS: dict[str, tuple[str, Callable[[Lab, dict[str, Any], OpsView], Any], Any]]
     "Running on a Fargate node": (
         "kube-ops-view pod's node", lambda lab, p, v: (
             p["status"].get("phase"),
-            lab.kube.get(f"/api/v1/nodes/{p['spec']['nodeName']}")["metadata"]["labels"].get(
-                "eks.amazonaws.com/compute-type") if p["spec"].get("nodeName") else None),
+            ((lab.kube.fargate_node_of(p) or {}).get("metadata") or {}).get("labels", {}).get(
+                "eks.amazonaws.com/compute-type")),
         ("Running", "fargate")),
 }
 

@@ -94,10 +94,13 @@ def test_scale(lab: Lab, games: Games, variant: Variant, before: int, after: int
     pods = game.wait_running(lab, after)  # each pod on its own Fargate node, no Fargate node without its pod
     nodes = game.fargate_nodes()
     expect(f"Fargate nodes of {DEPLOYMENT} after scaling {before}->{after}", len(nodes), after)
-    expect("one pod per Fargate node", sorted(p["spec"]["nodeName"] for p in pods), sorted(nodes))
+    listed = lab.kube.fargate_nodes()
+    hosts = {p["metadata"]["name"]: lab.kube.fargate_node_of(p, listed) or {"metadata": {"name": "none"}, "status": {}}
+             for p in pods}
+    expect("one pod per Fargate node", sorted(h["metadata"]["name"] for h in hosts.values()), sorted(nodes))
     for pod in pods:
-        node = nodes[pod["spec"]["nodeName"]]
-        internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        node = hosts[pod["metadata"]["name"]]
+        internal = [a["address"] for a in node["status"].get("addresses", []) if a["type"] == "InternalIP"]
         expect(f"node of {pod['metadata']['name']}: InternalIP = pod IP", internal, [pod["status"]["podIP"]])
 
     # The ALB's ip targets follow the pods (when the Load Balancer Controller is there).

@@ -4,7 +4,7 @@
 what it declares here, so a reason that names a backend is true of it.
 
 >>> sorted(declared("eks", "check"))
-['eks-authentication', 'internet-egress', 'load-balancer-http', 'pod-network', 'real-aws']
+['eks-authentication', 'fargate-only', 'internet-egress', 'load-balancer-http', 'node-per-pod', 'pod-network', 'real-aws']
 >>> print(skip_reason("load-balancer-http", "kind", "replay"))  # doctest: +ELLIPSIS
 needs load-balancer-http: the kind backend's ALB exists only ... though its pods run; run with --backend eks
 """
@@ -41,10 +41,13 @@ def default_data_plane(environ: Mapping[str, str] = os.environ) -> str:
 
 #: every backend's capabilities in replay mode; check mode has them all but WRITE
 DECLARED: Mapping[str, frozenset[str]] = {
-    "local": frozenset({Capability.WRITE, Capability.EKS_AUTHENTICATION}),
+    "local": frozenset({Capability.WRITE, Capability.EKS_AUTHENTICATION, Capability.FARGATE_ONLY,
+                        Capability.NODE_PER_POD}),
     "kind": frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY, Capability.WRITE}),
+    # The sandbox cluster is Fargate-only, as document 001's is (docs/backends.md).
     "eks": frozenset({Capability.POD_NETWORK, Capability.LOAD_BALANCER_HTTP, Capability.REAL_AWS,
-                      Capability.INTERNET_EGRESS, Capability.EKS_AUTHENTICATION, Capability.WRITE}),
+                      Capability.INTERNET_EGRESS, Capability.EKS_AUTHENTICATION, Capability.FARGATE_ONLY,
+                      Capability.NODE_PER_POD, Capability.WRITE}),
 }
 
 _MOTO_ALB = ("ALB exists only as AWS API objects in moto, made by the load balancer controller's emulation: "
@@ -64,6 +67,10 @@ _LACKS: Mapping[tuple[str, str], str] = {
                                            "traffic off the machine",
     ("kind", Capability.INTERNET_EGRESS): "the kind backend's pods are not behind the VPC's NAT gateway",
     ("kind", Capability.REAL_AWS): "the kind backend's AWS is moto on loopback",
+    ("kind", Capability.FARGATE_ONLY): "the kind backend's worker nodes are ordinary nodes: a pod no profile "
+                                       "selects runs there, and a DaemonSet places a pod on each",
+    ("kind", Capability.NODE_PER_POD): "the kind backend binds Fargate pods to its worker nodes; a shadow Fargate "
+                                       "node per pod carries the node facts, but no kubelet of its own",
     ("kind", Capability.EKS_AUTHENTICATION): "the kind backend's API server has no authentication webhook for "
                                              "the tokens aws eks get-token makes",
 }
@@ -78,7 +85,7 @@ def declared(backend: str, mode: str, data_plane: str = "kwok") -> frozenset[str
     """What ``backend`` can do in ``mode`` (replay or check); nothing for an unknown backend.
 
     >>> sorted(declared("local", "replay", "microvm"))
-    ['eks-authentication', 'load-balancer-http', 'pod-network', 'service-proxy', 'write']
+    ['eks-authentication', 'fargate-only', 'load-balancer-http', 'node-per-pod', 'pod-network', 'service-proxy', 'write']
     """
     capabilities = DECLARED.get(backend, frozenset())
     if backend == "local" and data_plane == "microvm":

@@ -1,8 +1,10 @@
 """The kind backend: a kind cluster (real kubelet, kube-proxy, CoreDNS, pod network) plus the Fargate
 emulation running out of cluster in hosted placement.
 
-Fargate pods run on the kind node, and a shadow Fargate node per pod keeps the node count and the node
-facts the labs assert. The node image is built here from the same ingredients as the local environment
+Fargate pods run on kind's worker nodes (the control-plane node keeps its taint), and a shadow Fargate
+node per pod keeps the node count and the node facts the labs assert. Two workers: the labs' pods ask for
+more CPU than one 2-core node has left beside the control plane, and the kubelet refuses a pod bound
+beyond its node's allocatable. The node image is built here from the same ingredients as the local environment
 (``fargatelab.kind.node_image``); the nodes pull the labs' images from the environment's offline registry
 of stand-ins, and the webhooks listen on the kind network's gateway, which the API server inside the node
 container reaches. Without Docker the backend fails fast with one line.
@@ -10,15 +12,19 @@ container reaches. Without Docker the backend fails fast with one line.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..eks.facts import SERVICE_CIDR
+from ..errors import ExitCode, HarnessError
 from ..kind.cluster import KindCluster, ensure_network
 from ..kind.engine import require_docker
 from ..kind.node_image import (COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG, KIND_VERSION, provision_kind_tools,
                                provision_node_image)
+from ..local.aws.network import PRIVATE_SUBNET_CIDRS
 from ..local.binaries import KUBERNETES_VERSION
 from ..scenario.handle import ClusterHandle
 from .capabilities import declared
@@ -32,23 +38,43 @@ __all__ = ["KIND_VERSION", "KindBackend", "kind_config", "remove", "require_dock
 POD_SUBNET = "10.11.64.0/18"
 #: where the node's containerd looks for registry hosts (a directory of the environment, mounted in)
 CERTS_IN_NODE = "/etc/containerd/certs.d"
+#: the nodes that run the labs' pods
+WORKERS = 2
+#: the kubelets' host resolver configuration (a file of the environment, mounted in)
+RESOLV_IN_NODE = "/etc/fargate-labs/resolv.conf"
 
 
-def kind_config(certs: Path) -> dict[str, Any]:
-    """The kind cluster: one node that runs every pod, the workshop's service network, a VPC-like pod range,
-    the images kubeadm runs taken from the node image, and the registry hosts from ``certs``."""
+def resolver_config(region: str, gateway: str) -> str:
+    """What the kubelets give pods as the host's resolver: the VPC's search domain, as a Fargate pod's
+    resolv.conf records it, and the kind network's gateway, past which no query goes (nothing leaves the
+    machine; the cluster's own names are CoreDNS's).
+
+    >>> print(resolver_config("ap-northeast-2", "100.64.244.1"), end="")
+    search ap-northeast-2.compute.internal
+    nameserver 100.64.244.1
+    """
+    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+    return f"search {domain}\nnameserver {gateway}\n"
+
+
+def kind_config(certs: Path, resolv: Path) -> dict[str, Any]:
+    """The kind cluster: a control-plane node and its workers, the workshop's service network, a VPC-like
+    pod range, the images kubeadm runs taken from the node image, the registry hosts from ``certs`` and the
+    pods' host resolver from ``resolv``."""
+    mounts = [{"hostPath": str(certs), "containerPath": CERTS_IN_NODE, "readOnly": True},
+              {"hostPath": str(resolv), "containerPath": RESOLV_IN_NODE, "readOnly": True}]
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
-        # kind's own network plugin is not in the node image (kindnetd cannot be built offline); one node
-        # needs none: the node image carries a bridge configuration for its pod range.
+        # kind's own network plugin is not in the node image (kindnetd cannot be built offline): the nodes
+        # are wired once they have joined (fargatelab.kind.pod_network).
         "networking": {"serviceSubnet": SERVICE_CIDR, "podSubnet": POD_SUBNET, "disableDefaultCNI": True},
-        "nodes": [{"role": "control-plane",
-                   "extraMounts": [{"hostPath": str(certs), "containerPath": CERTS_IN_NODE, "readOnly": True}]}],
+        "nodes": [{"role": role, "extraMounts": mounts} for role in ["control-plane", *["worker"] * WORKERS]],
         "kubeadmConfigPatches": [
             "kind: ClusterConfiguration\n"
             f"etcd:\n  local:\n    imageTag: {ETCD_IMAGE_TAG}\n"
             f"dns:\n  imageTag: {COREDNS_IMAGE_TAG}\n",
+            f"kind: KubeletConfiguration\nresolvConf: {RESOLV_IN_NODE}\n",
         ],
         "containerdConfigPatches": [
             # The nodes pull from the offline registry first (config_path: one hosts.toml per upstream).
@@ -98,10 +124,18 @@ class KindBackend:
         image = provision_node_image(_progress)
         certs = self.env.dir / "certs.d"
         certs.mkdir(parents=True, exist_ok=True)
-        gateway = ensure_network()
-        _progress(f"creating kind cluster fargate-labs-{options.run_id} from {image}")
-        _cluster(options.run_id, self.kubeconfig).create(image, kind_config(certs))
         try:
+            gateway = ensure_network()
+            resolv = self.env.dir / "resolv.conf"
+            resolv.write_text(resolver_config(options.region, gateway))
+            _progress(f"creating kind cluster fargate-labs-{options.run_id} from {image}")
+            _cluster(options.run_id, self.kubeconfig).create(image, kind_config(certs, resolv),
+                                                             list(PRIVATE_SUBNET_CIDRS))
+        except BaseException:
+            shutil.rmtree(self.env.dir, ignore_errors=True)  # the mounted files of a cluster that never was
+            raise
+        try:
+            _without_kubeadm_coredns(self.kubeconfig)
             self.env.attach(str(self.kubeconfig), options, webhook_host=gateway, certs=certs, progress=_progress)
         except BaseException:
             _cluster(options.run_id, self.kubeconfig).delete()
@@ -114,6 +148,18 @@ class KindBackend:
     def close(self) -> None:
         if self.options.owner and not self.options.keep:
             remove(self.options.run_id)
+
+
+def _without_kubeadm_coredns(kubeconfig: Path) -> None:
+    """kubeadm's CoreDNS Deployment goes; the emulation then installs CoreDNS as EKS ships it (its
+    kube-dns Service, at the same address, stays). kubeadm's adds NET_BIND_SERVICE to its container, which
+    the Fargate rules refuse, so the CoreDNS lab could never move it to Fargate."""
+    done = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "-n", "kube-system", "delete", "deployment",
+                           "coredns", "--ignore-not-found", "--wait=true", "--timeout=60s"],
+                          capture_output=True, text=True, timeout=90)
+    if done.returncode != 0:
+        raise HarnessError(f"cannot replace kubeadm's CoreDNS in the kind cluster: {done.stderr.strip()[:300]}",
+                           ExitCode.START_FAILED)
 
 
 def remove(run_id: str) -> None:

@@ -14,23 +14,25 @@ Three placements:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import random
 import threading
 import time
+from decimal import Decimal
 from typing import Any, Callable
 
 from ..rules.compat import unsupported_reason
 from ..rules.logging_config import logging_annotation
 from ..rules.matching import PROFILE_LABEL
-from ..rules.sizing import capacity_provisioned
+from ..rules.sizing import capacity_provisioned, parse_quantity, pod_requests
 from ..rules.timing import Timing
 from .kube import Clients, emit_event, status_of
 from .mutation import FARGATE_SCHEDULER
 from .nodes import COMPUTE_TYPE_LABEL, Subnet, allocate_ip, fargate_node, is_fargate_node, node_ip
 
-__all__ = ["FargateScheduler", "PLACEMENTS"]
+__all__ = ["FargateScheduler", "PLACEMENTS", "worker_with_room"]
 
 log = logging.getLogger(__name__)
 PLACEMENTS = ("per-pod-node", "hosted", "microvm")
@@ -44,6 +46,49 @@ _NODE_EVENTS = (
     ("NodeAllocatableEnforced", "Updated Node Allocatable limit across pods"),
     ("NodeReady", "Node {node} status is now: NodeReady"),
 )
+
+
+def worker_with_room(nodes: list[dict[str, Any]], pods: list[dict[str, Any]], pod: dict[str, Any]) -> str | None:
+    """Of the real nodes that take ordinary pods (a worker, or a control-plane node without its NoSchedule
+    taint), the one with the most CPU left after the requests of the pods bound to it, if ``pod`` fits there;
+    of equals, the one with the fewest pods.
+
+    >>> node = lambda name, cpu: {"metadata": {"name": name, "labels": {}}, "spec": {},
+    ...                           "status": {"allocatable": {"cpu": cpu, "memory": "4Gi"}}}
+    >>> asks = lambda cpu, on=None: {"spec": {"nodeName": on, "containers": [{"resources": {"requests": {"cpu": cpu}}}]},
+    ...                              "status": {"phase": "Running"}}
+    >>> worker_with_room([node("a", "2"), node("b", "2")], [asks("1500m", "a")], asks("500m"))
+    'b'
+    >>> worker_with_room([node("a", "2")], [asks("1500m", "a")], asks("1")) is None
+    True
+    >>> worker_with_room([node("a", "2"), node("b", "2")], [asks("0", "a")], asks("0"))
+    'b'
+
+    """
+    used: dict[str, tuple[Decimal, Decimal]] = {}
+    count: dict[str, int] = {}
+    for bound in pods:
+        on = bound["spec"].get("nodeName")
+        if on and bound["status"].get("phase") not in ("Succeeded", "Failed"):
+            count[on] = count.get(on, 0) + 1
+            cpu, memory = pod_requests(bound["spec"])
+            before = used.get(on, (Decimal(0), Decimal(0)))
+            used[on] = (before[0] + cpu, before[1] + memory)
+    want_cpu, want_memory = pod_requests(pod["spec"])
+    best: tuple[Decimal, int, str] | None = None
+    for node in nodes:
+        spec, name = node["spec"], node["metadata"]["name"]
+        if is_fargate_node(node) or spec.get("unschedulable") or any(
+                t.get("effect") == "NoSchedule" for t in spec.get("taints") or []):
+            continue
+        allocatable = node["status"].get("allocatable") or {}
+        cpu_used, memory_used = used.get(name, (Decimal(0), Decimal(0)))
+        cpu_left = parse_quantity(allocatable.get("cpu", "0")) - cpu_used
+        memory_left = parse_quantity(allocatable.get("memory", "0")) - memory_used
+        if cpu_left >= want_cpu and memory_left >= want_memory:
+            rank = (cpu_left, -count.get(name, 0), name)
+            best = rank if best is None or rank[:2] > best[:2] else best
+    return best[2] if best else None
 
 
 def _loads(response: Any) -> dict[str, Any]:
@@ -158,9 +203,9 @@ class FargateScheduler:
             return  # the profile is gone; EKS leaves such pods Pending
         subnet = self.subnet(self._rng.choice(subnet_ids))
         if self.placement == "hosted":
-            target = self._worker()
+            target = self._worker(pod)
             if target is None:
-                return
+                return  # no worker has room yet: the pod stays Pending and the next pass looks again
         else:
             ip = allocate_ip(subnet, used_ips, self._rng)
             used_ips.add(ip)
@@ -234,14 +279,11 @@ class FargateScheduler:
                                     ("Started", f"Started container {name}")):
                 emit_event(self.c, pod, "Normal", reason, message, "kubelet", host=node)
 
-    def _worker(self) -> str | None:
-        """A real node that takes ordinary pods: a worker, or a control-plane node without its NoSchedule
-        taint (kind's single node)."""
+    def _worker(self, pod: dict[str, Any]) -> str | None:
+        """The real node with the most CPU left that has room for ``pod`` (the kubelet refuses a pod bound
+        beyond its node's allocatable)."""
         nodes = _loads(self.c.core.list_node(_preload_content=False))["items"]
-        workers = [n["metadata"]["name"] for n in nodes
-                   if not is_fargate_node(n) and not n["spec"].get("unschedulable")
-                   and not any(t.get("effect") == "NoSchedule" for t in n["spec"].get("taints") or [])]
-        return self._rng.choice(workers) if workers else None
+        return worker_with_room(nodes, self._pods(), pod)
 
     def _ensure_shadow_node(self, pod: dict[str, Any], used_ips: set[str]) -> None:
         ip = pod["status"]["podIP"]
@@ -251,7 +293,10 @@ class FargateScheduler:
         subnet_ids = self.profile_subnets(profile)
         if not subnet_ids:
             return
-        node = fargate_node(ip, self.subnet(subnet_ids[0]), self.region, self.kubernetes_version, self.run_id)
+        subnets = [self.subnet(i) for i in subnet_ids]
+        # the profile's subnet that holds the address (its zone is the node's), else its first
+        subnet = next((n for n in subnets if ipaddress.ip_address(ip) in ipaddress.ip_network(n.cidr)), subnets[0])
+        node = fargate_node(ip, subnet, self.region, self.kubernetes_version, self.run_id)
         try:
             self.c.core.create_node(node, _preload_content=False)
             used_ips.add(ip)

@@ -35,7 +35,7 @@ __all__ = ["FARGATE_NODE_GUARD_NAME", "MUTATION_WEBHOOK_NAME", "WebhookServer", 
 MUTATION_WEBHOOK_NAME = "0500-amazon-eks-fargate-mutation.amazonaws.com"
 FARGATE_NODE_GUARD_NAME = "fargate-node-guard.fargate-labs.dev"
 #: Fargate nodes are named fargate-ip-...; the guard's webhook is only called for pods bound to one.
-_FARGATE_NODE_PREFIX = "fargate-"
+_FARGATE_NODE_PREFIX = "fargate-ip-"  # a Fargate node's name (kind's own nodes are fargate-labs-…)
 
 log = logging.getLogger(__name__)
 

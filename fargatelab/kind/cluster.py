@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExitCode, HarnessError
+from . import pod_network
 from .engine import KIND_GATEWAY, KIND_SUBNET
 
 __all__ = ["BRIDGE", "KindCluster", "NETWORK", "ensure_network"]
@@ -32,6 +33,10 @@ BRIDGE = "fl-kind0"
 #: the rule: nothing the bridge forwards goes anywhere but back onto the bridge
 _DROP = ["DOCKER-USER", "-i", BRIDGE, "!", "-o", BRIDGE, "-m", "comment", "--comment",
          "fargate-labs: kind stays on this machine", "-j", "DROP"]
+
+
+#: the nodes' links carry the pods' jumbo frames, as a VPC does
+_MTU_OPTION = "com.docker.network.driver.mtu"
 
 
 def _subnet_is_ours() -> None:
@@ -57,18 +62,21 @@ def _no_way_out() -> None:
 def ensure_network(docker: str = "docker") -> str:
     """The kind network, made internal on the engine's kind subnet if it is not there; its gateway."""
     found = subprocess.run([docker, "network", "inspect", NETWORK], capture_output=True, text=True)
-    if found.returncode == 0 and KIND_SUBNET not in {c.get("Subnet") for c in json.loads(found.stdout)[0]["IPAM"]["Config"]}:
+    if found.returncode == 0 and (
+            KIND_SUBNET not in {c.get("Subnet") for c in json.loads(found.stdout)[0]["IPAM"]["Config"]}
+            or json.loads(found.stdout)[0].get("Options", {}).get(_MTU_OPTION) != str(pod_network.MTU)):
         # made by an earlier version on other addresses: made anew (Docker refuses while a node is on it)
         gone = subprocess.run([docker, "network", "rm", NETWORK], capture_output=True, text=True)
         if gone.returncode != 0:
             raise HarnessError(f"the Docker network {NETWORK} is not on {KIND_SUBNET} and cannot be removed "
                                f"({gone.stderr.strip()}): delete the kind clusters on it, then run again",
                                ExitCode.BACKEND_UNAVAILABLE)
-        found = gone
+        found = subprocess.run([docker, "network", "inspect", NETWORK], capture_output=True, text=True)
     if found.returncode != 0:
         made = subprocess.run([docker, "network", "create", "--driver=bridge", f"--subnet={KIND_SUBNET}",
                                f"--gateway={KIND_GATEWAY}", f"--opt=com.docker.network.bridge.name={BRIDGE}",
                                "--opt=com.docker.network.bridge.enable_ip_masquerade=false",
+                               f"--opt={_MTU_OPTION}={pod_network.MTU}",
                                "--label=fargate-labs=kind", NETWORK], capture_output=True, text=True)
         if made.returncode != 0:
             raise HarnessError(f"cannot make the Docker network {NETWORK} ({made.stderr.strip()}): remove what holds "
@@ -97,17 +105,29 @@ class KindCluster:
         listed = self._kind("get", "clusters")
         return self.name in listed.stdout.split()
 
-    def create(self, image: str, config: dict[str, Any], wait: str = "5m") -> None:
+    def create(self, image: str, config: dict[str, Any], subnets: list[str], wait: float = 180) -> None:
+        """Create the cluster, wire its pod network, and wait until every node is Ready; nothing is left if
+        any of it fails. (kind's own ``--wait`` would wait for a node Ready before its network exists.)"""
         ensure_network()
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         made = self._kind("create", "cluster", f"--name={self.name}", f"--image={image}", "--config=-",
-                          f"--kubeconfig={self.kubeconfig}", f"--wait={wait}", stdin=json.dumps(config))
-        if made.returncode != 0:
-            tail = [line for line in (made.stderr or made.stdout).strip().splitlines() if line.strip()][-3:]
+                          f"--kubeconfig={self.kubeconfig}", stdin=json.dumps(config))
+        try:
+            if made.returncode != 0:
+                tail = [line for line in (made.stderr or made.stdout).strip().splitlines() if line.strip()][-3:]
+                raise HarnessError(f"kind could not create the cluster {self.name} ({' | '.join(tail)[:600]}): "
+                                   "see `fargate-lab kind-engine` and docs/backends.md, or run with --backend local",
+                                   ExitCode.BACKEND_UNAVAILABLE)
+            pod_network.wire(str(self.kubeconfig), subnets)
+            ready = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", "wait", "--for=condition=Ready",
+                                    "nodes", "--all", f"--timeout={int(wait)}s"], capture_output=True, text=True)
+            if ready.returncode != 0:
+                raise HarnessError(f"the kind cluster {self.name}'s nodes are not Ready after {int(wait)} s "
+                                   f"({ready.stderr.strip()[:300]}): see docs/troubleshooting.md",
+                                   ExitCode.START_FAILED)
+        except BaseException:
             self.delete()
-            raise HarnessError(f"kind could not create the cluster {self.name} ({' | '.join(tail)[:600]}): "
-                               "see `fargate-lab kind-engine` and docs/backends.md, or run with --backend local",
-                               ExitCode.BACKEND_UNAVAILABLE)
+            raise
 
     def load(self, archive: Path) -> None:
         """An image archive (OCI or docker-save) into every node's containerd, by kind's own mechanism."""

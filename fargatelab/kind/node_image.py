@@ -11,9 +11,9 @@ anyway:
    imported into its containerd: kube-apiserver, -controller-manager, -scheduler and kube-proxy from the
    binaries built from Go modules, etcd 3.5, and the pause and CoreDNS stand-ins of the microVM data plane.
 
-kind's own network plugin (kindnetd) is not built: a single node needs no routes between nodes, so the
-node gets a bridge configuration of its own (``CNI_CONFIG``). The image is tagged with a digest of every
-ingredient and the code that assembles it, and built again only when one changes.
+kind's own network plugin (kindnetd) is not in the image: the harness gives each node its bridge
+configuration and routes once the nodes have joined (``fargatelab.kind.pod_network``). The image is tagged
+with a digest of every ingredient and the code that assembles it, and built again only when one changes.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ..local.microvm_host import unmount_under
 from ..local.registry import StandIn
 from .engine import require_docker
 
-__all__ = ["KIND_VERSION", "ETCD_IMAGE_TAG", "COREDNS_IMAGE_TAG", "POD_CIDR", "KindTools", "provision_kind_tools",
+__all__ = ["KIND_VERSION", "ETCD_IMAGE_TAG", "COREDNS_IMAGE_TAG", "KindTools", "provision_kind_tools",
            "provision_node_image", "oci_archive"]
 
 Progress = Callable[[str], None]
@@ -51,8 +51,6 @@ KIND_VERSION = "v0.33.0"
 #: 3.5 tag (kind's configuration patches kubeadm's imageTag to these)
 ETCD_IMAGE_TAG = binaries.ETCD_VERSION.lstrip("v") + "-0"
 COREDNS_IMAGE_TAG = "v1.14.7"
-#: the single node's pod range: the first /24 the controller-manager gives out of the cluster's pod subnet
-POD_CIDR = "10.11.64.0/24"
 NODE_REPOSITORY = "fargate-labs/kind-node"
 BASE_REPOSITORY = "fargate-labs/kind-base"
 DIGEST_LABEL = "fargate-labs.ingredients"
@@ -70,14 +68,6 @@ COMPONENTS = (
               ("no_btrfs", "no_devmapper", "no_zfs", "urfave_cli_no_docs"),
               ((f"{_CONTAINERD}/version.Version", CONTAINERD_VERSION),)),
 )
-CNI_CONFIG = {
-    "cniVersion": "1.0.0", "name": "kind-bridge",
-    "plugins": [
-        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-    ],
-}
 
 
 class KindTools:
@@ -165,7 +155,7 @@ def _ingredients_digest(files: dict[str, str], more: list[str]) -> str:
     for key in sorted(files):
         with open(files[key], "rb") as f:
             h.update(f"{key} {hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode())
-    for item in [*more, KIND_VERSION, json.dumps(CNI_CONFIG, sort_keys=True), *BASE_PACKAGES,
+    for item in [*more, KIND_VERSION, *BASE_PACKAGES,
                  inspect.getsource(_base_image), inspect.getsource(_node_image), inspect.getsource(_component_images)]:
         h.update(item.encode())
     return h.hexdigest()[:12]
@@ -211,8 +201,7 @@ def _base_image(digest: str, files: dict[str, str], kind: KindTools, work: Path,
         (wants / unit).symlink_to(f"/etc/systemd/system/{unit}")
     (root / "etc/systemd/system/systemd-binfmt.service").symlink_to("/dev/null")
     (root / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
-    (root / "etc/cni/net.d").mkdir(parents=True, exist_ok=True)
-    (root / "etc/cni/net.d/10-bridge.conflist").write_text(json.dumps(CNI_CONFIG, indent=2))
+    (root / "etc/cni/net.d").mkdir(parents=True, exist_ok=True)  # filled per node once it has joined
     base = f"{BASE_REPOSITORY}:{digest}"
     progress("importing the base into Docker")
     with subprocess.Popen(["tar", "-C", str(root), "-cpf", "-", "."], stdout=subprocess.PIPE) as tar:

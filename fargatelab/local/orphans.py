@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,42 @@ def find_orphans(root: Path) -> list[Orphan]:
     return orphans
 
 
+def stale_leftovers(root: Path) -> list[Path]:
+    """Start locks and directories under ``root`` of environments that have no state, that no one holds and
+    that were last touched before an environment's start: what a run's end or a start that failed early
+    left (a lock file outlives its environment, since another process may be waiting on it)."""
+    stale = []
+    now = time.time()
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        name = entry.name[1:-5] if entry.name.startswith(".") and entry.name.endswith(".lock") else entry.name
+        if entry.name.startswith(".") and not entry.name.endswith(".lock"):
+            continue
+        if (root / name / "state.json").exists() or now - entry.stat().st_mtime < _STARTING_S:
+            continue
+        if entry.is_dir() and (root / f".{name}.lock").exists():
+            continue  # removed with its lock, below, once no one holds that
+        with open(root / f".{name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            stale.append(entry)
+            if entry.is_file() and (root / name).is_dir():
+                stale.append(root / name)
+            elif entry.is_dir():
+                stale.append(root / f".{name}.lock")
+    return stale
+
+
 def remove_orphans(root: Path, clear_state: Callable[[str], None], progress: Callable[[str], None]) -> list[Orphan]:
     """Remove every orphan (see :func:`find_orphans`), one line each; returns them. ``clear_state`` takes an
-    environment (by name) whose state was left down the way it would be after any crash."""
+    environment (by name) whose state was left down the way it would be after any crash. Stale start locks
+    and state-less directories go too (:func:`stale_leftovers`), without a line each."""
+    for path in stale_leftovers(root):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     orphans = find_orphans(root)
     for orphan in orphans:
         if orphan.state_dir is not None:

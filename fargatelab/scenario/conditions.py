@@ -121,12 +121,10 @@ def FargateNodesFor(kube: Kube, namespace: str, selector: str, count: int) -> Co
         pods = kube.live_pods(namespace, selector)
         nodes = kube.fargate_nodes()
         fargate = {n["metadata"]["name"] for n in nodes}
-        by_address = {a["address"]: n["metadata"]["name"] for n in nodes
-                      for a in (n.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"}
 
         def fargate_node(pod: dict[str, Any]) -> str | None:
-            bound = pod["spec"].get("nodeName")
-            return bound if bound in fargate else by_address.get((pod.get("status") or {}).get("podIP") or "")
+            node = kube.fargate_node_of(pod, nodes)
+            return node["metadata"]["name"] if node else None
 
         hosting = [fargate_node(p) for p in pods]
         on_own_node = len(set(hosting)) == len(hosting) and all(hosting)

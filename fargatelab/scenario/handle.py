@@ -27,6 +27,10 @@ class Capability:
     INTERNET_EGRESS = "internet-egress"
     #: the API server accepts the tokens ``aws eks get-token`` makes (``aws eks update-kubeconfig``)
     EKS_AUTHENTICATION = "eks-authentication"
+    #: every node is a Fargate node (a pod no profile selects has nowhere to run; DaemonSets want no pod)
+    FARGATE_ONLY = "fargate-only"
+    #: each Fargate pod is bound to a Fargate node of its own, whose kubelet runs it
+    NODE_PER_POD = "node-per-pod"
 
     #: what each capability is; which backend has it: :mod:`fargatelab.backends.capabilities`
     REASONS: Mapping[str, str] = {
@@ -37,6 +41,8 @@ class Capability:
         WRITE: "the run may create, change and delete (replay mode)",
         INTERNET_EGRESS: "pods reach the internet through the VPC's NAT gateway",
         EKS_AUTHENTICATION: "the API server accepts tokens from `aws eks get-token` (aws eks update-kubeconfig)",
+        FARGATE_ONLY: "every node is a Fargate node: a pod no profile selects stays Pending, a DaemonSet wants none",
+        NODE_PER_POD: "each Fargate pod is bound to a Fargate node of its own (hostIP = pod IP, its kubelet's events)",
     }
 
 

@@ -144,6 +144,24 @@ class Kube:
     def fargate_nodes(self) -> list[dict[str, Any]]:
         return self.nodes("eks.amazonaws.com/compute-type=fargate")
 
+    def fargate_node_of(self, pod: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """The pod's Fargate node (of ``nodes``, else of the cluster's Fargate nodes now); None if it has none.
+
+        That is the node the pod is bound to or, where the pods share a real node (kind's hosted
+        placement), the shadow Fargate node that carries the pod's address.
+        """
+        nodes = self.fargate_nodes() if nodes is None else nodes
+        bound = pod["spec"].get("nodeName")
+        address = (pod.get("status") or {}).get("podIP")
+        for node in nodes:
+            if node["metadata"]["name"] == bound:
+                return node
+        for node in nodes:
+            if address and any(a.get("type") == "InternalIP" and a.get("address") == address
+                               for a in (node.get("status") or {}).get("addresses") or []):
+                return node
+        return None
+
     def events(self, namespace: str, uid: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         selectors = [f"involvedObject.uid={uid}"] if uid else []
         if name:

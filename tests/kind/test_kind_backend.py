@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fargatelab.backends.kind import KIND_VERSION, kind_config, require_docker
-from fargatelab.kind.node_image import COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG, POD_CIDR
+from fargatelab.kind.node_image import COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG
 from fargatelab.errors import ExitCode, HarnessError
 
 pytestmark = pytest.mark.kind
@@ -28,19 +28,23 @@ def docker_engine_runs() -> bool:
     return True
 
 
-def test_one_node_runs_every_pod_with_the_workshop_networks_and_its_own_images(tmp_path: Path) -> None:
-    config = kind_config(tmp_path / "certs.d")
+def test_two_workers_run_the_pods_with_the_workshop_networks_and_their_own_images(tmp_path: Path) -> None:
+    config = kind_config(tmp_path / "certs.d", tmp_path / "resolv.conf")
     assert config["networking"] == {"serviceSubnet": "172.20.0.0/16", "podSubnet": "10.11.64.0/18",
                                     "disableDefaultCNI": True}
-    [node] = config["nodes"]
-    assert node["role"] == "control-plane"
-    assert node["extraMounts"] == [{"hostPath": str(tmp_path / "certs.d"), "containerPath": "/etc/containerd/certs.d",
-                                    "readOnly": True}]
-    [kubeadm] = config["kubeadmConfigPatches"]
+    assert [node["role"] for node in config["nodes"]] == ["control-plane", "worker", "worker"]
+    for node in config["nodes"]:  # every node pulls from the offline registry
+        assert node["extraMounts"] == [
+            {"hostPath": str(tmp_path / "certs.d"), "containerPath": "/etc/containerd/certs.d", "readOnly": True},
+            {"hostPath": str(tmp_path / "resolv.conf"), "containerPath": "/etc/fargate-labs/resolv.conf",
+             "readOnly": True}]
+    kubeadm, kubelet = config["kubeadmConfigPatches"]
     assert f"imageTag: {ETCD_IMAGE_TAG}" in kubeadm and f"imageTag: {COREDNS_IMAGE_TAG}" in kubeadm
+    # the pods' resolv.conf ends with the VPC's search domain, as a Fargate pod's does
+    assert kubelet == "kind: KubeletConfiguration\nresolvConf: /etc/fargate-labs/resolv.conf\n"
     patches = "\n".join(config["containerdConfigPatches"])
     assert 'config_path = "/etc/containerd/certs.d"' in patches and "restrict_oom_score_adj = true" in patches
-    assert POD_CIDR.startswith("10.11.64.") and KIND_VERSION.startswith("v0.")
+    assert KIND_VERSION.startswith("v0.")
 
 
 def test_no_docker_command_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -103,7 +107,7 @@ class KindClusterRecord:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def create(self, image: str, config: dict[str, object]) -> None:
+    def create(self, image: str, config: dict[str, object], subnets: list[str]) -> None:
         self.created.append(self.name)
 
     def delete(self) -> None:
@@ -121,6 +125,7 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(kind, "require_docker", lambda: None)
     monkeypatch.setattr(kind, "ensure_network", lambda: "100.64.244.1")
     monkeypatch.setattr(kind, "provision_node_image", lambda progress: "fargate-labs/kind-node:test")
+    monkeypatch.setattr(kind, "_without_kubeadm_coredns", lambda kubeconfig: None)
     monkeypatch.setattr(KindClusterRecord, "created", [])
     monkeypatch.setattr(KindClusterRecord, "deleted", [])
     monkeypatch.setattr(kind, "_cluster", lambda run_id, kubeconfig: KindClusterRecord(f"fargate-labs-{run_id}"))

@@ -39,6 +39,9 @@ def test_pods_fargate_can_run_and_pods_for_other_nodes_pass() -> None:
     other = {"kind": "Pod", "metadata": {"name": "p"}, "spec": {**PRIVILEGED, "nodeName": "kind-worker"}}
     assert _review(other)["allowed"] is True
     assert json.dumps(_review(other)).count("status") == 0
+    # the kind backend's own nodes are named after the run (fargate-labs-<run id>-worker): no Fargate nodes
+    kind_node = {"kind": "Pod", "metadata": {"name": "p"}, "spec": {**PRIVILEGED, "nodeName": "fargate-labs-ab12-worker"}}
+    assert _review(kind_node)["allowed"] is True
 
 
 def test_the_three_webhooks_are_registered_and_the_guard_fails_closed_only_for_fargate_nodes() -> None:
@@ -63,5 +66,5 @@ def test_the_three_webhooks_are_registered_and_the_guard_fails_closed_only_for_f
     assert len(by_name) == 3 and by_name[MUTATION_WEBHOOK_NAME]["failurePolicy"] == "Ignore"
     guard = by_name[FARGATE_NODE_GUARD_NAME]
     assert guard["failurePolicy"] == "Fail" and guard["rules"][0]["resources"] == ["pods", "pods/binding"]
-    assert "object.spec.nodeName.startsWith('fargate-')" in guard["matchConditions"][0]["expression"]
+    assert "object.spec.nodeName.startsWith('fargate-ip-')" in guard["matchConditions"][0]["expression"]
     assert guard["clientConfig"]["url"] == "https://127.0.0.1:1/validate/fargate-node"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fargatelab.scenario.conditions import FargateNodesFor
+from fargatelab.scenario.kube import Kube
 
 
 def node(name: str, address: str) -> dict[str, Any]:
@@ -27,6 +28,8 @@ class FakeKube:
 
     def get(self, path: str) -> dict[str, Any]:
         return {"items": self.pods + self.others}
+
+    fargate_node_of = Kube.fargate_node_of  # the lookup under test, over the lists above
 
 
 A, B = node("fargate-ip-10-11-64-5.x", "10.11.64.5"), node("fargate-ip-10-11-64-6.x", "10.11.64.6")
