@@ -129,6 +129,14 @@ def test_patch_moves_coredns_to_fargate(lab: Lab, kube_system: str | None) -> No
            _template_annotations(lab).get(ANNOTATION), None)
     replicas = lab.kube.deployment(KUBE_SYSTEM, "coredns")["spec"]["replicas"]
     lab.wait(lab.conditions.pods_running(KUBE_SYSTEM, SELECTOR, replicas), lab.timing.pod_ready_timeout + 30)
+
+    def on_fargate_nodes() -> tuple[bool, str]:
+        listed = lab.kube.fargate_nodes()
+        found = [(lab.kube.fargate_node_of(p, listed) or {}).get("metadata", {}).get("name") for p in _live_pods(lab)]
+        return None not in found, f"Fargate nodes of the pods: {found}"
+
+    # A shadow Fargate node (kind's hosted placement) comes a moment after its pod's address.
+    lab.wait(cond.condition("each CoreDNS pod on a Fargate node", on_fargate_nodes), 30)
     pods = _live_pods(lab)
     listed = lab.kube.fargate_nodes()
     nodes = [(lab.kube.fargate_node_of(p, listed) or {}).get("metadata", {}).get("name") for p in pods]

@@ -5,8 +5,8 @@ what it declares here, so a reason that names a backend is true of it.
 
 >>> sorted(declared("eks", "check"))
 ['eks-authentication', 'fargate-only', 'internet-egress', 'load-balancer-http', 'node-per-pod', 'pod-network', 'real-aws']
->>> print(skip_reason("load-balancer-http", "kind", "replay"))  # doctest: +ELLIPSIS
-needs load-balancer-http: the kind backend's ALB exists only ... though its pods run; run with --backend eks
+>>> print(skip_reason("node-per-pod", "kind", "replay"))  # doctest: +ELLIPSIS
+needs node-per-pod: the kind backend binds Fargate pods to its worker nodes; ...; run with --backend local or --backend eks
 """
 
 from __future__ import annotations
@@ -43,15 +43,13 @@ def default_data_plane(environ: Mapping[str, str] = os.environ) -> str:
 DECLARED: Mapping[str, frozenset[str]] = {
     "local": frozenset({Capability.WRITE, Capability.EKS_AUTHENTICATION, Capability.FARGATE_ONLY,
                         Capability.NODE_PER_POD}),
-    "kind": frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY, Capability.WRITE}),
+    "kind": frozenset({Capability.POD_NETWORK, Capability.SERVICE_PROXY, Capability.LOAD_BALANCER_HTTP,
+                       Capability.WRITE}),
     # The sandbox cluster is Fargate-only, as document 001's is (docs/backends.md).
     "eks": frozenset({Capability.POD_NETWORK, Capability.LOAD_BALANCER_HTTP, Capability.REAL_AWS,
                       Capability.INTERNET_EGRESS, Capability.EKS_AUTHENTICATION, Capability.FARGATE_ONLY,
                       Capability.NODE_PER_POD, Capability.WRITE}),
 }
-
-_MOTO_ALB = ("ALB exists only as AWS API objects in moto, made by the load balancer controller's emulation: "
-             "nothing behind it answers HTTP")
 
 #: why a backend lacks a capability, in terms of what that backend really runs
 _LACKS: Mapping[tuple[str, str], str] = {
@@ -59,7 +57,6 @@ _LACKS: Mapping[tuple[str, str], str] = {
                                        "container runs; --data-plane microvm runs them (Linux, root)",
     ("local", Capability.LOAD_BALANCER_HTTP): "the local backend with KWOK has no pod for an ALB to send a request "
                                               "to; --data-plane microvm serves each ALB with HAProxy (Linux, root)",
-    ("kind", Capability.LOAD_BALANCER_HTTP): f"the kind backend's {_MOTO_ALB}, though its pods run",
     ("local", Capability.SERVICE_PROXY): "the local backend with KWOK runs no container for the API server to proxy "
                                          "to; --data-plane microvm does",
     ("local", Capability.REAL_AWS): "the local backend's AWS is moto on loopback",

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..eks.facts import SERVICE_CIDR
 from ..errors import ExitCode, HarnessError
-from ..kind.cluster import KindCluster, ensure_network
+from ..kind import access
+from ..kind.cluster import BRIDGE, KindCluster, ensure_network
 from ..kind.engine import require_docker
 from ..kind.node_image import (COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG, KIND_VERSION, provision_kind_tools,
                                provision_node_image)
@@ -118,6 +119,7 @@ class KindBackend:
             kubeconfig=str(self.kubeconfig), cluster_name=options.cluster, region=options.region,
             run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=KUBERNETES_VERSION,
             capabilities=declared("kind", options.mode),
+            extra={k: v for k, v in handle.extra.items() if k == "load_balancers"},
         )
 
     def _create(self, options: BackendOptions) -> None:
@@ -129,16 +131,19 @@ class KindBackend:
             resolv = self.env.dir / "resolv.conf"
             resolv.write_text(resolver_config(options.region, gateway))
             _progress(f"creating kind cluster fargate-labs-{options.run_id} from {image}")
-            _cluster(options.run_id, self.kubeconfig).create(image, kind_config(certs, resolv),
-                                                             list(PRIVATE_SUBNET_CIDRS))
+            nodes = _cluster(options.run_id, self.kubeconfig).create(image, kind_config(certs, resolv),
+                                                                     list(PRIVATE_SUBNET_CIDRS))
         except BaseException:
             shutil.rmtree(self.env.dir, ignore_errors=True)  # the mounted files of a cluster that never was
             raise
         try:
             _without_kubeadm_coredns(self.kubeconfig)
-            self.env.attach(str(self.kubeconfig), options, webhook_host=gateway, certs=certs, progress=_progress)
+            targets = access.open_access(options.run_id, BRIDGE, nodes)
+            self.env.attach(str(self.kubeconfig), options, webhook_host=gateway, certs=certs, progress=_progress,
+                            targets_namespace=targets)
         except BaseException:
             _cluster(options.run_id, self.kubeconfig).delete()
+            access.close(options.run_id)
             raise
 
     def liveness(self) -> str | None:
@@ -171,4 +176,5 @@ def remove(run_id: str) -> None:
         return
     # The cluster first: kind's delete writes to the kubeconfig's directory, which `down` then removes.
     _cluster(run_id, env.dir / "kind.kubeconfig").delete()
-    env.down(quiet=True)
+    env.down(quiet=True)  # the ALBs' proxies stop before their way to the pods goes
+    access.close(run_id)

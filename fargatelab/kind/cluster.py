@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import ExitCode, HarnessError
 from . import pod_network
-from .engine import KIND_GATEWAY, KIND_SUBNET
+from .engine import DOCKER_RANGE, KIND_GATEWAY, KIND_SUBNET
 
 __all__ = ["BRIDGE", "KindCluster", "NETWORK", "ensure_network"]
 
@@ -63,7 +63,8 @@ def ensure_network(docker: str = "docker") -> str:
     """The kind network, made internal on the engine's kind subnet if it is not there; its gateway."""
     found = subprocess.run([docker, "network", "inspect", NETWORK], capture_output=True, text=True)
     if found.returncode == 0 and (
-            KIND_SUBNET not in {c.get("Subnet") for c in json.loads(found.stdout)[0]["IPAM"]["Config"]}
+            (KIND_SUBNET, DOCKER_RANGE) not in {(c.get("Subnet"), c.get("IPRange"))
+                                                for c in json.loads(found.stdout)[0]["IPAM"]["Config"]}
             or json.loads(found.stdout)[0].get("Options", {}).get(_MTU_OPTION) != str(pod_network.MTU)):
         # made by an earlier version on other addresses: made anew (Docker refuses while a node is on it)
         gone = subprocess.run([docker, "network", "rm", NETWORK], capture_output=True, text=True)
@@ -74,7 +75,8 @@ def ensure_network(docker: str = "docker") -> str:
         found = subprocess.run([docker, "network", "inspect", NETWORK], capture_output=True, text=True)
     if found.returncode != 0:
         made = subprocess.run([docker, "network", "create", "--driver=bridge", f"--subnet={KIND_SUBNET}",
-                               f"--gateway={KIND_GATEWAY}", f"--opt=com.docker.network.bridge.name={BRIDGE}",
+                               f"--gateway={KIND_GATEWAY}", f"--ip-range={DOCKER_RANGE}",
+                               f"--opt=com.docker.network.bridge.name={BRIDGE}",
                                "--opt=com.docker.network.bridge.enable_ip_masquerade=false",
                                f"--opt={_MTU_OPTION}={pod_network.MTU}",
                                "--label=fargate-labs=kind", NETWORK], capture_output=True, text=True)
@@ -105,7 +107,8 @@ class KindCluster:
         listed = self._kind("get", "clusters")
         return self.name in listed.stdout.split()
 
-    def create(self, image: str, config: dict[str, Any], subnets: list[str], wait: float = 180) -> None:
+    def create(self, image: str, config: dict[str, Any], subnets: list[str],
+               wait: float = 180) -> list[pod_network.KindNode]:
         """Create the cluster, wire its pod network, and wait until every node is Ready; nothing is left if
         any of it fails. (kind's own ``--wait`` would wait for a node Ready before its network exists.)"""
         ensure_network()
@@ -118,7 +121,7 @@ class KindCluster:
                 raise HarnessError(f"kind could not create the cluster {self.name} ({' | '.join(tail)[:600]}): "
                                    "see `fargate-lab kind-engine` and docs/backends.md, or run with --backend local",
                                    ExitCode.BACKEND_UNAVAILABLE)
-            pod_network.wire(str(self.kubeconfig), subnets)
+            nodes = pod_network.wire(str(self.kubeconfig), subnets)
             ready = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", "wait", "--for=condition=Ready",
                                     "nodes", "--all", f"--timeout={int(wait)}s"], capture_output=True, text=True)
             if ready.returncode != 0:
@@ -128,6 +131,7 @@ class KindCluster:
         except BaseException:
             self.delete()
             raise
+        return nodes
 
     def load(self, archive: Path) -> None:
         """An image archive (OCI or docker-save) into every node's containerd, by kind's own mechanism."""

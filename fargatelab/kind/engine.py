@@ -31,7 +31,7 @@ from ..local.apt import need
 from ..local.binaries import cache_root
 from .runc_caps import CAPABILITY_NAMES
 
-__all__ = ["BRIDGE_IP", "ADDRESS_POOL", "KIND_SUBNET", "KIND_GATEWAY", "require_docker", "start_engine",
+__all__ = ["BRIDGE_IP", "ADDRESS_POOL", "KIND_SUBNET", "KIND_GATEWAY", "DOCKER_RANGE", "require_docker", "start_engine",
            "missing_capabilities", "engine_command"]
 
 Progress = Callable[[str], None]
@@ -40,6 +40,8 @@ ADDRESS_POOL = "base=100.64.242.0/23,size=24"
 #: kind's network, made before kind would make it (kind takes an existing network named ``kind`` as it is)
 KIND_SUBNET = "100.64.244.0/24"
 KIND_GATEWAY = "100.64.244.1"
+#: the part of it Docker gives containers (--ip-range); the upper half is the runs' (fargatelab.kind.access)
+DOCKER_RANGE = "100.64.244.0/25"
 
 
 def require_docker() -> None:

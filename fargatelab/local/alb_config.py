@@ -151,9 +151,10 @@ def _fixed_response(action: dict[str, Any]) -> str:
 
 
 def render(alb: Alb, address: str, stats_socket: str, errorfile_503: str, health_scale: float = 1.0,
-           in_vpc: tuple[str, str] | None = None, state_file: str | None = None) -> str:
+           in_vpc: tuple[str, str] | None = None, state_file: str | None = None, targets_in: str | None = None) -> str:
     """HAProxy's configuration for ``alb``, its listeners bound on ``address``, and with ``in_vpc``
-    (address, network namespace) also on the ALB's address inside the VPC."""
+    (address, network namespace) also on the ALB's address inside the VPC; ``targets_in``: the network
+    namespace it reaches its targets from (a kind cluster's pods), else its own."""
     backends = {arn: f"tg{i}" for i, arn in enumerate(sorted(alb.groups), 1)}
     fixed: dict[str, str] = {}  # a backend per distinct fixed response: it answers instead of forwarding
 
@@ -189,11 +190,12 @@ def render(alb: Alb, address: str, stats_socket: str, errorfile_503: str, health
                   f"  timeout check {_ms(min(tg.timeout * health_scale, tg.interval * health_scale))}",
                   f"  default-server inter {inter} fastinter {inter} downinter {inter} rise {tg.healthy} "
                   f"fall {tg.unhealthy}"]
+        where = f" namespace {targets_in}" if targets_in else ""
         for ip, port in tg.targets:
             check_port = "" if tg.check_port == "traffic-port" else f" port {tg.check_port}"
-            lines.append(f"  server {ip}:{port} {ip}:{port} check{check_port}")
+            lines.append(f"  server {ip}:{port} {ip}:{port} check{check_port}{where}")
         # Fail-open: with no healthy target, ELBv2 sends requests to every registered one.
-        lines += [f"  server backup-{ip}:{port} {ip}:{port} backup" for ip, port in tg.targets]
+        lines += [f"  server backup-{ip}:{port} {ip}:{port} backup{where}" for ip, port in tg.targets]
         lines.append("")
     return "\n".join(lines)
 

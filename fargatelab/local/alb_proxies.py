@@ -11,6 +11,9 @@ resolved for it: they answer only inside the VPC.
 Inside the VPC each ALB also has an address of the VPC's (in its first public subnet), held by the VPC's
 router, where the same HAProxy listens (HAProxy binds in the router's network namespace); ``DIR/vpc-hosts``
 gives the VPC's resolver the name of each, so ``curl http://<ALB DNS name>`` works from a pod.
+
+Beside a kind cluster (the state's ``targets_namespace``) there is no VPC router: each HAProxy listens on
+the host only and reaches the pods from the run's namespace on the kind network (``fargatelab.kind.access``).
 """
 
 from __future__ import annotations
@@ -83,10 +86,12 @@ def address_for(arn: str, taken: set[str]) -> str:
 class Proxy:
     """One ALB's HAProxy: its directory, configuration, process and health-check view."""
 
-    def __init__(self, root: Path, run_id: str, arn: str, address: str, network: VpcNetwork, vpc_address: str) -> None:
+    def __init__(self, root: Path, run_id: str, arn: str, address: str, network: VpcNetwork | None,
+                 vpc_address: str) -> None:
         self.arn, self.address, self.run_id = arn, address, run_id
         self.network, self.vpc_address = network, vpc_address
-        network.answer_for(vpc_address)
+        if network is not None:
+            network.answer_for(vpc_address)
         slug = hashlib.sha256(arn.encode()).hexdigest()[:10]
         self.name = f"alb-{slug}"
         self.dir = root / self.name
@@ -159,7 +164,8 @@ class Proxy:
     def stop(self) -> None:
         if self.pid:
             process.stop([self.pid], grace=2.0)
-        self.network.forget(self.vpc_address)
+        if self.network is not None:
+            self.network.forget(self.vpc_address)
         self.socket.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -176,7 +182,9 @@ class AlbProxies:
         timing = profile(state.get("timing", "fast"), float(state.get("timing_scale", 1.0)))
         self.health_scale = timing.health_check_scale
         self.root = state_dir / "albs"
-        self.network = VpcNetwork(self.run_id, VPC_CIDR)
+        #: where the targets are reached from beside a kind cluster; else the VPC's router serves the ALBs too
+        self.targets_in: str | None = state.get("targets_namespace")
+        self.network = None if self.targets_in else VpcNetwork(self.run_id, VPC_CIDR)
         self.proxies: dict[str, Proxy] = {}
         self.albs: dict[str, Alb] = {}
         #: what was last written and posted: each pass repeats neither when nothing changed
@@ -219,12 +227,13 @@ class AlbProxies:
             proxy = self.proxies.get(arn)
             if proxy is None:
                 taken = {p.address for p in self.proxies.values()}
-                in_vpc = {p.vpc_address for p in self.proxies.values()}
+                vpc_taken = {p.vpc_address for p in self.proxies.values()}
                 proxy = self.proxies[arn] = Proxy(self.root, self.run_id, arn, address_for(arn, taken), self.network,
-                                                  vpc_address_for(arn, in_vpc))
+                                                  vpc_address_for(arn, vpc_taken))
                 log.info("serving %s on %s (in the VPC: %s)", alb.dns_name, proxy.address, proxy.vpc_address)
+            in_vpc = (proxy.vpc_address, self.network.router) if self.network else None
             proxy.apply(render(alb, proxy.address, str(proxy.socket), str(proxy.errorfile), self.health_scale,
-                               (proxy.vpc_address, self.network.router), str(proxy.dir / "server-state")))
+                               in_vpc, str(proxy.dir / "server-state"), self.targets_in))
             health.update(proxy.health(alb, self.health_scale))
         # Names first: a proxy gone or new is told even if the health report below fails this pass.
         self._write_names()

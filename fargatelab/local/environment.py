@@ -152,7 +152,7 @@ class LocalEnvironment:
             extra={"state_dir": str(self.dir), "environment": self.name,
                    "data_plane": state.get("data_plane", "kwok"),
                    **({"load_balancers": str(self.dir / "load-balancers.json")}
-                      if state.get("data_plane") == "microvm" else {})},
+                      if state.get("data_plane") == "microvm" or state.get("targets_namespace") else {})},
         )
 
     def resolve_load_balancer(self, dns_name: str) -> str:
@@ -275,12 +275,13 @@ class LocalEnvironment:
         return state
 
     def attach(self, kubeconfig: str, options: Any, webhook_host: str, certs: Path | None = None,
-               progress: Progress = _stderr) -> ClusterHandle:
+               progress: Progress = _stderr, targets_namespace: str | None = None) -> ClusterHandle:
         """Run moto, KWOK and the emulation (hosted placement) against an API server we did not start.
 
         The kind backend uses this: the cluster is kind's; what makes it EKS-on-Fargate is ours. With
         ``certs`` (the directory the cluster's containerd takes its registry hosts from), the offline
-        registry of stand-in images runs on ``webhook_host`` too, and the nodes pull from it.
+        registry of stand-in images runs on ``webhook_host`` too, and the nodes pull from it. With
+        ``targets_namespace`` (a network namespace that reaches the pods), the ALBs' HAProxies run too.
         """
         import base64
 
@@ -300,7 +301,8 @@ class LocalEnvironment:
         state: dict[str, Any] = {"name": self.name, "run_id": options.run_id, "cluster_name": options.cluster,
                                  "region": options.region, "kubernetes_version": bins.kubernetes_version,
                                  "kubeconfig": kubeconfig, "server": cluster["server"], "components": [],
-                                 "ready": False, "timing_scale": options.timing_scale, "started": time.time()}
+                                 "ready": False, "timing_scale": options.timing_scale, "started": time.time(),
+                                 **({"targets_namespace": targets_namespace} if targets_namespace else {})}
         self._write_state(state)
         start = Startup(self.dir, state, self._write_state)
         try:
@@ -317,6 +319,13 @@ class LocalEnvironment:
             dead = start.first_dead()
             for name in ("moto", "emulator"):
                 start.wait_ready(name, name, dead)
+            if targets_namespace:
+                from .apt import need
+
+                need("haproxy", ["haproxy"], "the ALBs' data plane", progress)
+                start.launch("alb-proxies", [sys.executable, "-m", "fargatelab.local.alb_proxies",
+                                             "--state-dir", str(self.dir)])
+                start.wait_ready("alb-proxies", "the ALBs' proxies", start.first_dead())
         except BaseException:
             self.down(quiet=True)
             raise

@@ -46,11 +46,16 @@ def killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             time.sleep(0.2)
         assert len(namespaces_of_run(run_id)) >= 4, "no pod of the lab got a microVM before the run ended"
         os.killpg(run.pid, signal.SIGKILL)
-        for pid in process.tagged_pids(run_id) + process.tagged_pids(lab_run):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:  # gone with its process group a moment ago
-                pass
+        # Until none is left: a process being started as the others die (a shim containerd forks) is the
+        # run's too, and would keep the run alive in the orphan search.
+        deadline = time.monotonic() + 10
+        while (left := process.tagged_pids(run_id) + process.tagged_pids(lab_run)) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:  # gone with its process group a moment ago
+                    pass
+            time.sleep(0.2)
         run.communicate()
         yield run_id
     finally:

@@ -93,6 +93,8 @@ def test_a_run_on_a_real_kind_cluster(tmp_path: Path) -> None:
     nodes = subprocess.run(["docker", "ps", "-a", "--filter", f"name=fargate-labs-{run_id}", "-q"],
                            capture_output=True, text=True, check=True).stdout
     assert nodes.strip() == "", f"the run's kind node is still there: {nodes}"
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert f"fargate-labs-{run_id}-" not in namespaces, f"the run's network namespace is still there: {namespaces}"
     from fargatelab.local.environment import LocalEnvironment
 
     assert not LocalEnvironment(f"kind-{run_id}").dir.exists(), "the run's emulation left its directory"

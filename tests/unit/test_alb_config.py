@@ -40,6 +40,13 @@ def test_a_target_group_becomes_a_checked_backend_with_a_fail_open_backup() -> N
     assert "backend fixed1\n  http-request return status 404" in text
 
 
+def test_beside_kind_the_targets_are_reached_from_the_runs_namespace() -> None:
+    text = render(_alb([("10.11.65.5", 80)]), "127.100.1.2", "/s", "/e", targets_in="fargate-labs-ab12cd34-kind")
+    assert "server 10.11.65.5:80 10.11.65.5:80 check namespace fargate-labs-ab12cd34-kind" in text
+    assert "server backup-10.11.65.5:80 10.11.65.5:80 backup namespace fargate-labs-ab12cd34-kind" in text
+    assert " namespace " not in text.split("backend")[0]  # the listeners stay on the host
+
+
 def test_rules_are_tried_by_priority_and_wildcards_become_anchored_regexes() -> None:
     rules = [{"Priority": "20", "Conditions": [{"Field": "path-pattern", "Values": ["/*"]}],
               "Actions": [{"Type": "forward", "TargetGroupArn": "arn:tg/1"}]},
@@ -59,6 +66,13 @@ def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
         cfg.write_text(render(_alb(targets), "127.100.1.2", str(tmp_path / "s.sock"), str(tmp_path / "503.http")))
         checked = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Beside kind: HAProxy takes the keyword, and opens the namespace as it reads it (none by that name here).
+    cfg.write_text(render(_alb([("10.11.65.5", 80)]), "127.100.1.2", str(tmp_path / "s.sock"),
+                          str(tmp_path / "503.http"), targets_in="fargate-labs-none-kind"))
+    checked = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    problems = [line for line in (checked.stdout + checked.stderr).splitlines() if "[ALERT]" in line and "Error(s) found" not in line
+                and "Fatal errors" not in line]
+    assert problems and all("Cannot open namespace 'fargate-labs-none-kind'" in line for line in problems), problems
 
 
 @pytest.mark.parametrize(("row", "passed", "expected"), [

@@ -38,12 +38,15 @@ def test_a_skip_suggests_only_backends_that_have_the_capability(backend: str, ca
         assert f"the {backend} backend" in reason, reason
 
 
-def test_the_game_page_is_not_promised_on_kind() -> None:
-    # kind's ALB is moto's: its pods run, but no load balancer serves them.
-    for backend in ("local", "kind"):
-        reason = skip_reason(Capability.LOAD_BALANCER_HTTP, backend, "replay")
-        assert "--backend kind" not in reason and reason.endswith("run with --backend eks"), reason
+def test_the_game_page_is_offered_where_a_load_balancer_serves_it() -> None:
+    # kind's ALBs are served by HAProxy beside the cluster, as the microVM data plane's are.
+    reason = skip_reason(Capability.LOAD_BALANCER_HTTP, "local", "replay")
+    assert "HAProxy" in reason and reason.endswith("run with --backend kind or --backend eks"), reason
     assert skip_reason(Capability.POD_NETWORK, "local", "replay").endswith("run with --backend kind or --backend eks")
+    # what kind cannot be: a node per pod, a cluster of Fargate nodes only
+    for capability in (Capability.NODE_PER_POD, Capability.FARGATE_ONLY):
+        reason = skip_reason(capability, "kind", "replay")
+        assert reason.endswith("run with --backend local or --backend eks") and "kind backend" in reason, reason
 
 
 class _Env:
