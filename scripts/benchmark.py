@@ -5,11 +5,13 @@
     python scripts/benchmark.py --labs-only
     python scripts/benchmark.py --microvm-only  # the microVM data plane's figures only
     python scripts/benchmark.py --cold          # plus provisioning into an empty cache (a rebuild: minutes)
+    python scripts/benchmark.py --kind-only     # the kind backend's figures only (scripts/kind_figures.py)
 
 Targets on the 2-core reference machine: warm `up` <= 10 s, total RSS <= 1.5 GB, labs <= 90 s on KWOK
 nodes and <= 100 s with every pod real; with the microVM data plane (root only), a pod from creation to
 Running <= 3 s median and <= 8 s p95, and <= 150 MB RSS per running microVM; its ALBs (scripts/alb_figures.py): first 200 <= 10 s after the pods are
-Ready, a target change in the proxy <= 2 s, p50 latency <= 2 ms.
+Ready, a target change in the proxy <= 2 s, p50 latency <= 2 ms. With Docker (`--kind`): a warm kind
+cluster up <= 60 s, the labs on kind <= 4 min, a cold node-image build <= 15 min (`--cold`).
 """
 
 from __future__ import annotations
@@ -301,7 +303,12 @@ def main() -> None:
     p.add_argument("--labs-only", action="store_true", help="time the labs only")
     p.add_argument("--microvm-only", action="store_true", help="the microVM data plane's figures only")
     p.add_argument("--cold", action="store_true", help="also provision into an empty cache")
+    p.add_argument("--kind", action="store_true", help="also the kind backend's figures (needs Docker)")
+    p.add_argument("--kind-only", action="store_true", help="the kind backend's figures only")
     args = p.parse_args()
+    if args.kind_only:
+        kind(args.cold)
+        return
     if args.cold:
         cold_provisioning()
     if not (args.labs_only or args.microvm_only):
@@ -310,6 +317,23 @@ def main() -> None:
         microvm_figures()
     if args.labs or args.labs_only:
         lab_figures()
+    if args.kind:
+        kind(args.cold)
+
+
+def kind(cold: bool) -> None:
+    from kind_figures import kind_figures  # beside this script
+
+    from fargatelab.kind.engine import require_docker
+
+    def docker_runs() -> bool:
+        try:
+            require_docker()
+        except HarnessError:
+            return False
+        return True
+
+    kind_figures(labs_pytest_args(), cold, docker_runs)
 
 
 if __name__ == "__main__":

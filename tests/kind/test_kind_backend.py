@@ -109,8 +109,9 @@ class KindClusterRecord:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def create(self, image: str, config: dict[str, object], subnets: list[str]) -> None:
+    def create(self, image: str, config: dict[str, object], subnets: list[str]) -> list[object]:
         self.created.append(self.name)
+        return []
 
     def delete(self) -> None:
         self.deleted.append(self.name)
@@ -128,14 +129,18 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(kind, "ensure_network", lambda: "100.64.244.1")
     monkeypatch.setattr(kind, "provision_node_image", lambda progress: "fargate-labs/kind-node:test")
     monkeypatch.setattr(kind, "_without_kubeadm_coredns", lambda kubeconfig: None)
+    opened: list[str] = []
+    monkeypatch.setattr(kind.access, "open_access", lambda run_id, bridge, nodes: opened.append(run_id) or "ns")
+    monkeypatch.setattr(kind.access, "close", lambda run_id: opened.remove(run_id))
     monkeypatch.setattr(KindClusterRecord, "created", [])
     monkeypatch.setattr(KindClusterRecord, "deleted", [])
     monkeypatch.setattr(kind, "_cluster", lambda run_id, kubeconfig: KindClusterRecord(f"fargate-labs-{run_id}"))
     attached: list[str] = []
 
     def attach(env: LocalEnvironment, kubeconfig: str, options: object, webhook_host: str, certs: Path,
-               progress: object) -> None:
+               progress: object, targets_namespace: str) -> None:
         attached.append(webhook_host)
+        assert targets_namespace == "ns"
         assert certs.is_dir()
         env.dir.mkdir(parents=True, exist_ok=True)
         env.state_file.write_text(json.dumps({
@@ -160,6 +165,7 @@ def test_workers_share_one_cluster_and_one_emulation(monkeypatch: pytest.MonkeyP
     kind.remove("kind0001")  # twice: nothing left, nothing done
     assert KindClusterRecord.deleted == ["fargate-labs-kind0001"]
     assert not LocalEnvironment("kind-kind0001").is_up()
+    assert opened == []  # the ALBs' way to the pods went with the cluster
 
     # A run of one process owns what it made: closing its backend removes both.
     alone = kind.KindBackend(dataclasses.replace(options, run_id="kind0002", owner=True))
