@@ -121,7 +121,7 @@ class KindCluster:
                 raise HarnessError(f"kind could not create the cluster {self.name} ({' | '.join(tail)[:600]}): "
                                    "see `fargate-lab kind-engine` and docs/backends.md, or run with --backend local",
                                    ExitCode.BACKEND_UNAVAILABLE)
-            nodes = pod_network.wire(str(self.kubeconfig), subnets)
+            nodes = pod_network.wire(str(self.kubeconfig), subnets, len(config["nodes"]))
             ready = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", "wait", "--for=condition=Ready",
                                     "nodes", "--all", f"--timeout={int(wait)}s"], capture_output=True, text=True)
             if ready.returncode != 0:

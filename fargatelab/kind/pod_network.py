@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -74,7 +75,7 @@ def routes(node: KindNode, nodes: Iterable[KindNode]) -> list[list[str]]:
 def nodes_of(node_list: dict[str, Any]) -> list[KindNode]:
     """The kind nodes of a ``kubectl get nodes -o json``, with their address and pod range.
 
-    A node without a pod range yet is refused: the controller-manager gives one as the node registers.
+    A node without a pod range yet is refused: the controller-manager gives one after the node registers.
     """
     found = []
     for item in node_list["items"]:
@@ -82,26 +83,48 @@ def nodes_of(node_list: dict[str, Any]) -> list[KindNode]:
         cidr = item["spec"].get("podCIDR")
         address = next((a["address"] for a in item["status"].get("addresses", []) if a["type"] == "InternalIP"), None)
         if not cidr or not address:
-            raise HarnessError(f"kind node {name} has no pod range or address yet: the controller-manager gives "
-                               "one to each node (kind's podSubnet); run again, or see docs/troubleshooting.md",
+            raise HarnessError(f"kind node {name} has no pod range or address: the controller-manager gives one "
+                               "to each node (kind's podSubnet); see its log (`kind export logs`) and "
+                               "docs/troubleshooting.md",
                                ExitCode.START_FAILED)
         found.append(KindNode(name, address, cidr))
     return found
 
 
-def wire(kubeconfig: str, subnets: Iterable[str], docker: str = "docker") -> list[KindNode]:
-    """Give every node of the cluster its bridge configuration and its routes; the nodes, as wired.
+def _ranged_nodes(kubeconfig: str, expected: int, wait: float) -> list[KindNode]:
+    """The ``expected`` nodes, once all have registered and each has its pod range: a worker registers a
+    moment after ``kind create`` returns, and the controller-manager gives its range a moment after that
+    (longer on a busy host, two clusters starting at once)."""
+    deadline = time.monotonic() + wait
+    while True:
+        listed = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
+                                capture_output=True, text=True, timeout=60)
+        try:
+            if listed.returncode != 0:
+                raise HarnessError(f"cannot list the kind cluster's nodes: {listed.stderr.strip()[:300]}",
+                                   ExitCode.START_FAILED)
+            nodes = nodes_of(json.loads(listed.stdout))
+            if len(nodes) < expected:
+                raise HarnessError(f"the kind cluster has {len(nodes)} of its {expected} nodes registered after "
+                                   f"{wait:.0f} s: see `kind export logs` and docs/troubleshooting.md",
+                                   ExitCode.START_FAILED)
+            return nodes
+        except HarnessError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def wire(kubeconfig: str, subnets: Iterable[str], expected: int, docker: str = "docker",
+         wait: float = 120) -> list[KindNode]:
+    """Give each of the cluster's ``expected`` nodes its bridge configuration and routes; the nodes, as wired.
 
     A pod's address has its VPC subnet's prefix, so a pod on another node is on-link to it: the node's
     bridge answers ARP for addresses it routes elsewhere (proxy ARP), as the VPC does. The bridge is made
     here for that, before the CNI plugin, which takes an existing bridge as it is.
     """
     subnets = list(subnets)
-    listed = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "get", "nodes", "-o", "json"],
-                            capture_output=True, text=True, timeout=60)
-    if listed.returncode != 0:
-        raise HarnessError(f"cannot list the kind cluster's nodes: {listed.stderr.strip()[:300]}", ExitCode.START_FAILED)
-    nodes = nodes_of(json.loads(listed.stdout))
+    nodes = _ranged_nodes(kubeconfig, expected, wait)
     for node in nodes:
         # kind names each node's container after the node
         bridge = ("ip link show cni0 >/dev/null 2>&1 || ip link add cni0 type bridge; "

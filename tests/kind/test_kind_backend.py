@@ -77,27 +77,33 @@ def test_labs_on_kind_without_docker_exit_with_one_line() -> None:
 @pytest.mark.kind
 @pytest.mark.skipif(not docker_engine_runs(), reason="needs a running Docker engine for kind "
                     "(`docker info` fails here); `fargate-lab kind-engine` installs and starts one")
-def test_a_run_on_a_real_kind_cluster(tmp_path: Path) -> None:
-    """A run on kind makes its cluster from the node image built here, its pods pull the stand-ins from the
-    environment's registry and run on the kind node, the root-shell lab's steps pass, and the cluster and
-    its node are gone at the end."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "labs/test_root_shell.py", "--backend", "kind",
-                             "-p", "no:cacheprovider", "-q", f"--reports-dir={tmp_path}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
-    assert summary["run"]["backend"] == "kind"
-    outcomes = {step["step"]: step["outcome"] for lab in summary["labs"] for step in lab["steps"]}
-    assert outcomes and set(outcomes.values()) == {"passed"}, outcomes
-    run_id = summary["run"]["run_id"]
-    nodes = subprocess.run(["docker", "ps", "-a", "--filter", f"name=fargate-labs-{run_id}", "-q"],
-                           capture_output=True, text=True, check=True).stdout
-    assert nodes.strip() == "", f"the run's kind node is still there: {nodes}"
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert f"fargate-labs-{run_id}-" not in namespaces, f"the run's network namespace is still there: {namespaces}"
+def test_two_runs_side_by_side_on_real_kind_clusters(tmp_path: Path) -> None:
+    """Two runs at once on kind: each makes its own cluster from the node image built here, its pods pull
+    the stand-ins from its environment's registry and run on its workers, the root-shell lab's steps pass in
+    both, and each run's nodes, network namespace and directory are gone at its end."""
+    runs = [subprocess.Popen([sys.executable, "-m", "pytest", "labs/test_root_shell.py", "--backend", "kind",
+                              "-p", "no:cacheprovider", "-q", f"--reports-dir={tmp_path / str(i)}"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (1, 2)]
+    outputs = [run.communicate(timeout=1800)[0] for run in runs]
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output[-4000:]
     from fargatelab.local.environment import LocalEnvironment
 
-    assert not LocalEnvironment(f"kind-{run_id}").dir.exists(), "the run's emulation left its directory"
+    run_ids = []
+    for i in (1, 2):
+        summary = json.loads((tmp_path / str(i) / "latest" / "summary.json").read_text())
+        assert summary["run"]["backend"] == "kind"
+        outcomes = {step["step"]: step["outcome"] for lab in summary["labs"] for step in lab["steps"]}
+        assert outcomes and set(outcomes.values()) == {"passed"}, outcomes
+        run_id = summary["run"]["run_id"]
+        run_ids.append(run_id)
+        nodes = subprocess.run(["docker", "ps", "-a", "--filter", f"name=fargate-labs-{run_id}", "-q"],
+                               capture_output=True, text=True, check=True).stdout
+        assert nodes.strip() == "", f"the run's kind nodes are still there: {nodes}"
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert f"fargate-labs-{run_id}-" not in namespaces, f"the run's network namespace is still there: {namespaces}"
+        assert not LocalEnvironment(f"kind-{run_id}").dir.exists(), "the run's emulation left its directory"
+    assert run_ids[0] != run_ids[1]
 
 
 class KindClusterRecord:
