@@ -132,14 +132,14 @@ def test_patch_moves_coredns_to_fargate(lab: Lab, kube_system: str | None) -> No
 
     def on_fargate_nodes() -> tuple[bool, str]:
         listed = lab.kube.fargate_nodes()
-        found = [(lab.kube.fargate_node_of(p, listed) or {}).get("metadata", {}).get("name") for p in _live_pods(lab)]
+        found = [lab.kube.fargate_node_name(p, listed) for p in _live_pods(lab)]
         return None not in found, f"Fargate nodes of the pods: {found}"
 
     # A shadow Fargate node (kind's hosted placement) comes a moment after its pod's address.
     lab.wait(cond.condition("each CoreDNS pod on a Fargate node", on_fargate_nodes), 30)
     pods = _live_pods(lab)
     listed = lab.kube.fargate_nodes()
-    nodes = [(lab.kube.fargate_node_of(p, listed) or {}).get("metadata", {}).get("name") for p in pods]
+    nodes = [lab.kube.fargate_node_name(p, listed) for p in pods]
     expect("CoreDNS pods on Fargate nodes, one each", (len(set(nodes)), None not in nodes), (replicas, True))
     expect("CoreDNS pods' scheduler", {p["spec"].get("schedulerName") for p in pods}, {"fargate-scheduler"})
     profiles = {p["metadata"]["labels"].get(PROFILE_LABEL) for p in pods}

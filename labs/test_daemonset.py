@@ -88,7 +88,7 @@ FACTS: dict[str, tuple[str, Callable[[Lab, Probe], Any], Any]] = {
     "deployment-2048: 5 pods Running on Fargate nodes": (
         "deployment-2048 pods on their own Fargate nodes",
         lambda lab, p: (lambda pods, nodes: (
-            len(pods), len({(lab.kube.fargate_node_of(x, nodes) or {}).get("metadata", {}).get("name") for x in pods}
+            len(pods), len({lab.kube.fargate_node_name(x, nodes) for x in pods}
                            - {None}),
             all(x["spec"].get("schedulerName") == "fargate-scheduler" for x in pods)))(
             [x for x in lab.kube.pods(p.namespace, GAME) if x["status"].get("phase") == "Running"],

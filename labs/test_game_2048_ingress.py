@@ -102,7 +102,7 @@ def test_rollout(lab: Lab, games: Games, variant: Variant) -> None:
     pods = game.wait_running(lab, replicas)
     expect(f"Running pods of {DEPLOYMENT}", len(pods), replicas)
     nodes = lab.kube.fargate_nodes()
-    hosts = [(lab.kube.fargate_node_of(p, nodes) or {}).get("metadata", {}).get("name") for p in pods]
+    hosts = [lab.kube.fargate_node_name(p, nodes) for p in pods]
     expect("one pod per Fargate node (distinct nodes)", len(set(hosts) - {None}), len(hosts))
     expect(f"Fargate nodes of {DEPLOYMENT}", len(game.fargate_nodes()), replicas)
     expect("scheduler of the pods", sorted({p["spec"].get("schedulerName") for p in pods}), ["fargate-scheduler"])
@@ -128,7 +128,7 @@ def test_fargate_nodes(lab: Lab, games: Games, variant: Variant) -> None:
         name, ip = pod["metadata"]["name"], pod["status"].get("podIP")
         expected = f"fargate-ip-{ip.replace('.', '-')}.{domain}"
         expect(f"Fargate node of pod {name} (fargate-ip-<pod IP>.{domain})",
-               (lab.kube.fargate_node_of(pod, listed) or {}).get("metadata", {}).get("name"), expected)
+               lab.kube.fargate_node_name(pod, listed), expected)
         subnet = [s for s, net in networks.items() if ipaddress.ip_address(ip) in net]
         expect(f"pod IP {ip} in one of the private subnets {sorted(map(str, networks.values()))}", len(subnet), 1)
 

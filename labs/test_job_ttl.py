@@ -103,7 +103,7 @@ def test_job_completes(lab: Lab, jobs: Jobs, name: str) -> None:
     expect(f"{name} pods", [p["status"].get("phase") for p in pods], ["Succeeded"])
     pod = pods[0]
     expect(f"{name} pod scheduler", pod["spec"].get("schedulerName"), "fargate-scheduler")
-    node = (lab.kube.fargate_node_of(pod) or {}).get("metadata", {}).get("name") or pod["spec"].get("nodeName") or ""
+    node = lab.kube.fargate_node_name(pod) or pod["spec"].get("nodeName") or ""
     assert node.startswith("fargate-ip-"), f"{name} pod's node\n  expected: fargate-ip-…\n  actual:   {node!r}"
     jobs.nodes[name] = node
     ready = [c for c in pod["status"].get("conditions", []) if c["type"] == "Ready"]
@@ -159,7 +159,7 @@ def test_busybox2_remains(lab: Lab, jobs: Jobs) -> None:
            lab.kube.exists(f"/apis/batch/v1/namespaces/{jobs.namespace}/jobs/busybox2"), True)
     pods = _job_pods(lab, jobs.namespace, "busybox2")
     expect("busybox2's pod still there, Completed", [p["status"].get("phase") for p in pods], ["Succeeded"])
-    node = (lab.kube.fargate_node_of(pods[0]) or {}).get("metadata", {}).get("name") or pods[0]["spec"].get("nodeName")
+    node = lab.kube.fargate_node_name(pods[0]) or pods[0]["spec"].get("nodeName")
     expect("busybox2's Fargate node still exists", lab.kube.exists(f"/api/v1/nodes/{node}"), True)
     expect("busybox2's node is a Fargate node",
            lab.kube.get(f"/api/v1/nodes/{node}")["metadata"]["labels"].get("eks.amazonaws.com/compute-type"), "fargate")

@@ -180,7 +180,7 @@ def test_sample_app_pods(lab: Lab, netshoot: Netshoot) -> None:
            ["0.5vCPU 1GB", "0.5vCPU 1GB"])
     nodes = lab.kube.fargate_nodes()
     expect("sample-app pods on their own Fargate nodes",
-           len({(lab.kube.fargate_node_of(p, nodes) or {}).get("metadata", {}).get("name") for p in pods} - {None}), 2)
+           len({lab.kube.fargate_node_name(p, nodes) for p in pods} - {None}), 2)
     service = lab.kube.get(f"/api/v1/namespaces/{netshoot.namespace}/services/sample-app")
     expect("Service sample-app type", service["spec"]["type"], "ClusterIP")
     expect("Service sample-app port", [p["port"] for p in service["spec"]["ports"]], [80])

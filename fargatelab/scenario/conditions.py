@@ -123,8 +123,7 @@ def FargateNodesFor(kube: Kube, namespace: str, selector: str, count: int) -> Co
         fargate = {n["metadata"]["name"] for n in nodes}
 
         def fargate_node(pod: dict[str, Any]) -> str | None:
-            node = kube.fargate_node_of(pod, nodes)
-            return node["metadata"]["name"] if node else None
+            return kube.fargate_node_name(pod, nodes)
 
         hosting = [fargate_node(p) for p in pods]
         on_own_node = len(set(hosting)) == len(hosting) and all(hosting)

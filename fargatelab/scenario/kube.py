@@ -162,6 +162,11 @@ class Kube:
                 return node
         return None
 
+    def fargate_node_name(self, pod: dict[str, Any], nodes: list[dict[str, Any]] | None = None) -> str | None:
+        """The name of :meth:`fargate_node_of`; None if the pod has no Fargate node."""
+        node = self.fargate_node_of(pod, nodes)
+        return str(node["metadata"]["name"]) if node else None
+
     def events(self, namespace: str, uid: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         selectors = [f"involvedObject.uid={uid}"] if uid else []
         if name:

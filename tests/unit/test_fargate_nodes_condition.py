@@ -30,6 +30,7 @@ class FakeKube:
         return {"items": self.pods + self.others}
 
     fargate_node_of = Kube.fargate_node_of  # the lookup under test, over the lists above
+    fargate_node_name = Kube.fargate_node_name
 
 
 A, B = node("fargate-ip-10-11-64-5.x", "10.11.64.5"), node("fargate-ip-10-11-64-6.x", "10.11.64.6")
