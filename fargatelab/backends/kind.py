@@ -27,6 +27,7 @@ from ..kind.node_image import (COREDNS_IMAGE_TAG, ETCD_IMAGE_TAG, KIND_VERSION, 
                                provision_node_image)
 from ..local.aws.network import PRIVATE_SUBNET_CIDRS
 from ..local.binaries import KUBERNETES_VERSION
+from ..rules.naming import node_domain
 from ..scenario.handle import ClusterHandle
 from .capabilities import declared
 
@@ -54,8 +55,7 @@ def resolver_config(region: str, gateway: str) -> str:
     search ap-northeast-2.compute.internal
     nameserver 100.64.244.1
     """
-    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
-    return f"search {domain}\nnameserver {gateway}\n"
+    return f"search {node_domain(region)}\nnameserver {gateway}\n"
 
 
 def kind_config(certs: Path, resolv: Path) -> dict[str, Any]:

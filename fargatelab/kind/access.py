@@ -40,9 +40,10 @@ def access_address(run_id: str, taken: Iterable[str] = ()) -> str:
     upper = next(n for n in ipaddress.ip_network(KIND_SUBNET).subnets() if not n.overlaps(ipaddress.ip_network(DOCKER_RANGE)))
     hosts = [str(h) for h in upper.hosts()][:-1]  # the last stays free (the network's broadcast is next to it)
     start = int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) % len(hosts)
+    taken = set(taken)
     for step in range(len(hosts)):
         candidate = hosts[(start + step) % len(hosts)]
-        if candidate not in set(taken):
+        if candidate not in taken:
             return candidate
     raise HarnessError(f"no address left on the kind network for another run ({len(hosts)} runs hold one): "
                        "remove finished runs (`fargate-lab cleanup --orphans`)", ExitCode.START_FAILED)

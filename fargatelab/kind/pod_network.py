@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..errors import ExitCode, HarnessError
+from ..local.vpc_network import MTU
 
 __all__ = ["CONFLIST", "KindNode", "bridge_config", "nodes_of", "routes", "wire"]
 
 #: where the nodes' containerd reads its CNI configuration
 CONFLIST = "/etc/cni/net.d/10-bridge.conflist"
-#: a VPC's MTU (jumbo frames), which `ip link` in a Fargate pod shows
-MTU = 9001
+#: the node's bridge, made before the CNI plugin (which takes an existing one as it is) so that it answers
+#: ARP for the other nodes' pods
+_BRIDGE = ("ip link show cni0 >/dev/null 2>&1 || ip link add cni0 type bridge; "
+           f"ip link set cni0 mtu {MTU} up && sysctl -qw net.ipv4.conf.cni0.proxy_arp=1")
 
 
 @dataclass(frozen=True)
@@ -120,22 +123,20 @@ def wire(kubeconfig: str, subnets: Iterable[str], expected: int, docker: str = "
     """Give each of the cluster's ``expected`` nodes its bridge configuration and routes; the nodes, as wired.
 
     A pod's address has its VPC subnet's prefix, so a pod on another node is on-link to it: the node's
-    bridge answers ARP for addresses it routes elsewhere (proxy ARP), as the VPC does. The bridge is made
-    here for that, before the CNI plugin, which takes an existing bridge as it is.
+    bridge answers ARP for addresses it routes elsewhere (proxy ARP), as the VPC does.
     """
     subnets = list(subnets)
     nodes = _ranged_nodes(kubeconfig, expected, wait)
     for node in nodes:
-        # kind names each node's container after the node
-        bridge = ("ip link show cni0 >/dev/null 2>&1 || ip link add cni0 type bridge; "
-                  f"ip link set cni0 mtu {MTU} up && sysctl -qw net.ipv4.conf.cni0.proxy_arp=1")
-        steps = [[docker, "exec", "-i", node.name, "sh", "-c", f"cat > {CONFLIST}.tmp && mv {CONFLIST}.tmp {CONFLIST}"]]
-        steps.insert(0, [docker, "exec", node.name, "sh", "-c", bridge])
-        steps += [[docker, "exec", node.name, "ip", "route", *args] for args in routes(node, nodes)]
-        for i, step in enumerate(steps):
-            done = subprocess.run(step, capture_output=True, text=True, timeout=60,
-                                  input=json.dumps(bridge_config(node.pod_cidr, subnets), indent=2) if i == 1 else None)
+        # kind names each node's container after the node; each step with what it reads on stdin
+        exec_ = [docker, "exec", node.name]
+        steps = [([*exec_, "sh", "-c", _BRIDGE], None),
+                 ([docker, "exec", "-i", node.name, "sh", "-c", f"cat > {CONFLIST}.tmp && mv {CONFLIST}.tmp {CONFLIST}"],
+                  json.dumps(bridge_config(node.pod_cidr, subnets), indent=2)),
+                 *(([*exec_, "ip", "route", *args], None) for args in routes(node, nodes))]
+        for step, stdin in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=60, input=stdin)
             if done.returncode != 0:
-                raise HarnessError(f"cannot wire the pod network of kind node {node.name} ({' '.join(step[2:])}): "
+                raise HarnessError(f"cannot wire the pod network of kind node {node.name} ({' '.join(step[step.index(node.name) + 1:])}): "
                                    f"{done.stderr.strip()[:300]}", ExitCode.START_FAILED)
     return nodes

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..rules.naming import node_domain
 from . import controlplane as cp
 from . import process
 from .binaries import Binaries
@@ -184,8 +185,7 @@ class Startup:
         network.answer_for(address)
         hosts = self.dir / "vpc-hosts"
         hosts.touch()
-        region = self.state["region"]
-        domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+        domain = node_domain(self.state["region"])
         corefile = self.dir / "vpc-resolver.Corefile"
         corefile.write_text(f""".:53 {{
     bind {address}

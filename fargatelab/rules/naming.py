@@ -23,6 +23,7 @@ import secrets
 from ..errors import ExitCode, HarnessError
 
 __all__ = [
+    "node_domain",
     "fargate_node_name",
     "provider_id",
     "kubelet_version",
@@ -40,6 +41,16 @@ _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 _SCHEMES = ("internet-facing", "internal")
 
 
+def node_domain(region: str) -> str:
+    """The VPC's DNS domain for ``region``, which EC2 private names and Fargate nodes take (and a pod's
+    resolv.conf searches).
+
+    >>> node_domain("us-east-1"), node_domain("ap-northeast-2")
+    ('ec2.internal', 'ap-northeast-2.compute.internal')
+    """
+    return "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+
+
 def fargate_node_name(ip: str, region: str) -> str:
     """The node a Fargate pod gets, named after the pod's IP like an EC2 private DNS name.
 
@@ -47,8 +58,7 @@ def fargate_node_name(ip: str, region: str) -> str:
     'fargate-ip-10-10-18-147.ec2.internal'
     """
     address = ipaddress.IPv4Address(ip)
-    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
-    return f"fargate-ip-{str(address).replace('.', '-')}.{domain}"
+    return f"fargate-ip-{str(address).replace('.', '-')}.{node_domain(region)}"
 
 
 def provider_id(zone: str, node_name: str, instance_id: str) -> str:
