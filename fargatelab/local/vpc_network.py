@@ -6,11 +6,15 @@ Every VPC address lives only inside namespaces this module creates; the host's o
   ``.1`` address (on its loopback, as a VPC router answers for it), forwards between attachments, and has
   one uplink to the host with link-local addresses only. It has no default route, so nothing addressed
   outside the VPC (``curl ipinfo.io``) can leave: the packet is unroutable, there is no NAT anywhere.
-* The **host** reaches VPC addresses by one route for the VPC's CIDR over the uplink, and the router
-  reaches the host's listeners (API server, registry) at the environment's link-local address on ``lo``.
+* The **host** reaches VPC addresses by one route for the VPC's CIDR through the router's end of the uplink,
+  and the router reaches the host's listeners (API server, registry) at the environment's link-local address
+  on ``lo``. The host's only neighbour there is the router: it never resolves a VPC address itself, so an
+  address asked for before its microVM was attached leaves no failed entry behind (the host would refuse
+  the next connection to it, "no route to host", until that entry timed out).
 * A **microVM attachment** is a namespace whose ``eth0`` (mtu 9001, as on Fargate) holds the ENI's address
   with its subnet's prefix, default route via the subnet's ``.1``; its peer sits in the router, which
-  routes the address there and answers ARP for what lies beyond (proxy ARP).
+  routes the address there and answers ARP for what lies beyond (proxy ARP), at once: the kernel would
+  otherwise hold each answer up to 0.8 s, and drop answers while its queue is full.
 
 Names carry the run id, so ``fargate-lab cleanup`` finds them after a ``kill -9``: namespaces
 ``fargate-labs-<run>-…``, links ``fl<run>…`` (interface names are at most 15 characters).
@@ -39,11 +43,19 @@ def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.
     return result
 
 
-def _sysctl(netns: str, key: str, value: str) -> None:
-    result = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", f"{key}={value}"],
-                            capture_output=True, text=True)
+def _sysctl(netns: str, **settings: str) -> None:
+    """Set ``settings`` (sysctl keys with ``/`` for ``.``, so that interface names may hold dots) in ``netns``."""
+    pairs = [f"{key}={value}" for key, value in settings.items()]
+    result = subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", *pairs], capture_output=True, text=True)
     if result.returncode != 0:
-        raise HarnessError(f"sysctl {key}={value} in {netns} failed: {result.stderr.strip()}", ExitCode.START_FAILED)
+        raise HarnessError(f"sysctl {' '.join(pairs)} in {netns} failed: {result.stderr.strip()}",
+                           ExitCode.START_FAILED)
+
+
+def _proxy_arp(link: str) -> dict[str, str]:
+    """Answer ARP for what the router routes elsewhere, without the kernel's random delay (up to 0.8 s per
+    new neighbour, and answers dropped while its delay queue is full)."""
+    return {f"net/ipv4/conf/{link}/proxy_arp": "1", f"net/ipv4/neigh/{link}/proxy_delay": "0"}
 
 
 def link_local_address(run_id: str) -> str:
@@ -99,12 +111,11 @@ class VpcNetwork:
         _ip("link", "set", "up0", "up", netns=self.router)
         _ip("addr", "add", f"{router_side}/32", "dev", "up0", netns=self.router)
         _ip("route", "add", f"{self.host_address}/32", "dev", "up0", netns=self.router)
-        _ip("route", "add", str(self.cidr), "dev", self._uplink_host, "src", self.host_address)
-        # microVMs' management addresses (see ``attach``) are in the host address's /24
-        _ip("route", "add", self._management_block(), "dev", self._uplink_host, "src", self.host_address)
-        _sysctl(self.router, "net.ipv4.ip_forward", "1")
-        # The host sends to VPC addresses over the uplink as if they were on it: the router answers for them.
-        _sysctl(self.router, "net.ipv4.conf.up0.proxy_arp", "1")
+        # Through the router, not on-link: the host resolves the router's address only (see the module).
+        for block in (str(self.cidr), self._management_block()):  # microVMs' own addresses: see ``attach``
+            _ip("route", "add", block, "via", router_side, "dev", self._uplink_host, "onlink",
+                "src", self.host_address)
+        _sysctl(self.router, **{"net/ipv4/ip_forward": "1"})
 
     def _management_block(self) -> str:
         a, b, c, _ = self.host_address.split(".")
@@ -169,7 +180,7 @@ class VpcNetwork:
             _ip("link", "add", link, "mtu", str(MTU), "netns", self.router, "type", "veth",
                 "peer", "name", "eth0", "mtu", str(MTU), "netns", netns)
             _ip("link", "set", link, "up", netns=self.router)
-            _sysctl(self.router, f"net.ipv4.conf.{link}.proxy_arp", "1")
+            _sysctl(self.router, **_proxy_arp(link))
 
             _ip("addr", "add", f"{address}/{network.prefixlen}", "dev", "eth0", netns=netns)
             _ip("link", "set", "eth0", "up", netns=netns)
@@ -192,7 +203,7 @@ class VpcNetwork:
         _ip("addr", "add", f"{own}/32", "dev", "eth0", netns=netns)
         _ip("route", "add", f"{own}/32", "dev", link, netns=self.router)
         _ip("route", "add", f"{self.host_address}/32", "via", gateway, "dev", "eth0", "src", own, netns=netns)
-        _sysctl(netns, "net.ipv4.ip_forward", "1")
+        _sysctl(netns, **{"net/ipv4/ip_forward": "1"})
         # The address is local to the microVM (kubelet serves on it) and is the pod's: the kubelet's port
         # stays local, the rest goes to the pod's route (which the CNI plugin adds), before the local table.
         _ip("rule", "add", "pref", "10", "iif", "eth0", "ipproto", "tcp", "dport", "10250", "lookup", "local",

@@ -76,6 +76,30 @@ def test_microvms_reach_each_other_and_the_host_but_nothing_else(vpc: VpcNetwork
     assert outside.returncode != 0 and "unreachable" in outside.stderr.lower()
 
 
+def test_an_address_asked_for_before_its_microvm_is_reached_once_attached(vpc: VpcNetwork) -> None:
+    """The API server may dial a kubelet's address before its microVM exists (a node name reused, say): the
+    host's first failure must not outlive the attachment. The host resolves only the router, never a VPC
+    address, so no failed neighbour entry for the address is left to refuse the next connection."""
+    with pytest.raises(OSError):
+        socket.create_connection(("10.11.64.40", 10250), timeout=3)
+    two = vpc.attach("10.11.64.40", SUBNET, management=True)
+    server = _serve(two.netns, "10.11.64.40", 10250)
+    with socket.create_connection(("10.11.64.40", 10250), timeout=3) as conn:
+        assert conn.recv(64).decode() == vpc.host_address
+    server.wait(5)
+    uplink = subprocess.run(["ip", "route", "get", "10.11.64.40"], capture_output=True, text=True).stdout.split()
+    neighbours = subprocess.run(["ip", "-4", "neigh", "show", "dev", uplink[uplink.index("dev") + 1]],
+                                capture_output=True, text=True).stdout
+    resolved = [ipaddress.ip_address(line.split()[0]) for line in neighbours.splitlines()]
+    assert resolved and not [a for a in resolved if a in ipaddress.ip_network(CIDR)], neighbours
+
+
+def test_the_router_answers_arp_without_delay(vpc: VpcNetwork) -> None:
+    one = vpc.attach("10.11.64.50", SUBNET)
+    delay = _in(vpc.router, "sysctl", "-n", f"net.ipv4.neigh.{one.router_link}.proxy_delay").stdout.strip()
+    assert delay == "0"
+
+
 def test_the_host_holds_no_vpc_address(vpc: VpcNetwork) -> None:
     vpc.attach("10.11.64.20", SUBNET)
     host = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
