@@ -113,8 +113,7 @@ def test_fargate_nodes(lab: Lab, games: Games, variant: Variant) -> None:
     """``kubectl get nodes -o wide``: one Ready ``fargate-ip-…`` node per pod, named after its pod IP."""
     game = games(variant, lab)
     pods = game.wait_running(lab)
-    region = lab.cluster.region
-    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+    domain = lab.cluster.node_domain
     networks = game.private_networks()
     zones = {s["SubnetId"]: s["AvailabilityZone"]
              for s in lab.aws("ec2").describe_subnets(SubnetIds=sorted(networks))["Subnets"]}
@@ -169,8 +168,7 @@ def test_pods_on_their_nodes(lab: Lab, games: Games, variant: Variant) -> None:
     """``kubectl get pod -o wide``: each pod's NODE is the Fargate node named after its IP, and hostIP = pod IP."""
     game = games(variant, lab)
     pods = game.wait_running(lab)
-    region = lab.cluster.region
-    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+    domain = lab.cluster.node_domain
     lab.step(f"kubectl -n {variant.namespace} get pod -o wide")
     pod_rows = {row["NAME"]: row for row in _table(
         lab.kube.kubectl("-n", game.namespace, "get", "pod", "-o", "wide", "-l", APP_SELECTOR).stdout)}

@@ -294,8 +294,7 @@ class NodeView:
 
     @property
     def domain(self) -> str:
-        region = self.lab.cluster.region
-        return "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+        return self.lab.cluster.node_domain
 
     def addresses(self, kind: str) -> list[str]:
         return [a["address"] for a in self.node["status"].get("addresses", []) if a["type"] == kind]
@@ -421,11 +420,9 @@ def _resolv(lab: Lab, netshoot: Netshoot) -> tuple[Ran, list[str]]:
 
 
 def _probe_search(lab: Lab, netshoot: Netshoot) -> None:
-    region = lab.cluster.region
-    domain = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
     ran, lines = _resolv(lab, netshoot)
     lab.compared(ran, "resolv.conf search list", [line for line in lines if line.startswith("search")],
-                 [f"search {netshoot.namespace}.svc.cluster.local svc.cluster.local cluster.local {domain}"])
+                 [f"search {netshoot.namespace}.svc.cluster.local svc.cluster.local cluster.local {lab.cluster.node_domain}"])
 
 
 def _probe_nameserver(lab: Lab, netshoot: Netshoot) -> None:

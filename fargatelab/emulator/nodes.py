@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..rules.naming import fargate_node_name, kubelet_version, provider_id
+from ..rules.naming import fargate_node_name, kubelet_version, node_domain, provider_id
 
 __all__ = ["COMPUTE_TYPE_LABEL", "FARGATE_TAINT", "Subnet", "allocate_ip", "fargate_node", "node_ip",
            "is_fargate_node"]
@@ -60,7 +60,7 @@ def node_ip(node: dict[str, Any]) -> str | None:
 def fargate_node(ip: str, subnet: Subnet, region: str, kubernetes_version: str, run_id: str) -> dict[str, Any]:
     """The Node object a Fargate micro-VM registers, status included (kubelets create it that way)."""
     name = fargate_node_name(ip, region)
-    hostname = f"ip-{ip.replace('.', '-')}.{region}.compute.internal"
+    hostname = f"ip-{ip.replace('.', '-')}.{node_domain(region)}"
     labels = {
         COMPUTE_TYPE_LABEL: "fargate",
         "kubernetes.io/os": "linux",

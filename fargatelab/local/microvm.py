@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..eks.facts import CLUSTER_DNS_IP
 from ..errors import ExitCode, HarnessError
-from ..rules.naming import fargate_node_name
+from ..rules.naming import fargate_node_name, node_domain
 from . import process
 from .dataplane_binaries import DataPlaneBinaries
 from .microvm_host import cgroup_dirs, kill_cgroup, remove_cgroup, short_path, unmount_under
@@ -264,8 +264,7 @@ conntrack: {{maxPerCore: 0, min: 0}}
                          "eksworkshop", "kubelet")
         # The node's own resolver is the VPC's (the CIDR's base + 2), as on EC2 and Fargate: pods with
         # dnsPolicy Default (CoreDNS) get it; ClusterFirst pods get the cluster DNS and this search domain.
-        vpc_dns = ipaddress.ip_network(self.network.cidr).network_address + 2
-        (r / "resolv.conf").write_text(f"search {spec.region}.compute.internal\nnameserver {vpc_dns}\n")
+        (r / "resolv.conf").write_text(node_resolv_conf(spec.region, str(self.network.cidr)))
         cgroup_root = f"/fargate-labs/{self.run_id}/{spec.slug}"
         taints = "".join(f"\n- {{key: {t.split('=')[0]}, value: {t.split('=')[1].split(':')[0]}, "
                          f"effect: {t.split(':')[1]}}}" for t in spec.taints)
@@ -301,6 +300,16 @@ _CONTAINERD_UNUSED = (
     "io.containerd.metrics.v1.grpc-otel", "io.containerd.metrics.v1.grpc-prometheus", "io.containerd.http.v1.pprof",
     "io.containerd.monitor.container.v1.restart", "io.containerd.image-verifier.v1.bindir",
 )
+
+
+def node_resolv_conf(region: str, vpc_cidr: str) -> str:
+    """A microVM's own resolver file: the VPC's DNS server (the CIDR's base + 2) and the region's domain.
+
+    >>> print(node_resolv_conf("us-east-1", "10.11.0.0/16"), end="")
+    search ec2.internal
+    nameserver 10.11.0.2
+    """
+    return f"search {node_domain(region)}\nnameserver {ipaddress.ip_network(vpc_cidr).network_address + 2}\n"
 
 
 def _read(path: str) -> str:

@@ -65,6 +65,17 @@ class ClusterHandle:
     def can(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    @property
+    def node_domain(self) -> str:
+        """The VPC's DNS domain in the cluster's region: a node's name ends with it, a pod's search list too.
+
+        >>> ClusterHandle("k", "c", "us-east-1", "r").node_domain
+        'ec2.internal'
+        """
+        from ..rules.naming import node_domain
+
+        return node_domain(self.region)
+
     def load_balancer(self, hostname: str) -> Mapping[str, object] | None:
         """What the backend serves a load balancer's DNS name with when the name is not in public DNS (the
         local backend's ALBs: ``address``, ``scheme``, ``ports``); None for a name it does not serve, and

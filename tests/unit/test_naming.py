@@ -136,3 +136,11 @@ def test_target_group_hash_covers(change: dict[str, object]) -> None:
 )
 def test_load_balancer_dns_name(lb: str, region: str, scheme: str, digits: str | int, expected: str) -> None:
     assert load_balancer_dns_name(lb, region, scheme, digits) == expected
+
+
+def test_a_fargate_node_in_us_east_1_is_in_ec2_internal() -> None:
+    from fargatelab.emulator.nodes import Subnet, fargate_node
+
+    node = fargate_node("10.0.1.5", Subnet("subnet-1", "10.0.0.0/20", "us-east-1a"), "us-east-1", "1.34.4", "r1")
+    assert node["metadata"]["name"] == "fargate-ip-10-0-1-5.ec2.internal"
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "ip-10-0-1-5.ec2.internal"
