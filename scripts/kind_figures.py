@@ -29,6 +29,9 @@ def cold_node_image() -> None:
     builds for the kind backend beyond the local environment's binaries, also built here."""
     code = ("import sys\nfrom fargatelab.kind.node_image import provision_node_image\n"
             "print(provision_node_image(lambda line: print(line, file=sys.stderr)))")
+    listed = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True)
+    had = set(listed.stdout.split())
     with tempfile.TemporaryDirectory() as cache:
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FARGATE_LABS_CACHE=cache),
@@ -36,8 +39,10 @@ def cold_node_image() -> None:
         elapsed = time.monotonic() - started
         _line("kind node image, empty cache (Go cache warm)", elapsed,
               f"target <= 15 min; {'built ' + done.stdout.strip() if done.returncode == 0 else 'FAILED: ' + done.stderr[-300:]}")
-        if done.returncode == 0:
-            subprocess.run(["docker", "image", "rm", done.stdout.strip()], capture_output=True)
+        tag = done.stdout.strip()
+        # The same ingredients give the same tag: an image the real cache already had stays for the runs.
+        if done.returncode == 0 and tag not in had:
+            subprocess.run(["docker", "image", "rm", tag], capture_output=True)
 
 
 def warm_cluster() -> None:

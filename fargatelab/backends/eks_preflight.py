@@ -225,10 +225,11 @@ class Preflight:
         return private
 
     def kubernetes(self, kubeconfig: Path) -> Any:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+        from ..kube_client import client_configuration
+
+        cfg = client_configuration(str(kubeconfig))
         cfg.retries = 2
         api = client.ApiClient(cfg)
         checks = ([("create", "", "namespaces"), ("delete", "", "namespaces"), ("create", "apps", "deployments"),

@@ -119,7 +119,7 @@ class KindBackend:
             kubeconfig=str(self.kubeconfig), cluster_name=options.cluster, region=options.region,
             run_id=options.run_id, aws_endpoint=handle.aws_endpoint, kubernetes_version=KUBERNETES_VERSION,
             capabilities=declared("kind", options.mode),
-            extra={k: v for k, v in handle.extra.items() if k == "load_balancers"},
+            extra={k: v for k, v in handle.extra.items() if k in ("load_balancers", "state_dir")},
         )
 
     def _create(self, options: BackendOptions) -> None:

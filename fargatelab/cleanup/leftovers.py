@@ -83,11 +83,12 @@ class RunScope:
     notes: list[str] = field(default_factory=list)
 
     def kubernetes(self) -> Any:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
-        return client.ApiClient(cfg)
+        from ..kube_client import client_configuration
+
+        assert self.kubeconfig is not None
+        return client.ApiClient(client_configuration(self.kubeconfig))
 
     def cluster_names(self) -> list[str]:
         if self.clusters:

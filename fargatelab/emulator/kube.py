@@ -6,8 +6,10 @@ import datetime as _dt
 import uuid
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from ..kube_client import client_configuration
 
 __all__ = ["Clients", "connect", "emit_event", "status_of", "now"]
 
@@ -26,8 +28,7 @@ class Clients:
 
 
 def connect(kubeconfig: str) -> Clients:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg = client_configuration(kubeconfig)
     # The emulation works in short level-triggered loops: a request that hangs must not stall them.
     cfg.retries = 1
     return Clients(client.ApiClient(cfg))

@@ -71,7 +71,9 @@ def spec_of(node: dict[str, Any]) -> MicroVMSpec | None:
 
 class MicroVMController:
     def __init__(self, state_dir: Path) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
+
+        from ..kube_client import client_configuration
 
         self.dir = state_dir
         state = json.loads((state_dir / "state.json").read_text())
@@ -81,9 +83,7 @@ class MicroVMController:
         self.network = VpcNetwork(self.run_id, VPC_CIDR)
         self.bins = provision_dataplane(lambda line: log.info("%s", line))
         self.authority = Authority.load(state_dir / "pki")
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=state["kubeconfig"], client_configuration=cfg)
-        self.core = client.CoreV1Api(client.ApiClient(cfg))
+        self.core = client.CoreV1Api(client.ApiClient(client_configuration(state["kubeconfig"])))
         self.vms: dict[str, MicroVM] = {}
         self._started: dict[str, float] = {}
         #: microVMs whose kubelet has registered the node (their node going away means their pod went)

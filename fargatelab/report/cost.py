@@ -183,11 +183,11 @@ class CostMeter:
 
     def _client(self) -> Any:
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            cfg = client.Configuration()
-            config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
-            self._api = client.ApiClient(cfg)
+            from ..kube_client import client_configuration
+
+            self._api = client.ApiClient(client_configuration(self.kubeconfig))
         return self._api
 
     def belongs(self, namespace: str) -> bool:

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kubernetes import client, config
+from kubernetes import client
 
 from ..errors import ExitCode, HarnessError
+from ..kube_client import client_configuration
 from .failures import KubectlFailed
 
 __all__ = ["Kube", "CommandResult"]
@@ -47,9 +48,7 @@ class Kube:
         #: names a dead component of the environment, so a blocking command stops at once
         self.liveness = liveness
         self.kubectl_path = kubectl
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-        self.api_client = client.ApiClient(cfg)
+        self.api_client = client.ApiClient(client_configuration(kubeconfig))
         self.core = client.CoreV1Api(self.api_client)
         self.apps = client.AppsV1Api(self.api_client)
         self.batch = client.BatchV1Api(self.api_client)

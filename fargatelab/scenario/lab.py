@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -234,8 +233,6 @@ class Lab:
         original = docs if docs is not None else self.load(manifest)
         localised = self.localise(original, namespace)
         self._require_owned_namespaces(manifest, original, localised)
-        with tempfile.NamedTemporaryFile("w", suffix=f"-{Path(manifest).name}", delete=False) as f:
-            f.write(manifests.dump_all(localised))
         self.step(documented, f"kubectl apply -f {manifest} (namespaces suffixed with the run id)")
         for doc in localised:
             if doc.get("kind") == "Namespace":
@@ -244,10 +241,8 @@ class Lab:
                 self._namespaces.deleting.add(name)
         objects = [d for d in localised if d.get("kind") != "Namespace"]
         self.on_cleanup(f"objects of {manifest}", lambda: self._delete_objects(objects))
-        try:
-            self.kube.kubectl("apply", "-f", f.name)
-        finally:
-            Path(f.name).unlink(missing_ok=True)
+        # On stdin, not through a file: a run stopped halfway leaves nothing behind in the temporary directory.
+        self.kube.kubectl("apply", "-f", "-", stdin=manifests.dump_all(localised))
         return localised
 
     def _require_owned_namespaces(self, manifest: str, original: list[dict[str, Any]],

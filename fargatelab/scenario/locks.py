@@ -22,10 +22,15 @@ def cluster_lock(cluster: ClusterHandle, topic: str, shared: bool = False) -> It
     EKS's one-profile-in-transition rule (it is EKS's, per cluster, whoever asks); a lab module that
     changes something cluster-wide (kube-system's profile, aws-observability) takes one of its own,
     and ``shared=True`` holds it beside other shared holders, only apart from an exclusive one.
+
+    The lock file lives in the environment's directory when the cluster is an environment's (it goes with
+    it; each environment's endpoint differs, so files named in the shared temporary directory would pile
+    up, three a run), else in the temporary directory, where every run on that cluster finds it.
     """
     where = hashlib.sha256(f"{cluster.aws_endpoint}|{cluster.region}|{cluster.cluster_name}"
                            .encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"fargate-labs-{topic}-{where}.lock"
+    directory = Path(cluster.extra.get("state_dir") or tempfile.gettempdir())
+    path = directory / f"fargate-labs-{topic}-{where}.lock"
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+import yaml
 
 from fargatelab.scenario.handle import ClusterHandle
 from fargatelab.scenario.kube import CommandResult
@@ -27,9 +27,10 @@ class RecordingKube:
         self.calls.append(args)
         if args[:2] == ("delete", "namespace"):
             self.terminating.add(args[2])
-        elif args == ("apply", "-f", "-") and stdin and json.loads(stdin).get("kind") == "Namespace":
-            meta = json.loads(stdin)["metadata"]
-            self.namespaces[meta["name"]] = meta.get("labels", {})
+        elif args == ("apply", "-f", "-") and stdin:
+            for doc in yaml.safe_load_all(stdin):  # JSON is YAML too: one object, or a manifest's documents
+                if doc and doc.get("kind") == "Namespace":
+                    self.namespaces[doc["metadata"]["name"]] = doc["metadata"].get("labels", {})
         return CommandResult(" ".join(args), 0, "", "")
 
     def get(self, path: str) -> dict[str, Any]:
