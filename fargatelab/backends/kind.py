@@ -123,6 +123,10 @@ class KindBackend:
         )
 
     def _create(self, options: BackendOptions) -> None:
+        from ..kind.leftovers import KindNodes
+        from ..local.environment import remove_orphans
+
+        remove_orphans(_progress, [KindNodes()])  # the clusters of runs killed with -9 hold CPU and addresses
         image = provision_node_image(_progress)
         certs = self.env.dir / "certs.d"
         certs.mkdir(parents=True, exist_ok=True)

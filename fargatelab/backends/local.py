@@ -26,13 +26,34 @@ def _config(options: BackendOptions, env: LocalEnvironment) -> EnvironmentConfig
                              data_plane=options.data_plane)
 
 
-def start_in_background(options: BackendOptions) -> threading.Thread:
+def _built(data_plane: str) -> bool:
+    """Whether what an environment starts from is already built: the Kubernetes binaries and, unless its
+    pods run on KWOK nodes, the data plane's binaries and images."""
+    from ..local.binaries import KUBERNETES_VERSION, cache_root, verify
+
+    kubernetes = cache_root() / f"k8s-{KUBERNETES_VERSION}" / "bin"
+    if not kubernetes.is_dir() or verify(kubernetes):
+        return False
+    if data_plane == "kwok":
+        return True
+    from ..local.dataplane_binaries import dataplane_dir, verify_dataplane
+    from ..local.images import images_dir
+
+    return dataplane_dir().is_dir() and not verify_dataplane(dataplane_dir()) \
+        and (images_dir() / "images.json").is_file()
+
+
+def start_in_background(options: BackendOptions) -> threading.Thread | None:
     """Start the run's environment while pytest-xdist's workers start and collect (the xdist controller).
 
     The start lock is taken before this returns, so a worker that needs the cluster sooner waits for
     this start instead of making its own. A start that fails is left to the workers: they try again and
-    report the error as always.
+    report the error as always. Nothing starts early (None) while something is still to be built: a
+    build takes many minutes, unseen here, and a run that ends early (a usage error found as the workers
+    collect) would wait for all of it.
     """
+    if not _built(options.data_plane):
+        return None
     env = _environment(options)
     lock = env.start_lock()
 

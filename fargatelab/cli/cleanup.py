@@ -147,14 +147,16 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _orphans(args: argparse.Namespace, remove: bool) -> int:
+    from ..kind.leftovers import KindNodes
     from ..local.environment import remove_orphans, state_root
     from ..local.orphans import find_orphans
 
     if args.env or args.cluster:
         raise HarnessError("--orphans looks at this whole host: leave out --env and --cluster", ExitCode.USAGE)
+    sources = [KindNodes()]
     if remove:
-        removed = remove_orphans(_say)
-        left = find_orphans(state_root())
+        removed = remove_orphans(_say, sources)
+        left = find_orphans(state_root(), sources)
         for orphan in left:
             _say(f"LEFT: {orphan}")
         if left:
@@ -162,7 +164,7 @@ def _orphans(args: argparse.Namespace, remove: bool) -> int:
             return ExitCode.LEAKED_RESOURCES
         _say(f"orphans: {len(removed)} run(s) killed with -9 cleaned up; nothing of such runs remains")
         return ExitCode.OK
-    found = find_orphans(state_root())
+    found = find_orphans(state_root(), sources)
     if getattr(args, "output", "table") == "json":
         print(json.dumps({"orphans": [{"run_id": o.run_id, "remains": o.remains} for o in found]}, indent=2))
     else:

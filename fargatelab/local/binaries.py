@@ -7,6 +7,7 @@ reuse, so a truncated or corrupt binary is noticed instead of crashing a control
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -114,26 +115,29 @@ def provision(
         return Binaries(given, version)
 
     target = cache_root() / f"k8s-{version}" / "bin"
-    if target.exists():
-        problems = verify(target)
-        if not problems:
-            return Binaries(target, version)
-        progress(f"cache {target} rejected ({problems[0]}); provisioning again")
-        shutil.rmtree(target.parent, ignore_errors=True)
-
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    try:
+    # Several processes provision at once (a run's workers, another session's build): the first builds, the
+    # others wait for it and then find the cache complete.
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            problems = verify(target)
+            if not problems:
+                return Binaries(target, version)
+            progress(f"cache {target} rejected ({problems[0]}); provisioning again")
+            shutil.rmtree(target, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
         try:
-            _download_all(version, staging, progress)
-        except OSError as exc:
-            progress(f"download of the official binaries failed ({exc}); building from Go modules")
-            _build_all(version, staging, progress)
-        _write_manifest(staging)
-        # The rename is atomic, so a cache directory is either complete or absent.
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            try:
+                _download_all(version, staging, progress)
+            except OSError as exc:
+                progress(f"download of the official binaries failed ({exc}); building from Go modules")
+                _build_all(version, staging, progress)
+            _write_manifest(staging)
+            # The rename is atomic, so a cache directory is either complete or absent.
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return Binaries(target, version)
 
 

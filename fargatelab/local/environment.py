@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterable
 
 from . import orphans, process
 from .binaries import Binaries, provision
@@ -41,12 +41,13 @@ def state_root() -> Path:
     return Path(base)
 
 
-def remove_orphans(progress: Callable[[str], None]) -> list[Orphan]:
-    """Remove what runs killed with -9 left on this host (see :mod:`.orphans`), one line each."""
+def remove_orphans(progress: Callable[[str], None], sources: Iterable[orphans.LeftoverSource] = ()) -> list[Orphan]:
+    """Remove what runs killed with -9 left on this host (see :mod:`.orphans`), one line each; ``sources``:
+    what else runs make (a kind cluster's node containers)."""
     def clear(name: str) -> None:
         LocalEnvironment(name).clear_stale(lambda _: None)
 
-    return orphans.remove_orphans(state_root(), clear, progress)
+    return orphans.remove_orphans(state_root(), clear, progress, sources)
 
 
 @dataclass

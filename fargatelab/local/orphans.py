@@ -15,13 +15,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Protocol
 
 from . import process
 from .microvm_host import CGROUP_ROOT, SHORT_ROOT, remove_run_data_plane
 from .vpc_network import NETNS_PREFIX, namespaces
 
-__all__ = ["Orphan", "find_orphans", "remove_orphans"]
+__all__ = ["LeftoverSource", "Orphan", "find_orphans", "remove_orphans", "start_lock_held"]
 
 #: a microVM's namespace ends in its ENI address, dashed; the VPC's router's in ``-vpc``
 _NETNS_TAIL = re.compile(r"-(vpc|\d+-\d+-\d+-\d+)$")
@@ -43,7 +43,19 @@ class Orphan:
         return f"run {self.run_id}: " + ", ".join(self.remains)
 
 
-def _host_traces() -> dict[str, tuple[list[str], float]]:
+class LeftoverSource(Protocol):
+    """Something else on the host that a run makes under its run id (another backend's containers, say)."""
+
+    def traces(self) -> dict[str, tuple[list[str], float]]:
+        """Run id → what of it there is, and when the oldest of it was made (epoch seconds)."""
+        ...
+
+    def remove(self, run_id: str) -> None:
+        """Remove what of ``run_id`` there is; nothing when there is none."""
+        ...
+
+
+def _host_traces(sources: Iterable[LeftoverSource] = ()) -> dict[str, tuple[list[str], float]]:
     """Run id → what of it is on the host, from the names the data plane gives what it makes, and when the
     oldest of it was made (epoch seconds)."""
     found: dict[str, tuple[list[str], float]] = {}
@@ -67,6 +79,10 @@ def _host_traces() -> dict[str, tuple[list[str], float]]:
     if SHORT_ROOT.is_dir():
         for path in sorted(SHORT_ROOT.iterdir()):
             add(path.name, f"directory {path}", path)
+    for source in sources:
+        for run_id, (remains, made) in source.traces().items():
+            before, oldest = found.get(run_id, ([], made))
+            found[run_id] = ([*before, *remains], min(oldest, made))
     return found
 
 
@@ -89,7 +105,16 @@ def _starting(state_dir: Path, ready: bool) -> bool:
     try:
         if not ready and time.time() - (state_dir / "state.json").stat().st_mtime < _STARTING_S:
             return True
-        with open(state_dir.parent / f".{state_dir.name}.lock", "a") as lock:
+    except OSError:
+        return False
+    return start_lock_held(state_dir.parent, state_dir.name)
+
+
+def start_lock_held(root: Path, name: str) -> bool:
+    """True while someone holds the start lock of environment ``name`` under ``root`` (it is being made:
+    what it has made so far is not an orphan's)."""
+    try:
+        with open(root / f".{name}.lock", "a") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -99,10 +124,11 @@ def _starting(state_dir: Path, ready: bool) -> bool:
     return False
 
 
-def find_orphans(root: Path) -> list[Orphan]:
-    """Every run on this host that left something and has nothing alive (environments' states under ``root``)."""
+def find_orphans(root: Path, sources: Iterable[LeftoverSource] = ()) -> list[Orphan]:
+    """Every run on this host that left something and has nothing alive (environments' states under ``root``;
+    ``sources``: what else runs make)."""
     states = _state_dirs(root)
-    traces = _host_traces()
+    traces = _host_traces(sources)
     orphans = []
     for run_id in sorted(set(states) | set(traces)):
         if process.tagged_pids(run_id):
@@ -147,17 +173,22 @@ def stale_leftovers(root: Path) -> list[Path]:
     return stale
 
 
-def remove_orphans(root: Path, clear_state: Callable[[str], None], progress: Callable[[str], None]) -> list[Orphan]:
+def remove_orphans(root: Path, clear_state: Callable[[str], None], progress: Callable[[str], None],
+                   sources: Iterable[LeftoverSource] = ()) -> list[Orphan]:
     """Remove every orphan (see :func:`find_orphans`), one line each; returns them. ``clear_state`` takes an
-    environment (by name) whose state was left down the way it would be after any crash. Stale start locks
-    and state-less directories go too (:func:`stale_leftovers`), without a line each."""
+    environment (by name) whose state was left down the way it would be after any crash; each of
+    ``sources`` removes what it found of the run. Stale start locks and state-less directories go too
+    (:func:`stale_leftovers`), without a line each."""
+    sources = list(sources)
     for path in stale_leftovers(root):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    orphans = find_orphans(root)
+    orphans = find_orphans(root, sources)
     for orphan in orphans:
+        for source in sources:  # first: an environment's state names where its cluster's files are mounted from
+            source.remove(orphan.run_id)
         if orphan.state_dir is not None:
             clear_state(orphan.state_dir.name)
         else:

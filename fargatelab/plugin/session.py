@@ -26,6 +26,9 @@ _EARLY_START = pytest.StashKey[threading.Thread]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from ..scenario.cleaner import terminate_as_interrupt
+
+    terminate_as_interrupt()
     run_id(config)
     if getattr(config.option, "loadscopereorder", None) and "--loadscope-reorder" not in config.invocation_params.args:
         # xdist would hand out the biggest groups first; the labs' own order (longest wait first) is better.
@@ -33,7 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if _starts_environment_early(config):
         from ..backends.local import start_in_background
 
-        config.stash[_EARLY_START] = start_in_background(backend_options(config))
+        early = start_in_background(backend_options(config))
+        if early is not None:
+            config.stash[_EARLY_START] = early
 
 
 def _starts_environment_early(config: pytest.Config) -> bool:

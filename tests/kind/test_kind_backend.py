@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +107,50 @@ def test_two_runs_side_by_side_on_real_kind_clusters(tmp_path: Path) -> None:
         assert f"fargate-labs-{run_id}-" not in namespaces, f"the run's network namespace is still there: {namespaces}"
         assert not LocalEnvironment(f"kind-{run_id}").dir.exists(), "the run's emulation left its directory"
     assert run_ids[0] != run_ids[1]
+
+
+@pytest.mark.kind
+@pytest.mark.skipif(not docker_engine_runs(), reason="needs a running Docker engine for kind "
+                    "(`docker info` fails here); `fargate-lab kind-engine` installs and starts one")
+def test_a_kind_run_killed_with_9_leaves_nothing_after_cleanup_orphans(tmp_path: Path) -> None:
+    """kill -9 of a kind run's every process leaves its cluster's node containers, its network namespace and
+    its directory; `fargate-lab leaks --orphans` names them and `fargate-lab cleanup --orphans` removes them."""
+    from fargatelab.backends import BackendOptions
+    from fargatelab.backends.kind import KindBackend, remove
+    from fargatelab.kind.leftovers import KindNodes
+    from fargatelab.local import process
+    from fargatelab.local.environment import LocalEnvironment
+
+    run_id = f"k9{os.getpid() % 10**6:06d}"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "fargatelab.cli.main", *args], capture_output=True, text=True,
+                              timeout=600)
+
+    def containers() -> list[str]:
+        return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster=fargate-labs-{run_id}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    try:
+        KindBackend(BackendOptions(backend="kind", run_id=run_id, owner=False))
+        assert len(containers()) == 3
+        deadline = time.monotonic() + 10
+        while (left := process.tagged_pids(run_id)) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        listed = cli("leaks", "--orphans")
+        assert f"run {run_id}:" in listed.stdout and "kind node container" in listed.stdout, listed.stdout
+        cleaned = cli("cleanup", "--orphans")
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+        assert containers() == []
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert f"fargate-labs-{run_id}-" not in namespaces
+        assert not LocalEnvironment(f"kind-{run_id}").dir.exists()
+    finally:
+        remove(run_id)
+        KindNodes().remove(run_id)
 
 
 class KindClusterRecord:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -97,3 +98,43 @@ def test_removal_takes_each_down_its_own_way(host: Path, monkeypatch: pytest.Mon
     assert removed == [("kill9-vm", host / "state" / "gone")]
     assert [line.split(" left: ")[0] for line in said] == ["removed what killed run dead0001",
                                                           "removed what killed run kill9-vm"]
+
+
+class Containers:
+    """Another backend's leftovers (a kind cluster's node containers), as the orphan search sees them."""
+
+    def __init__(self, found: dict[str, tuple[list[str], float]]) -> None:
+        self.found, self.removed = found, []  # type: ignore[var-annotated]
+
+    def traces(self) -> dict[str, tuple[list[str], float]]:
+        return self.found
+
+    def remove(self, run_id: str) -> None:
+        self.removed.append(run_id)
+
+
+def test_a_sources_leftovers_go_with_their_run_once_nothing_of_it_is_alive(host: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    kind = Containers({"dead0002": (["kind node container fargate-labs-dead0002-worker"], OLD),
+                       "live0001": (["kind node container fargate-labs-live0001-worker"], OLD),
+                       "new00001": (["kind node container fargate-labs-new00001-worker"], time.time())})
+    found = {o.run_id: o for o in orphans.find_orphans(host / "state", [kind])}
+    assert found["dead0002"].remains == ["kind node container fargate-labs-dead0002-worker"]
+    assert "live0001" not in found and "new00001" not in found  # alive, or made a moment ago
+    monkeypatch.setattr(orphans, "remove_run_data_plane", lambda run_id, state_dir: None)
+    orphans.remove_orphans(host / "state", lambda _: None, lambda _: None, [kind])
+    assert "dead0002" in kind.removed and "live0001" not in kind.removed and "new00001" not in kind.removed
+
+
+def test_a_kind_cluster_being_made_is_no_orphan(host: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fargatelab.kind import leftovers
+
+    listing = ("/fargate-labs-mk000001-worker fargate-labs-mk000001 2026-01-01T00:00:00Z\n"
+               "/fargate-labs-gone0001-worker fargate-labs-gone0001 2026-01-01T00:00:00Z\n")
+    answers = {"ps": "c1 c2\n", "inspect": listing}
+    monkeypatch.setattr(leftovers.KindNodes, "_docker", lambda self, *args: subprocess.CompletedProcess(
+        args, 0, answers[args[0]], ""))
+    with open(host / "state" / ".kind-mk000001.lock", "a") as lock:  # its run's start, under way
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert set(leftovers.KindNodes().traces()) == {"gone0001"}
+    assert set(leftovers.KindNodes().traces()) == {"gone0001", "mk000001"}
