@@ -24,8 +24,8 @@ _STOPPED = textwrap.dedent("""
     terminate_as_interrupt()
     cleaner = Cleaner()
     cleaner.add("slow", lambda: (print("cleanup started", flush=True), time.sleep(1), print("cleanup ended")))
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)
         time.sleep(30)
     except KeyboardInterrupt as exc:
         print("interrupted:", exc, flush=True)
