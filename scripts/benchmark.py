@@ -40,7 +40,7 @@ from fargatelab.local.environment import EnvironmentConfig, LocalEnvironment  # 
 #: pods started one after another on the microVM data plane, each in a microVM of its own
 MICROVM_PODS = 10
 #: the processes a microVM costs, named as their executables are; the pod's own containers are not counted
-MICROVM_PROCESSES = ("kubelet", "containerd", "containerd-shim-runc-v2", "kube-proxy")
+MICROVM_PROCESSES = {"fargate-node", "containerd", "containerd-shim-runc-v2"}  # fargate-node: kubelet with kube-proxy
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -234,7 +234,7 @@ def pod(name: str, namespace: str) -> dict[str, Any]:
 
 
 def microvm_pids(run_id: str, slugs: set[str]) -> dict[str, list[int]]:
-    """The kubelet, containerd, shims and kube-proxy of each microVM in ``slugs``."""
+    """The kubelet with kube-proxy, containerd and shims of each microVM in ``slugs``."""
     pids: dict[str, list[int]] = {}
     for pid in process.tagged_pids(run_id):
         try:

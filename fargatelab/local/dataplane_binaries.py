@@ -1,4 +1,4 @@
-"""Provisioning of the data plane's binaries: kubelet, kube-proxy, containerd, runc, CNI plugins, CoreDNS,
+"""Provisioning of the data plane's binaries: kubelet and kube-proxy (one program), containerd, runc, CNI plugins, CoreDNS,
 an OCI registry and crane, built from Go modules (see :mod:`.go_build`) and cached with a manifest in
 ``<cache_root>/dataplane-<hash of the pins>/bin``.
 """
@@ -55,10 +55,12 @@ _REGISTRY = "github.com/distribution/distribution/v3"
 _CRANE = "github.com/google/go-containerregistry"
 
 COMPONENTS: tuple[Component, ...] = (
-    Component("kubernetes", "k8s.io/kubernetes", KUBERNETES_VERSION,
-              ("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"), "1.24",
+    # The kubelet and kube-proxy, both upstream's, in one program (fargatelab/data/fargate-node.go): a microVM
+    # then maps the code they share once and keeps one heap.
+    Component("kubernetes", "k8s.io/kubernetes", KUBERNETES_VERSION, ("./cmd/fargate-node",), "1.24",
               stamps=(("k8s.io/component-base/version.gitVersion", KUBELET_VERSION),
-                      ("k8s.io/client-go/pkg/version.gitVersion", KUBELET_VERSION))),
+                      ("k8s.io/client-go/pkg/version.gitVersion", KUBELET_VERSION)),
+              sources=(("fargate-node.go", "cmd/fargate-node/main.go"),)),
     # CGO off drops btrfs by itself; devmapper and zfs go too because no Fargate pod uses those snapshotters.
     Component("containerd", _CONTAINERD, CONTAINERD_VERSION, (f"{_CONTAINERD}/cmd/containerd",), "1.26.6",
               _CONTAINERD_TAGS, ((f"{_CONTAINERD}/version.Version", CONTAINERD_VERSION),)),

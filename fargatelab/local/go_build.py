@@ -28,6 +28,9 @@ __all__ = ["Component", "MANIFEST", "pins_digest", "provision_go_binaries", "ver
 
 Progress = Callable[[str], None]
 
+#: where the project's own Go sources are
+DATA = Path(__file__).resolve().parents[1] / "data"
+
 
 @dataclass(frozen=True)
 class Component:
@@ -45,6 +48,8 @@ class Component:
     #: built inside a copy of the module (``go build``), for modules whose go.mod has replace directives,
     #: which ``go install module@version`` refuses
     in_module: bool = False
+    #: this project's own Go files (in fargatelab/data), each copied to its path in the build's module
+    sources: tuple[tuple[str, str], ...] = ()
 
     @property
     def binaries(self) -> tuple[str, ...]:
@@ -57,7 +62,7 @@ def pins_digest(components: tuple[Component, ...], *more: str) -> str:
     """A short hash of what ``components`` (and ``more`` pins) are built from: the name of their cache
     directory, so that a change of any pin gets a directory of its own."""
     pins: list[object] = [[c.name, c.module, c.version, list(c.packages), list(c.tags), [list(s) for s in c.stamps]]
-                          for c in components]
+                          + [_digest(DATA / name) for name, _ in c.sources] for c in components]
     return hashlib.sha256(json.dumps(pins + list(more), sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -217,6 +222,9 @@ def _build(component: Component, target: Path, progress: Progress) -> dict[str, 
                 raise HarnessError(f"cannot reach the Go module proxy to build kubelet and kube-proxy ({exc}): "
                                    "check GOPROXY and the network, then run again", ExitCode.MISSING_BINARY) from None
             flags = _with_stamps(flags, component.stamps)
+            for name, rel in component.sources:
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(DATA / name, work / rel)
             args = ["build", *flags, "-o", str(staging) + os.sep, *component.packages]
         elif component.in_module:
             work = _module_copy(component, log, progress)

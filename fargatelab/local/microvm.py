@@ -36,7 +36,7 @@ from .vpc_network import Attachment, VpcNetwork
 __all__ = ["COMPONENTS_FILE", "DEATHS_FILE", "MicroVMSpec", "MicroVM", "KUBELET_PORT", "SANDBOX_IMAGE"]
 
 KUBELET_PORT = 10250
-#: in each running microVM's directory: its processes (containerd, kubelet, kube-proxy, the mount holder)
+#: in each running microVM's directory: its processes (containerd, kubelet with kube-proxy, the mount holder)
 COMPONENTS_FILE = "components.json"
 #: beside the microVMs' directories: one JSON line per microVM process that died, kept after its microVM goes
 DEATHS_FILE = "deaths.jsonl"
@@ -104,15 +104,16 @@ class MicroVM:
             self._launch("containerd", [self.bins.path("containerd"), "--config", str(self.root / "containerd.toml")])
             self._wait_for(self.sockets / "containerd.sock", "containerd's socket")
             self._write_kube_proxy()
+            # Fargate runs kube-proxy in every microVM: the pod's traffic passes the microVM's netfilter. Both
+            # are one process here (see fargatelab/data/fargate-node.go), which the liveness checks call kubelet.
             self._launch("kubelet", [
-                self.bins.path("kubelet"), "--config", str(self.root / "kubelet.yaml"),
+                self.bins.path("fargate-node"), "--config", str(self.root / "kubelet.yaml"),
                 "--kubeconfig", str(self.root / "kubelet.kubeconfig"),
                 "--hostname-override", self.spec.node_name, "--node-ip", self.spec.address,
                 "--root-dir", str(self.sockets / "kubelet"), "--provider-id", self.spec.provider_id,
                 "--node-labels", ",".join(f"{k}={v}" for k, v in sorted(self.spec.labels.items())),
+                "--proxy", "--config", str(self.root / "kube-proxy.yaml"),
             ])
-            # Fargate runs kube-proxy in every microVM: the pod's traffic passes the microVM's netfilter.
-            self._launch("kube-proxy", [self.bins.path("kube-proxy"), "--config", str(self.root / "kube-proxy.yaml")])
             # The environment's liveness checks read this: a microVM's process that dies is a component lost.
             (self.root / COMPONENTS_FILE).write_text(json.dumps([c.to_json() for c in self.components], indent=1))
         except BaseException:

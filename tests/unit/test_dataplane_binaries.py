@@ -21,7 +21,7 @@ from fargatelab.rules.naming import kubelet_version
 from stand_ins import script
 
 REQUIRED = {
-    "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "runc", "coredns", "registry", "crane",
+    "fargate-node", "containerd", "containerd-shim-runc-v2", "runc", "coredns", "registry", "crane",
     "cni/host-device", "cni/ptp", "cni/bridge", "cni/loopback", "cni/host-local", "cni/static", "cni/portmap",
 }
 
@@ -90,6 +90,22 @@ def test_the_cache_directory_follows_the_pins(cache: Path) -> None:
     assert dp.dataplane_dir().parent.name == f"dataplane-{pins_digest(dp.COMPONENTS)}"
 
 
+def test_the_node_program_follows_its_own_go_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """kubelet and kube-proxy are one program built from the project's own main package: a change to it is a
+    new cache directory, so a stale build is never used."""
+    kubernetes = next(c for c in dp.COMPONENTS if c.name == "kubernetes")
+    assert kubernetes.binaries == ("fargate-node",)
+    [(name, rel)] = kubernetes.sources
+    source = (gb.DATA / name).read_text()
+    assert rel == "cmd/fargate-node/main.go" and source.startswith("// Command fargate-node")
+    for upstream in ("k8s.io/kubernetes/cmd/kubelet/app", "k8s.io/kubernetes/cmd/kube-proxy/app"):
+        assert f'"{upstream}"' in source
+    before = pins_digest(dp.COMPONENTS)
+    (tmp_path / name).write_text(source + "\n// changed\n")
+    monkeypatch.setattr(gb, "DATA", tmp_path)
+    assert pins_digest(dp.COMPONENTS) != before
+
+
 def test_kubelet_and_kube_proxy_carry_the_eks_version_of_a_fargate_node() -> None:
     assert dp.KUBELET_VERSION == kubelet_version(KUBERNETES_VERSION)
     assert dp.KUBELET_VERSION.startswith(f"{KUBERNETES_VERSION}-eks-")
@@ -122,7 +138,7 @@ def test_provisioning_builds_each_component_once_then_reuses_the_cache(cache: Pa
     assert fake_builds == [c.name for c in dp.COMPONENTS]
     assert dp.verify_dataplane(first.bin_dir) == []
     assert first.path("bridge") == str(first.cni_dir / "bridge")
-    assert first.path("kubelet") == str(first.bin_dir / "kubelet")
+    assert first.path("fargate-node") == str(first.bin_dir / "fargate-node")
     assert first.seccomp
     manifest = json.loads((first.bin_dir / dp.MANIFEST).read_text())
     assert manifest["components"]["containerd"]["go"] == "go1.99.0"
@@ -243,12 +259,12 @@ def test_a_component_is_installed_with_its_tags_and_version_stamps(
     assert lines[1].startswith("  built crane in ")
 
 
-def test_kubelet_and_kube_proxy_are_linked_with_the_eks_version_and_the_control_plane_flags(
+def test_the_node_program_is_linked_with_the_eks_version_and_the_control_plane_flags(
     fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = tmp_path / "go-args"
     script(fake_path / "go", f'printf "%s\\n" "$@" > {record}\n'
-           'for name in kubelet kube-proxy; do printf "#!/bin/sh\\n" > "$GOBIN/$name"; done')
+           'printf "#!/bin/sh\\n" > "$GOBIN/fargate-node"')
     plain = ("-s -w -X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1 "
              "-X k8s.io/client-go/pkg/version.gitVersion=v1.34.4 -X k8s.io/client-go/pkg/version.gitMajor=1")
     # The shared module's flags, as the control plane's build gets them.
@@ -264,7 +280,9 @@ def test_kubelet_and_kube_proxy_are_linked_with_the_eks_version_and_the_control_
     assert args[args.index("-ldflags") + 1] == (
         f"-s -w -X k8s.io/component-base/version.gitVersion={v} -X k8s.io/component-base/version.gitMajor=1 "
         f"-X k8s.io/client-go/pkg/version.gitVersion={v} -X k8s.io/client-go/pkg/version.gitMajor=1")
-    assert args[-2:] == ["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"]
+    assert args[-1:] == ["./cmd/fargate-node"]
+    # The program's main package is put into the shared module before the build.
+    assert (tmp_path / "cmd/fargate-node/main.go").read_text() == (gb.DATA / "fargate-node.go").read_text()
 
 
 def test_a_failed_build_names_the_last_log_line_and_the_log(fake_path: Path, tmp_path: Path) -> None:
@@ -318,8 +336,9 @@ def test_an_apt_install_that_works_enables_seccomp(
 # --- the real thing ------------------------------------------------------------------------------------
 
 VERSION_COMMANDS = {
-    "kubelet": (["--version"], f"Kubernetes {kubelet_version(KUBERNETES_VERSION)}"),
-    "kube-proxy": (["--version"], f"Kubernetes {kubelet_version(KUBERNETES_VERSION)}"),
+    # the kubelet, then kube-proxy, of the one program that is both
+    "fargate-node": (["--version"], f"Kubernetes {kubelet_version(KUBERNETES_VERSION)}"),
+    "fargate-node --proxy": (["--proxy", "--version"], f"Kubernetes {kubelet_version(KUBERNETES_VERSION)}"),
     "containerd": (["--version"], f"containerd github.com/containerd/containerd/v2 {dp.CONTAINERD_VERSION}"),
     "containerd-shim-runc-v2": (["-v"], dp.CONTAINERD_VERSION),
     "runc": (["--version"], f"runc version {dp.RUNC_VERSION.lstrip('v')}"),
@@ -334,9 +353,9 @@ def test_every_data_plane_binary_builds_and_reports_its_version() -> None:
     binaries = dp.provision_dataplane()
     assert dp.verify_dataplane(binaries.bin_dir) == []
     for name, (args, expected) in VERSION_COMMANDS.items():
-        out = subprocess.run([binaries.path(name), *args], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([binaries.path(name.split()[0]), *args], capture_output=True, text=True, timeout=60)
         assert expected in out.stdout + out.stderr, (name, out)
-        if name in ("kubelet", "kube-proxy"):
+        if name.startswith("fargate-node"):
             # Exactly, so that a plain "v1.34.4" with something after it does not pass.
             assert out.stdout.strip() == expected, (name, out)
     for plugin in sorted(p.name for p in binaries.cni_dir.iterdir()):
