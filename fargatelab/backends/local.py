@@ -29,9 +29,9 @@ def _config(options: BackendOptions, env: LocalEnvironment) -> EnvironmentConfig
 def _built(data_plane: str) -> bool:
     """Whether what an environment starts from is already built: the Kubernetes binaries and, unless its
     pods run on KWOK nodes, the data plane's binaries and images."""
-    from ..local.binaries import KUBERNETES_VERSION, cache_root, verify
+    from ..local.binaries import cached_bin_dir, verify
 
-    kubernetes = cache_root() / f"k8s-{KUBERNETES_VERSION}" / "bin"
+    kubernetes = cached_bin_dir()
     if not kubernetes.is_dir() or verify(kubernetes):
         return False
     if data_plane == "kwok":

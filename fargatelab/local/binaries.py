@@ -32,6 +32,7 @@ __all__ = [
     "COMPONENTS",
     "Binaries",
     "cache_root",
+    "cached_bin_dir",
     "fetch",
     "fetch_verified",
     "kubernetes_module",
@@ -97,6 +98,11 @@ def _write_manifest(bin_dir: Path) -> None:
     (bin_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def cached_bin_dir(version: str = KUBERNETES_VERSION) -> Path:
+    """Where the Kubernetes binaries of ``version`` are cached (complete, or absent)."""
+    return cache_root() / f"k8s-{version}" / "bin"
+
+
 def provision(
     version: str = KUBERNETES_VERSION,
     bin_dir: str | os.PathLike[str] | None = None,
@@ -114,7 +120,7 @@ def provision(
             )
         return Binaries(given, version)
 
-    target = cache_root() / f"k8s-{version}" / "bin"
+    target = cached_bin_dir(version)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Several processes provision at once (a run's workers, another session's build): the first builds, the
     # others wait for it and then find the cache complete.
