@@ -39,8 +39,8 @@ def _built(data_plane: str) -> bool:
     from ..local.dataplane_binaries import dataplane_dir, verify_dataplane
     from ..local.images import images_dir
 
-    return dataplane_dir().is_dir() and not verify_dataplane(dataplane_dir()) \
-        and (images_dir() / "images.json").is_file()
+    dataplane = dataplane_dir()  # hashes the pins, the node program's source among them: once
+    return dataplane.is_dir() and not verify_dataplane(dataplane) and (images_dir() / "images.json").is_file()
 
 
 def start_in_background(options: BackendOptions) -> threading.Thread | None:

@@ -2,8 +2,9 @@
 
 Ctrl-C never cuts cleanup short, because that is how resources leak. While the stack runs, SIGINT is
 held back: the action under way finishes, every later action still runs, and the interrupt is raised
-once the stack is empty; SIGTERM is treated the same way. (kubectl children run in their own session, see ``Kube.kubectl``, so the
-terminal's Ctrl-C does not reach them either.) An action that fails is reported and the rest still run.
+once the stack is empty; SIGTERM is treated the same way. (kubectl children run in their own session,
+see ``Kube.kubectl``, so the terminal's Ctrl-C does not reach them either.) An action that fails is
+reported and the rest still run.
 """
 
 from __future__ import annotations
