@@ -37,28 +37,22 @@ def _install(session: nox.Session) -> None:
     session.install("-c", "constraints.txt", "-e", ".[dev]")
 
 
-def _provision(session: nox.Session) -> None:
-    # A cold build of the Kubernetes binaries takes minutes: do it once, visibly, before any test.
-    session.run("python", "-c", "from fargatelab.local.binaries import provision; print(provision().bin_dir)")
+def _provision(session: nox.Session, *args: str) -> None:
+    # A cold build takes many minutes: done once, visibly, before any test (`fargate-lab provision`: the Go
+    # builds one after another, the Debian packages, the AWS CLI and the stand-in images beside them).
+    session.run("fargate-lab", "provision", *args)
 
 
-def _provision_clis(session: nox.Session) -> None:
-    # The documents' command lines run through the real eksctl, helm and aws (eksctl from cold: about 5 min).
-    session.run("python", "-c", "from fargatelab.local.cli_tools import provision_clis\n"
-                "c = provision_clis()\n"
-                "print('command-line tools ready:', ', '.join(f'{k} {v}' for k, v in c.versions.items()))")
-
-
-def _provision_data_plane(session: nox.Session) -> None:
-    # Where the labs' pods will run in microVMs, their binaries and images too (a cold build: about 15 min).
-    session.run("python", "-c", "import sys\n"
-                "from fargatelab.backends.capabilities import default_data_plane\n"
-                "from fargatelab.local.microvm_host import choose_data_plane\n"
-                "if choose_data_plane(default_data_plane(), lambda line: print(line, file=sys.stderr)) == 'microvm':\n"
-                "    from fargatelab.local.microvm_host import ensure_host_tools\n"
-                "    from fargatelab.local.images import provision_images\n"
-                "    ensure_host_tools(print)\n"
-                "    print(f'data-plane images ready: {len(provision_images().records)}')")
+def _data_plane_of(args: list[str]) -> str | None:
+    """The data plane pytest's arguments ask for: kwok for another backend (the kind backend's KWOK), the
+    value of --data-plane, or None (the default, auto)."""
+    for i, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+        if arg.split("=", 1)[0] == "--backend" and value != "local":
+            return "kwok"
+        if arg.split("=", 1)[0] == "--data-plane":
+            return value
+    return None
 
 
 @nox.session(python=PYTHON)
@@ -68,11 +62,9 @@ def labs(session: nox.Session) -> None:
     Reports: reports/<run id>/ (junit.xml, report.html, summary.json, summary.md); reports/latest is the newest.
     """
     _install(session)
-    _provision(session)
-    _provision_clis(session)
     args = session.posargs or []
-    if not any(a == "--backend" or a.startswith("--backend=") or a.startswith("--data-plane") for a in args):
-        _provision_data_plane(session)
+    data_plane = _data_plane_of(args)
+    _provision(session, *(["--data-plane", data_plane] if data_plane else []))
     session.run("python", "-m", "pytest", *LABS_PYTEST_ARGS, "--reports-dir=reports", *args)
 
 
@@ -100,8 +92,9 @@ def tests(session: nox.Session) -> None:
     _install(session)
     # The pure tests first: a broken rule fails in seconds, not after the binaries' build.
     _unit(session)
-    _provision(session)
-    _provision_clis(session)
+    # The lab runs these tests start use KWOK nodes (tests/conftest.py); the microVM tests, the host's own.
+    _provision(session, "--data-plane", "kwok")
+    _provision(session, "--no-tools")
     session.run("python", "-m", "pytest", "tests", "-m", INTEGRATION, "-p", "no:cacheprovider",
                 *(session.posargs or ["-q"]), success_codes=[0, NO_TESTS])
     session.run("mypy", "fargatelab")

@@ -31,6 +31,12 @@ DESCRIPTIONS = {
         "missing, start dockerd with its networks away from the VPC's addresses (and, on a host whose root "
         "cannot grant every capability, a runc that asks only for those it can), and wait until it answers. "
         "With --node-image, also build kind's node image for the pinned Kubernetes (minutes, once)."),
+    "provision": (
+        "Build, or fetch where the official releases can be reached, everything a run of the local backend "
+        "starts from, so that the run itself starts in seconds: the Kubernetes binaries, the data plane's "
+        "binaries and stand-in images (microVMs) or kwok (KWOK nodes), and the workshop's eksctl, helm and "
+        "AWS CLI. Go builds run one after another, the downloads beside them; everything is cached in "
+        "~/.cache/fargate-labs, and a second run finds it there in seconds."),
     "explain": (
         "Tell, for every pod and pod template of a manifest, whether it runs on Fargate, which profile "
         "matches it and the capacity Fargate gives it, or why it stays pending. Without --profiles the "

@@ -79,6 +79,13 @@ def get_parser() -> argparse.ArgumentParser:
     resolve = with_name(command("resolve", "print the address that serves an ALB's DNS name"))
     resolve.add_argument("dns_name", metavar="DNSNAME", help="the ALB's DNS name (the Ingress hostname)")
 
+    prov = command("provision", "build (or fetch) everything a run starts from, ahead of it")
+    prov.add_argument("--data-plane", choices=DATA_PLANES, default=None,
+                      help="what the runs will use: microvm (the data plane's binaries and images), kwok (kwok), "
+                           "auto (default, $FARGATE_LABS_DATA_PLANE): what `up` would choose on this host")
+    prov.add_argument("--no-tools", action="store_true",
+                      help="leave out the workshop's command-line tools (eksctl, helm, the AWS CLI)")
+
     engine = command("kind-engine", "install and start a Docker engine for the kind backend")
     engine.add_argument("--node-image", action="store_true", help="also build kind's node image (minutes, once)")
 
@@ -132,6 +139,11 @@ def _run(args: argparse.Namespace) -> int:
             from ..kind.node_image import provision_node_image
 
             print(provision_node_image(_stderr))
+        return ExitCode.OK
+    if args.command == "provision":
+        from ..local.provisioning import provision_all
+
+        provision_all(args.data_plane or default_data_plane(), clis=not args.no_tools, progress=_stderr)
         return ExitCode.OK
     if args.command in ("cleanup", "leaks"):
         from .cleanup import run_cleanup, run_leaks

@@ -44,7 +44,9 @@ KUBERNETES_VERSION = os.environ.get("FARGATE_LABS_K8S_VERSION", "v1.34.4")
 ETCD_VERSION = "v3.5.21"
 KWOK_VERSION = "v0.8.0"
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
-COMPONENTS = ("etcd",) + KUBE_COMPONENTS + ("kwok",)
+#: what every environment starts from; kwok, which only KWOK nodes need, is provisioned on its own when they
+#: are used (fargatelab.local.dataplane_binaries.provision_kwok)
+COMPONENTS = ("etcd",) + KUBE_COMPONENTS
 MANIFEST = "MANIFEST.json"
 
 Progress = Callable[[str], None]
@@ -115,7 +117,7 @@ def provision(
         if problems:
             raise HarnessError(
                 f"--bin-dir {given}: {problems[0]}; put etcd, kube-apiserver, kube-controller-manager, "
-                "kube-scheduler, kubectl and kwok there",
+                "kube-scheduler and kubectl there (and kwok, for KWOK nodes)",
                 ExitCode.MISSING_BINARY,
             )
         return Binaries(given, version)
@@ -191,12 +193,6 @@ def _download_all(version: str, out: Path, progress: Progress) -> None:
         assert member is not None
         _install_bytes(out / "etcd", member.read())
 
-    kwok_base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{KWOK_VERSION}"
-    progress(f"downloading kwok {KWOK_VERSION}")
-    sums = fetch(f"{kwok_base}/checksums.txt").decode()
-    asset = f"kwok-linux-{arch}"
-    sha = next(line.split()[0] for line in sums.splitlines() if line.split()[-1] == asset)
-    _install_bytes(out / "kwok", fetch_verified(f"{kwok_base}/{asset}", sha))
 
 
 def _install_bytes(path: Path, data: bytes) -> None:
@@ -213,7 +209,7 @@ def _go() -> str:
         raise HarnessError(
             "no official binaries could be downloaded and Go is not installed: install Go >= 1.24 "
             "or pass --bin-dir DIR holding etcd, kube-apiserver, kube-controller-manager, "
-            "kube-scheduler, kubectl and kwok",
+            "kube-scheduler and kubectl",
             ExitCode.MISSING_BINARY,
         )
     return go
@@ -325,12 +321,3 @@ def _build_all(version: str, out: Path, progress: Progress) -> None:
     progress(f"building etcd {ETCD_VERSION}")
     run_go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], etcd_work, progress, "etcd")
 
-    progress(f"building kwok {KWOK_VERSION}")
-    # go install outside any module, so kwok's own go.mod decides its dependencies.
-    run_go(
-        ["install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
-        etcd_work.parent,
-        progress,
-        "kwok",
-        {"GOBIN": str(out), "GOFLAGS": ""},
-    )

@@ -25,8 +25,8 @@ from ..errors import ExitCode, HarnessError
 from .binaries import fetch, fetch_verified, cache_root
 from .go_build import Component, pins_digest, provision_go_binaries
 
-__all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_clis",
-           "provisioned_versions"]
+__all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_awscli",
+           "provision_clis", "provisioned_versions"]
 
 EKSCTL_VERSION = "v0.215.0"
 HELM_VERSION = "v3.22.0"
@@ -70,14 +70,17 @@ RELEASES = {
 }
 
 
-def provision_clis(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True)) -> Clis:
+def provision_clis(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True),
+                   aws: bool = True) -> Clis:
     """eksctl, helm and aws in one bin directory: whichever is missing or corrupt is downloaded (the official
     release, checked against its published checksum) where that is reachable, else built or installed.
-    A build from cold: eksctl about 5 minutes (and 3.6 GB of memory), helm about 1.5, the AWS CLI under one."""
+    A build from cold: eksctl about 5 minutes (and 3.6 GB of memory), helm about 1.5, the AWS CLI under one.
+    Without ``aws`` the AWS CLI is left to :func:`provision_awscli`."""
     target = clis_dir()
     provision_go_binaries(CLI_COMPONENTS, target, "the workshop's", "eksctl from cold takes about 5 minutes and "
                           "3.6 GB of memory on 2 cores, helm about 1.5", progress, release=_release)
-    _awscli(target, progress)
+    if aws:
+        _awscli(target, progress)
     return Clis(target, {**{c.name: c.version for c in CLI_COMPONENTS}, "aws": AWSCLI_VERSION})
 
 
@@ -108,6 +111,13 @@ def _release(component: Component, target: Path, progress: Progress) -> dict[str
     os.replace(tmp, path)
     return {"version": component.version, "source": archive, "archive_sha256": sha,
             "sha256": {component.name: hashlib.sha256(data).hexdigest()}}
+
+
+def provision_awscli(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True)) -> None:
+    """The AWS CLI alone (from PyPI: no Go build), into the tools' bin directory."""
+    target = clis_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    _awscli(target, progress)
 
 
 def provisioned_versions() -> dict[str, str]:

@@ -1,22 +1,26 @@
 """Provisioning of the data plane's binaries: kubelet and kube-proxy (one program), containerd, runc, CNI plugins, CoreDNS,
 an OCI registry and crane, built from Go modules (see :mod:`.go_build`) and cached with a manifest in
-``<cache_root>/dataplane-<hash of the pins>/bin``.
+``<cache_root>/dataplane-<hash of the pins>/bin``; and kwok, which plays the nodes of the KWOK data plane
+instead, provisioned only when that data plane is used (``<cache_root>/kwok-<hash>/bin``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..rules.naming import kubelet_version
-from .binaries import KUBERNETES_VERSION, cache_root
+from .binaries import KUBERNETES_VERSION, KWOK_VERSION, cache_root, fetch, fetch_verified
 from .go_build import MANIFEST, Component, pins_digest, provision_go_binaries, verify
 
 __all__ = [
     "COMPONENTS",
+    "IMAGE_TOOLS",
     "CONTAINERD_VERSION",
     "RUNC_VERSION",
     "CNI_PLUGINS_VERSION",
@@ -29,6 +33,7 @@ __all__ = [
     "DataPlaneBinaries",
     "dataplane_dir",
     "provision_dataplane",
+    "provision_kwok",
     "verify_dataplane",
 ]
 
@@ -73,9 +78,13 @@ COMPONENTS: tuple[Component, ...] = (
     Component("cni-plugins", _CNI, CNI_PLUGINS_VERSION, tuple(f"{_CNI}/plugins/{p}" for p in _CNI_PLUGINS),
               "1.26.8", stamps=((f"{_CNI}/pkg/utils/buildversion.BuildVersion", CNI_PLUGINS_VERSION),),
               subdir=CNI_SUBDIR),
-    Component("coredns", "github.com/coredns/coredns", COREDNS_VERSION, ("github.com/coredns/coredns",), "1.25"),
-    Component("registry", _REGISTRY, REGISTRY_VERSION, (f"{_REGISTRY}/cmd/registry",), "1.26",
-              stamps=((f"{_REGISTRY}/version.version", REGISTRY_VERSION),)),
+    # CoreDNS and the registry each from a main of this project's in their own module (fargatelab/data):
+    # upstream's server, without the plugins or storage drivers that need a cloud SDK (most of a cold build).
+    Component("coredns", "github.com/coredns/coredns", COREDNS_VERSION, ("./fargatelab/coredns",), "1.25",
+              in_module=True, sources=(("coredns.go", "fargatelab/coredns/main.go"),)),
+    Component("registry", _REGISTRY, REGISTRY_VERSION, ("./fargatelab/registry",), "1.26",
+              stamps=((f"{_REGISTRY}/version.version", REGISTRY_VERSION),), in_module=True,
+              sources=(("registry.go", "fargatelab/registry/main.go"),)),
     Component("crane", _CRANE, CRANE_VERSION, (f"{_CRANE}/cmd/crane",), "1.25",
               stamps=((f"{_CRANE}/cmd/crane/cmd.Version", CRANE_VERSION),)),
 )
@@ -113,15 +122,55 @@ def verify_dataplane(bin_dir: Path, components: tuple[Component, ...] = COMPONEN
     return verify(bin_dir, components)
 
 
+#: what the stand-in images are built with: provisioned first where a build of everything runs beside them
+IMAGE_TOOLS = ("coredns", "registry", "crane")
+
+
 def provision_dataplane(
     progress: Progress = lambda line: print(line, file=sys.stderr, flush=True),
+    only: tuple[str, ...] = (),
 ) -> DataPlaneBinaries:
-    """Return verified data-plane binaries, building from Go modules whichever are missing or corrupt."""
+    """Return verified data-plane binaries, building from Go modules whichever are missing or corrupt (of the
+    components named in ``only``, where it names any: the others may then be missing)."""
     target = dataplane_dir()
-    manifest = provision_go_binaries(COMPONENTS, target, "the data plane's", "all of them from cold take about 13 "
+    wanted = tuple(c for c in COMPONENTS if not only or c.name in only)
+    manifest = provision_go_binaries(wanted, target, "the data plane's", "all of them from cold take about 9 "
                                      "minutes on 2 cores", progress)
     return DataPlaneBinaries(
         target,
         {c.name: c.version for c in COMPONENTS},
-        bool(manifest["components"]["runc"].get("seccomp", True)),
+        bool(manifest["components"].get("runc", {}).get("seccomp", True)),
     )
+
+
+_KWOK = Component("kwok", "sigs.k8s.io/kwok", KWOK_VERSION, ("sigs.k8s.io/kwok/cmd/kwok",), "1.26")
+
+
+def provision_kwok(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True)) -> str:
+    """The path of a verified kwok: its official release where that is reachable, else built from its Go
+    module (about a minute and a half on 2 cores). Only environments whose Fargate nodes are KWOK's need it,
+    so a run on microVMs never builds it."""
+    target = cache_root() / f"kwok-{pins_digest((_KWOK,))}" / "bin"
+    provision_go_binaries((_KWOK,), target, "the KWOK data plane's", "about 1.5 minutes on 2 cores", progress,
+                          release=_kwok_release)
+    return str(target / "kwok")
+
+
+def _kwok_release(component: Component, target: Path, progress: Progress) -> dict[str, object] | None:
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{component.version}"
+    asset = f"kwok-linux-{arch}"
+    try:
+        sums = fetch(f"{base}/checksums.txt", timeout=5).decode()  # an offline machine falls through at once
+        sha = next(line.split()[0] for line in sums.splitlines() if line.split() and line.split()[-1] == asset)
+        progress(f"downloading kwok {component.version}")
+        data = fetch_verified(f"{base}/{asset}", sha)
+    except (OSError, StopIteration):
+        return None
+    path = target / "kwok"
+    tmp = path.with_name(".kwok.download")
+    tmp.write_bytes(data)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+    return {"version": component.version, "source": f"{base}/{asset}",
+            "sha256": {"kwok": hashlib.sha256(data).hexdigest()}}

@@ -222,12 +222,11 @@ def _build(component: Component, target: Path, progress: Progress) -> dict[str, 
                 raise HarnessError(f"cannot reach the Go module proxy to build kubelet and kube-proxy ({exc}): "
                                    "check GOPROXY and the network, then run again", ExitCode.MISSING_BINARY) from None
             flags = _with_stamps(flags, component.stamps)
-            for name, rel in component.sources:
-                (work / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(DATA / name, work / rel)
+            _add_sources(component, work)
             args = ["build", *flags, "-o", str(staging) + os.sep, *component.packages]
         elif component.in_module:
             work = _module_copy(component, log, progress)
+            _add_sources(component, work)
             args = ["build", *flags, "-o", str(staging) + os.sep, *component.packages]
         else:
             # go install outside any module, so the component's own go.mod decides its dependencies.
@@ -250,6 +249,12 @@ def _build(component: Component, target: Path, progress: Progress) -> dict[str, 
         return entry
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _add_sources(component: Component, work: Path) -> None:
+    for name, rel in component.sources:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DATA / name, work / rel)
 
 
 def _module_copy(component: Component, log: Path, progress: Progress) -> Path:
@@ -342,12 +347,14 @@ def _seccomp_ready(progress: Progress, log: Path) -> bool:
         return False
     progress(f"installing {' and '.join(packages)} with apt-get, for runc's seccomp support")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    # -o DPkg::Lock::Timeout: another apt run (an image build's, a person's) may hold dpkg's lock a while.
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "--no-install-recommends", *packages]
     with open(log, "ab") as out:
         ok = subprocess.run(install, env=env, stdout=out, stderr=subprocess.STDOUT).returncode == 0
         if not ok:
             # A fresh machine's package lists may be missing or stale.
-            subprocess.run(["apt-get", "update"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "update"], env=env, stdout=out,
+                           stderr=subprocess.STDOUT)
             ok = subprocess.run(install, env=env, stdout=out, stderr=subprocess.STDOUT).returncode == 0
     if ok and _has_libseccomp():
         return True

@@ -147,17 +147,6 @@ def ensure_host_tools(progress: Callable[[str], None]) -> None:
         need(command, [package], user, progress)
 
 
-    progress(f"installing {package} with apt-get, for {user}")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-        done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True, env=env)
-    if done.returncode != 0 or shutil.which(command) is None:
-        raise HarnessError(f"apt-get could not install {package}: {done.stderr.strip().splitlines()[-1:]}",
-                           ExitCode.MISSING_BINARY)
-
-
 def unmount_under(root: Path) -> None:
     """Unmount what kubelet and containerd mounted under ``root`` (deepest first), then remove it."""
     for target in sorted(mounts_under(root), key=len, reverse=True):

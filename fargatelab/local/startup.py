@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -309,6 +310,18 @@ class Startup:
         ], aws_port)
         self.state["aws_endpoint"] = f"http://127.0.0.1:{aws_port}"
 
+    @staticmethod
+    def _kwok(bins: Binaries) -> str:
+        """A --bin-dir's own kwok where it holds one, else the cache's (built now on its first use)."""
+        from .binaries import cached_bin_dir
+        from .dataplane_binaries import provision_kwok
+
+        given = bins.path("kwok")
+        if bins.bin_dir != cached_bin_dir(bins.kubernetes_version) and os.access(given, os.X_OK):
+            return given
+
+        return provision_kwok()
+
     def fargate(self, bins: Binaries, config: EnvironmentConfig, kwok_kubeconfig: Path, emulator_kubeconfig: Path,
                 webhook: cp.CertPair, ca: Path, webhook_host: str = "127.0.0.1") -> None:
         """KWOK as the Fargate data plane, and the emulation (webhooks, fargate-scheduler, controllers).
@@ -323,7 +336,7 @@ class Startup:
         kwok_cfg = self.dir / "kwok.yaml"
         kwok_cfg.write_text(kwok_configuration(profile(config.timing, config.timing_scale)))
         if config.data_plane != "microvm":  # real kubelets run the Fargate nodes of the microVM data plane
-            self.launch("kwok", kwok_command(bins.path("kwok"), str(kwok_kubeconfig), str(kwok_cfg)))
+            self.launch("kwok", kwok_command(self._kwok(bins), str(kwok_kubeconfig), str(kwok_cfg)))
         webhook_port = process.free_port()
         self.launch("emulator", [
             sys.executable, "-m", "fargatelab.emulator", "--kubeconfig", str(emulator_kubeconfig),

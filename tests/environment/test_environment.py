@@ -194,13 +194,13 @@ def test_corrupt_cached_binary(user_env: dict[str, str], tmp_path: Path) -> None
     target = cache / f"k8s-{KUBERNETES_VERSION}" / "bin"
     target.mkdir(parents=True)
     for f in source.iterdir():
-        os.link(f, target / f.name) if f.name != "kwok" else None
-    (target / "kwok").write_bytes(b"truncated")
-    (target / "kwok").chmod(0o755)
+        os.link(f, target / f.name) if f.name != "kube-scheduler" else None
+    (target / "kube-scheduler").write_bytes(b"truncated")
+    (target / "kube-scheduler").chmod(0o755)
     # No Go on PATH and no network: the corrupt binary cannot be replaced, and up must say so.
     env = dict(user_env, FARGATE_LABS_CACHE=str(cache), PATH="/usr/bin:/bin")
     result = fargate_lab("up", env=env, timeout=120)
-    assert "kwok: checksum differs" in result.stderr
+    assert "kube-scheduler: checksum differs" in result.stderr
     assert result.returncode == ExitCode.MISSING_BINARY
     assert "install Go" in one_error_line(result)
-    assert not (cache / f"k8s-{KUBERNETES_VERSION}").exists() or not (target / "kwok").exists()
+    assert not (cache / f"k8s-{KUBERNETES_VERSION}").exists() or not (target / "kube-scheduler").exists()

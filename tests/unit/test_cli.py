@@ -20,7 +20,8 @@ from fargatelab.cli.help_text import ENVIRONMENT, EXIT_CODES
 from fargatelab.errors import ExitCode
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "fixtures" / "manifests"
-COMMANDS = ["up", "env", "status", "down", "resolve", "kind-engine", "explain", "check", "cleanup", "leaks"]
+COMMANDS = ["up", "env", "status", "down", "resolve", "provision", "kind-engine", "explain", "check", "cleanup",
+            "leaks"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

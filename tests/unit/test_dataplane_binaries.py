@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,28 @@ def test_the_node_program_follows_its_own_go_source(monkeypatch: pytest.MonkeyPa
     for upstream in ("k8s.io/kubernetes/cmd/kubelet/app", "k8s.io/kubernetes/cmd/kube-proxy/app"):
         assert f'"{upstream}"' in source
     before = pins_digest(dp.COMPONENTS)
+    for other in gb.DATA.iterdir():
+        (tmp_path / other.name).write_bytes(other.read_bytes())
     (tmp_path / name).write_text(source + "\n// changed\n")
     monkeypatch.setattr(gb, "DATA", tmp_path)
     assert pins_digest(dp.COMPONENTS) != before
+
+
+@pytest.mark.parametrize(("name", "upstream", "left_out"), [
+    ("coredns", "github.com/coredns/coredns/coremain", ("route53", "azure", "clouddns", "etcd", "trace")),
+    ("registry", "github.com/distribution/distribution/v3/registry", ("azure", "gcs", "s3-aws", "cloudfront")),
+])
+def test_coredns_and_the_registry_are_upstream_without_the_cloud_sdks(name: str, upstream: str,
+                                                                      left_out: tuple[str, ...]) -> None:
+    """Built from a main of the project's own inside upstream's module (so upstream's go.mod pins every
+    dependency), importing upstream's server and leaving out what needs a cloud provider's SDK."""
+    component = next(c for c in dp.COMPONENTS if c.name == name)
+    assert component.binaries == (name,) and component.in_module
+    [(source_name, rel)] = component.sources
+    assert rel == f"fargatelab/{name}/main.go" and component.packages == (f"./fargatelab/{name}",)
+    imports = set(re.findall(r'^\s*(?:_ )?"([^"]+)"', (gb.DATA / source_name).read_text(), re.MULTILINE))
+    assert upstream in imports
+    assert not [i for i in imports if i.rsplit("/", 1)[-1] in left_out]
 
 
 def test_kubelet_and_kube_proxy_carry_the_eks_version_of_a_fargate_node() -> None:
@@ -311,13 +331,16 @@ def test_a_failed_apt_install_is_retried_after_an_update_then_given_up(
     fake_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = tmp_path / "apt-calls"
-    script(fake_path / "apt-get", f'echo "$*" >> {calls}; [ "$1" = update ]')
+    script(fake_path / "apt-get", f'echo "$*" >> {calls}; [ "$3" = update ]')
     script(fake_path / "pkg-config", "exit 1")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     lines: list[str] = []
     assert gb._seccomp_ready(lines.append, tmp_path / "log") is False
+    # Each waits for another apt run's lock instead of failing at once.
+    wait = "-o DPkg::Lock::Timeout=300"
     assert calls.read_text().splitlines() == [
-        "install -y --no-install-recommends libseccomp-dev", "update", "install -y --no-install-recommends libseccomp-dev",
+        f"{wait} install -y --no-install-recommends libseccomp-dev", f"{wait} update",
+        f"{wait} install -y --no-install-recommends libseccomp-dev",
     ]
     assert lines[0] == "installing libseccomp-dev with apt-get, for runc's seccomp support"
     assert "failed" in lines[1] and "WITHOUT seccomp" in lines[1]
