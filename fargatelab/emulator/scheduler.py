@@ -195,7 +195,8 @@ class FargateScheduler:
                 emit_event(self.c, pod, "Warning", "FailedScheduling", reason, FARGATE_SCHEDULER)
             self._rejected.add(uid)
             return
-        if self._age(pod) < self.timing.node_provision:
+        # On microVMs the real node's start is the capacity being provisioned: no emulated wait on top of it.
+        if self.placement != "microvm" and self._age(pod) < self.timing.node_provision:
             return
         profile = (meta.get("labels") or {}).get(PROFILE_LABEL, "")
         subnet_ids = self.profile_subnets(profile)

@@ -228,6 +228,23 @@ def _staging_modules(version: str) -> list[str]:
     ]
 
 
+#: The compiler writes no DWARF: every binary is linked with -s -w, which drops it anyway (a cold build of
+#: helm: 9 % less time).
+FAST_COMPILE = "-gcflags=all=-dwarf=false"
+
+
+def _toolchain_gogc() -> str:
+    """The Go toolchain's own GOGC: collecting a quarter as often saves another 8 % of a cold build (helm:
+    136 s, 124 s without DWARF, 114 s with both) where memory is plentiful; the largest step, linking
+    eksctl or kube-apiserver, stayed under 2 GB with it."""
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = int(next(line.split()[1] for line in f if line.startswith("MemTotal:")))
+    except (OSError, StopIteration, ValueError):
+        return "100"
+    return "400" if total_kb >= 8 * 1024 * 1024 else "100"
+
+
 def run_go(
     args: list[str], cwd: Path, progress: Progress, what: str, extra_env: dict[str, str] | None = None,
     log: Path | None = None, remedy: str = "pass --bin-dir DIR with prebuilt binaries instead",
@@ -236,7 +253,8 @@ def run_go(
     """Run ``go ARGS`` in ``cwd`` with the module proxy and the local toolchain, CGO off unless ``extra_env`` says
     otherwise; a line every 30 s while it builds; a failure is one line with the log's last line and
     ``remedy``. Returns the seconds it took."""
-    env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0", GOTOOLCHAIN="local")
+    env = dict(os.environ, GOFLAGS=f"-mod=mod {FAST_COMPILE}", CGO_ENABLED="0", GOTOOLCHAIN="local")
+    env.setdefault("GOGC", _toolchain_gogc())
     env.update(extra_env or {})
     log = log or cwd / "build.log"
     started = time.monotonic()

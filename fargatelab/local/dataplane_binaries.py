@@ -134,8 +134,8 @@ def provision_dataplane(
     components named in ``only``, where it names any: the others may then be missing)."""
     target = dataplane_dir()
     wanted = tuple(c for c in COMPONENTS if not only or c.name in only)
-    manifest = provision_go_binaries(wanted, target, "the data plane's", "all of them from cold take about 9 "
-                                     "minutes on 2 cores", progress)
+    estimate = "a few minutes on 2 cores" if only else "all of them from cold take about 9 minutes on 2 cores"
+    manifest = provision_go_binaries(wanted, target, "the data plane's", estimate, progress)
     return DataPlaneBinaries(
         target,
         {c.name: c.version for c in COMPONENTS},

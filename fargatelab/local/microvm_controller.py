@@ -90,6 +90,9 @@ class MicroVMController:
         self._registered: set[str] = set()
         #: processes whose death is already recorded
         self._dead: set[str] = set()
+        #: microVMs being started, each by a thread of its own
+        self._starting: dict[str, threading.Thread] = {}
+        self._failed: set[str] = set()
         self._lock = threading.Lock()
 
     def reconcile(self) -> str:
@@ -107,10 +110,16 @@ class MicroVMController:
                 wanted[node["metadata"]["name"]] = spec
         with self._lock:
             now = time.monotonic()
+            for name in list(self._failed):  # their start stopped what it had started
+                self._failed.discard(name)
+                self._starting.pop(name, None)
+                self.vms.pop(name, None)
+                self._started.pop(name, None)
             for name in [n for n in self.vms if n not in wanted]:
                 if now - self._started[name] < REGISTRATION_GRACE and name not in self._registered:
                     continue  # its kubelet is registering the node again
                 log.info("node %s is gone: stopping its microVM", name)
+                self._finish_start(name)
                 self.vms.pop(name).stop()
                 self._started.pop(name, None)
                 self._registered.discard(name)
@@ -125,14 +134,30 @@ class MicroVMController:
                     # The scheduler's node stands for the microVM until it runs; the kubelet then registers it
                     # anew, as a Fargate node comes up: its own events, in the order a real one's have.
                     self.core.delete_node(name, _preload_content=False)
-                    self._started[name] = time.monotonic()
-                    vm.start()
-                except Exception as exc:  # one microVM that cannot start must not stop the others
-                    log.warning("cannot start the microVM of %s: %s", name, exc)
+                except Exception as exc:  # the next pass tries again
+                    log.warning("cannot take over the node %s: %s", name, exc)
                     continue
-                log.info("microVM of %s started (%s)", name, spec.address)
+                self._started[name] = time.monotonic()
                 self.vms[name] = vm
+                # Each microVM starts on its own: five replicas scaled at once boot side by side, as Fargate's do.
+                self._starting[name] = threading.Thread(target=self._start, args=(name, vm), daemon=True)
+                self._starting[name].start()
         return str(listing["metadata"].get("resourceVersion") or "")
+
+    def _start(self, name: str, vm: MicroVM) -> None:
+        try:
+            vm.start()
+        except Exception as exc:  # one microVM that cannot start must not stop the others
+            log.warning("cannot start the microVM of %s: %s", name, exc)
+            self._failed.add(name)  # forgotten by the next pass (which may hold the lock, joining this thread)
+            return
+        log.info("microVM of %s started (%s)", name, vm.spec.address)
+
+    def _finish_start(self, name: str) -> None:
+        """Wait for the microVM of ``name`` to have started (or failed to), so that stopping it stops all of it."""
+        starting = self._starting.pop(name, None)
+        if starting is not None and starting is not threading.current_thread():
+            starting.join()
 
     def _record_deaths(self) -> None:
         """A microVM process that dies is recorded, and stays recorded after its microVM goes: a run that
@@ -149,6 +174,7 @@ class MicroVMController:
     def stop_all(self) -> None:
         with self._lock:
             for name in list(self.vms):
+                self._finish_start(name)
                 self.vms.pop(name).stop()
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
