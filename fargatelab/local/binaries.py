@@ -318,7 +318,7 @@ def _build_all(version: str, out: Path, progress: Progress) -> None:
             "pass --bin-dir DIR with prebuilt binaries instead",
             ExitCode.MISSING_BINARY,
         ) from None
-    progress(f"building Kubernetes {version} from Go modules (a cold build takes 10-25 minutes on 2 cores)")
+    progress(f"building Kubernetes {version} from Go modules (a cold build takes 5-25 minutes on 2 cores)")
     run_go(
         ["build", *flags, "-o", str(out) + os.sep]
         + [f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_COMPONENTS],
