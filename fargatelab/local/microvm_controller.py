@@ -163,6 +163,11 @@ class MicroVMController:
         """A microVM process that dies is recorded, and stays recorded after its microVM goes: a run that
         passed although its data plane lost a kubelet must still be told at its end."""
         for name, vm in self.vms.items():
+            starting = self._starting.get(name)
+            if starting is not None and starting.is_alive():
+                # Still launching: a process forked but not yet exec'd does not carry the run's tag, and
+                # would read as dead; a start that fails is logged as such, not as a death.
+                continue
             for component in vm.dead():
                 if component in self._dead:
                     continue

@@ -108,7 +108,16 @@ def alive(pid: int, run_id: str | None = None) -> bool:
         return False
     if run_id is None:
         return True
-    return f"{RUN_ID_VARIABLE}={run_id}".encode() in _environ(pid).split(b"\0")
+    for _ in range(5):
+        environ = _environ(pid)
+        if environ:
+            return f"{RUN_ID_VARIABLE}={run_id}".encode() in environ.split(b"\0")
+        if not os.path.exists(f"/proc/{pid}"):
+            return False
+        # A process in the middle of execve (nsenter starting a kubelet, say) shows an empty environment
+        # for a moment: that is not a pid taken by someone else.
+        time.sleep(0.02)
+    return False
 
 
 def tagged_pids(run_id: str) -> list[int]:

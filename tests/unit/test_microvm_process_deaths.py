@@ -56,3 +56,21 @@ def test_microvms_left_out_on_request(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(process, "alive", lambda pid, run_id=None: False)
     assert startup.dead_components(state, microvms=False) == ["moto"]
     assert startup.dead_components(state) == ["moto", "kubelet-10-11-94-248"]
+
+
+def test_a_process_caught_in_the_middle_of_execve_is_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a process execs (nsenter starting a kubelet), its environment reads as empty for a moment: taken
+    for a pid reused by someone else, that was once recorded as a kubelet's death mid-run."""
+    import os
+
+    reads = iter([b"", b"", f"PATH=/bin\0{process.RUN_ID_VARIABLE}=r1\0".encode()])
+    monkeypatch.setattr(process, "_environ", lambda pid: next(reads))
+    assert process.alive(os.getpid(), "r1")
+
+
+def test_a_pid_whose_environment_stays_empty_is_not_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(process, "_environ", lambda pid: b"")
+    assert not process.alive(os.getpid(), "r1")
+    assert not process.alive(2**22 + 1, "r1")  # no such process
