@@ -63,9 +63,14 @@ def provision_all(data_plane: str = "auto", clis: bool = True, progress: Progres
             from .cli_tools import provision_clis
 
             provision_clis(progress, aws=False)
-    finally:
+    except BaseException:
+        # Interrupted or failed here: what runs beside stops too (Ctrl-C reaches its commands as well), and
+        # this error, not one of theirs, is the one to tell.
         tools_ready.set()
-        beside.join()
+        beside.join(raise_errors=False)
+        raise
+    tools_ready.set()
+    beside.join()
     progress(f"provisioned for the {chosen} data plane{' and the workshop tools' if clis else ''} in "
              f"{time.monotonic() - started:.0f}s")
     return chosen
@@ -110,10 +115,10 @@ class _Beside:
         for thread in self.threads:
             thread.start()
 
-    def join(self) -> None:
+    def join(self, raise_errors: bool = True) -> None:
         for thread in self.threads:
             thread.join()
-        if self.errors:
+        if self.errors and raise_errors:
             what, exc = self.errors[0]
             if isinstance(exc, HarnessError):
                 raise exc

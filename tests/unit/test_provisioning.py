@@ -82,3 +82,17 @@ def test_a_failure_beside_the_builds_fails_the_provisioning_in_one_line(
     assert str(failure.value) == "provisioning the AWS CLI failed: pip: no index"
     # The Go builds went on meanwhile.
     assert recorder.whats("main") == ["kubernetes", "kwok", "clis aws=False"]
+
+
+def test_an_interrupted_build_is_reported_as_the_interruption(recorder: _Recorder,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(progress: Any = None) -> None:
+        raise KeyboardInterrupt
+
+    def refused(progress: Any = None) -> None:
+        raise OSError("pip: interrupted too")
+
+    monkeypatch.setattr(binaries, "provision", interrupted)
+    monkeypatch.setattr(cli_tools, "provision_awscli", refused)
+    with pytest.raises(KeyboardInterrupt):
+        provisioning.provision_all("kwok", clis=True, progress=lambda _line: None)
