@@ -27,15 +27,17 @@ def _config(options: BackendOptions, env: LocalEnvironment) -> EnvironmentConfig
 
 
 def _built(data_plane: str) -> bool:
-    """Whether what an environment starts from is already built: the Kubernetes binaries and, unless its
-    pods run on KWOK nodes, the data plane's binaries and images."""
+    """Whether what an environment starts from is already built: the Kubernetes binaries and kwok where its
+    pods run on KWOK nodes, else the data plane's binaries and images."""
     from ..local.binaries import cached_bin_dir, verify
 
     kubernetes = cached_bin_dir()
     if not kubernetes.is_dir() or verify(kubernetes):
         return False
     if data_plane == "kwok":
-        return True
+        from ..local.dataplane_binaries import kwok_built
+
+        return kwok_built()
     from ..local.dataplane_binaries import dataplane_dir, verify_dataplane
     from ..local.images import images_dir
 

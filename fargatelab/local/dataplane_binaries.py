@@ -33,6 +33,8 @@ __all__ = [
     "DataPlaneBinaries",
     "dataplane_dir",
     "provision_dataplane",
+    "kwok_built",
+    "kwok_dir",
     "provision_kwok",
     "verify_dataplane",
 ]
@@ -146,11 +148,21 @@ def provision_dataplane(
 _KWOK = Component("kwok", "sigs.k8s.io/kwok", KWOK_VERSION, ("sigs.k8s.io/kwok/cmd/kwok",), "1.26")
 
 
+def kwok_dir() -> Path:
+    """kwok's cache directory (complete, or absent)."""
+    return cache_root() / f"kwok-{pins_digest((_KWOK,))}" / "bin"
+
+
+def kwok_built() -> bool:
+    """Whether kwok is already provisioned (nothing is built to tell)."""
+    return kwok_dir().is_dir() and not verify(kwok_dir(), (_KWOK,))
+
+
 def provision_kwok(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True)) -> str:
     """The path of a verified kwok: its official release where that is reachable, else built from its Go
     module (about a minute and a half on 2 cores). Only environments whose Fargate nodes are KWOK's need it,
     so a run on microVMs never builds it."""
-    target = cache_root() / f"kwok-{pins_digest((_KWOK,))}" / "bin"
+    target = kwok_dir()
     provision_go_binaries((_KWOK,), target, "the KWOK data plane's", "about 1.5 minutes on 2 cores", progress,
                           release=_kwok_release)
     return str(target / "kwok")

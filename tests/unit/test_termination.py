@@ -79,3 +79,20 @@ def test_nothing_starts_early_while_the_binaries_are_still_to_be_built(
     assert start_in_background(BackendOptions(run_id="early1", data_plane=data_plane)) is None
     assert time.monotonic() - started < 5
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())
+
+
+def test_kwok_nodes_start_nothing_early_while_kwok_is_still_to_be_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Kubernetes binaries alone are not enough for an environment on KWOK nodes: kwok is built on its own,
+    and an early start would build it unseen."""
+    from fargatelab.local.binaries import COMPONENTS, cached_bin_dir
+
+    monkeypatch.setenv("FARGATE_LABS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FARGATE_LABS_STATE", str(tmp_path / "state"))
+    kubernetes = cached_bin_dir()
+    kubernetes.mkdir(parents=True)
+    for name in COMPONENTS:
+        (kubernetes / name).write_text("#!/bin/sh\n")
+        (kubernetes / name).chmod(0o755)
+    assert start_in_background(BackendOptions(run_id="early2", data_plane="kwok")) is None
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())
