@@ -10,20 +10,17 @@ and PyPI are reachable from more machines, so a build is the fallback.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import io
 import os
 import platform
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ExitCode, HarnessError
-from .binaries import fetch, fetch_verified, cache_root
-from .go_build import Component, pins_digest, provision_go_binaries
+from .binaries import cache_root
+from .go_build import Component, official_release, pins_digest, provision_go_binaries
 
 __all__ = ["AWSCLI_VERSION", "EKSCTL_VERSION", "HELM_VERSION", "CLI_COMPONENTS", "Clis", "clis_dir", "provision_awscli",
            "provision_clis", "provisioned_versions"]
@@ -90,27 +87,7 @@ def _release(component: Component, target: Path, progress: Progress) -> dict[str
     if component.name not in RELEASES or platform.machine() not in ("x86_64", "amd64"):
         return None
     archive, checksums, member = RELEASES[component.name]
-    try:
-        listed = fetch(checksums, timeout=5).decode()  # an offline machine falls through in seconds
-        name = archive.rsplit("/", 1)[1]
-        sha = next(line.split()[0] for line in listed.splitlines() if line.split() and line.split()[-1] == name)
-        progress(f"downloading {component.name} {component.version}")
-        with tarfile.open(fileobj=io.BytesIO(fetch_verified(archive, sha))) as tar:
-            found = tar.extractfile(member)
-            if found is None:
-                raise OSError(f"{member} is not in {archive}")
-            data = found.read()
-    except (OSError, StopIteration, tarfile.TarError) as exc:
-        progress(f"the official {component.name} {component.version} could not be used ({exc or 'no checksum'}): "
-                 "building it")
-        return None
-    path = target / component.name
-    tmp = path.with_name(f".{path.name}.download")
-    tmp.write_bytes(data)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return {"version": component.version, "source": archive, "archive_sha256": sha,
-            "sha256": {component.name: hashlib.sha256(data).hexdigest()}}
+    return official_release(component, target, progress, archive, checksums, member)
 
 
 def provision_awscli(progress: Progress = lambda line: print(line, file=sys.stderr, flush=True)) -> None:

@@ -6,7 +6,6 @@ instead, provisioned only when that data plane is used (``<cache_root>/kwok-<has
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import sys
@@ -15,8 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..rules.naming import kubelet_version
-from .binaries import KUBERNETES_VERSION, KWOK_VERSION, cache_root, fetch, fetch_verified
-from .go_build import MANIFEST, Component, pins_digest, provision_go_binaries, verify
+from .binaries import KUBERNETES_VERSION, KWOK_VERSION, cache_root
+from .go_build import MANIFEST, Component, official_release, pins_digest, provision_go_binaries, verify
 
 __all__ = [
     "COMPONENTS",
@@ -171,18 +170,4 @@ def provision_kwok(progress: Progress = lambda line: print(line, file=sys.stderr
 def _kwok_release(component: Component, target: Path, progress: Progress) -> dict[str, object] | None:
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{component.version}"
-    asset = f"kwok-linux-{arch}"
-    try:
-        sums = fetch(f"{base}/checksums.txt", timeout=5).decode()  # an offline machine falls through at once
-        sha = next(line.split()[0] for line in sums.splitlines() if line.split() and line.split()[-1] == asset)
-        progress(f"downloading kwok {component.version}")
-        data = fetch_verified(f"{base}/{asset}", sha)
-    except (OSError, StopIteration):
-        return None
-    path = target / "kwok"
-    tmp = path.with_name(".kwok.download")
-    tmp.write_bytes(data)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return {"version": component.version, "source": f"{base}/{asset}",
-            "sha256": {"kwok": hashlib.sha256(data).hexdigest()}}
+    return official_release(component, target, progress, f"{base}/kwok-linux-{arch}", f"{base}/checksums.txt")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,9 +24,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ExitCode, HarnessError
-from .binaries import MANIFEST, cache_root, kubernetes_module, run_go
+from .binaries import MANIFEST, cache_root, fetch, fetch_verified, kubernetes_module, run_go
 
-__all__ = ["Component", "MANIFEST", "pins_digest", "provision_go_binaries", "verify"]
+__all__ = ["Component", "MANIFEST", "official_release", "pins_digest", "provision_go_binaries", "verify"]
 
 Progress = Callable[[str], None]
 
@@ -115,6 +117,36 @@ def verify(bin_dir: Path, components: tuple[Component, ...]) -> list[str]:
 #: an official release of a component, fetched and checked against its published checksum into the target;
 #: its manifest entry, or None where it cannot be reached (then it is built)
 Release = Callable[[Component, Path, Progress], "dict[str, Any] | None"]
+
+
+def official_release(component: Component, target: Path, progress: Progress, url: str, checksums: str,
+                     member: str | None = None) -> dict[str, Any] | None:
+    """Download ``component``'s official release from ``url`` into ``target``, checked against the published
+    ``checksums`` file: its manifest entry, or None where it cannot be reached or does not match (then it is
+    built). ``member``: the command's path inside a .tar.gz; without it the download is the command itself."""
+    try:
+        listed = fetch(checksums, timeout=5).decode()  # an offline machine falls through in seconds
+        name = url.rsplit("/", 1)[1]
+        sha = next(line.split()[0] for line in listed.splitlines() if line.split() and line.split()[-1] == name)
+        progress(f"downloading {component.name} {component.version}")
+        data = fetch_verified(url, sha)
+        if member is not None:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                found = tar.extractfile(member)
+                if found is None:
+                    raise OSError(f"{member} is not in {url}")
+                data = found.read()
+    except (OSError, StopIteration, tarfile.TarError) as exc:
+        progress(f"the official {component.name} {component.version} could not be used ({exc or 'no checksum'}): "
+                 "building it")
+        return None
+    path = target / component.name
+    tmp = path.with_name(f".{path.name}.download")
+    tmp.write_bytes(data)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+    return {"version": component.version, "source": url, "archive_sha256": sha,
+            "sha256": {component.name: hashlib.sha256(data).hexdigest()}}
 
 
 def provision_go_binaries(components: tuple[Component, ...], target: Path, whose: str, estimate: str,

@@ -105,8 +105,8 @@ def test_an_official_release_that_matches_its_checksum_is_used(stand_in_builds: 
             raise OSError(f"unreachable: {url}")
         return served[url]
 
-    monkeypatch.setattr(cli_tools, "fetch", fetch)
-    monkeypatch.setattr(cli_tools, "fetch_verified", lambda url, sha: (
+    monkeypatch.setattr(go_build, "fetch", fetch)
+    monkeypatch.setattr(go_build, "fetch_verified", lambda url, sha: (
         fetch(url) if hashlib.sha256(fetch(url)).hexdigest() == sha else (_ for _ in ()).throw(OSError("mismatch"))))
     monkeypatch.setattr(cli_tools.platform, "machine", lambda: "x86_64")
     lines: list[str] = []

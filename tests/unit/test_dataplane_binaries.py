@@ -390,3 +390,23 @@ def test_every_data_plane_binary_builds_and_reports_its_version() -> None:
     if binaries.seccomp:
         out = subprocess.run([binaries.path("runc"), "--version"], capture_output=True, text=True, timeout=60)
         assert "libseccomp:" in out.stdout
+
+
+def test_kwok_comes_from_its_official_release_where_that_is_reachable(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """kwok's release is the command itself, not an archive; checked against the published checksums."""
+    import hashlib
+
+    monkeypatch.setenv("FARGATE_LABS_CACHE", str(tmp_path))
+    body = b"#!/bin/sh\necho kwok\n"
+    base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{dp.KWOK_VERSION}"
+    served = {f"{base}/checksums.txt": f"{hashlib.sha256(body).hexdigest()}  kwok-linux-amd64\n".encode(),
+              f"{base}/kwok-linux-amd64": body}
+    monkeypatch.setattr(gb, "fetch", lambda url, timeout=20: served[url])
+    monkeypatch.setattr(gb, "fetch_verified", lambda url, sha: served[url])
+    monkeypatch.setattr(dp.platform, "machine", lambda: "x86_64")
+    assert not dp.kwok_built()
+    path = Path(dp.provision_kwok(lambda _line: None))
+    assert path.read_bytes() == body and dp.kwok_built()
+    manifest = json.loads((path.parent / "MANIFEST.json").read_text())["components"]["kwok"]
+    assert manifest["source"] == f"{base}/kwok-linux-amd64"
