@@ -37,6 +37,7 @@ __all__ = [
     "fetch_verified",
     "kubernetes_module",
     "provision",
+    "release_arch",
     "verify",
 ]
 
@@ -152,7 +153,8 @@ def provision(
 # --- download (machines with internet) -----------------------------------------------------------
 
 
-def _arch() -> str:
+def release_arch() -> str:
+    """This machine's architecture as release downloads name it (amd64, arm64)."""
     return {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "amd64")
 
 
@@ -174,7 +176,7 @@ def _download_all(version: str, out: Path, progress: Progress) -> None:
     import io
     import tarfile
 
-    arch = _arch()
+    arch = release_arch()
     base = f"https://dl.k8s.io/release/{version}/bin/linux/{arch}"
     # Probe first so that an offline machine falls through to the build in well under a second.
     fetch(f"{base}/kubectl.sha256", timeout=5)

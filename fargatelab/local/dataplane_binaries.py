@@ -7,14 +7,13 @@ instead, provisioned only when that data plane is used (``<cache_root>/kwok-<has
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..rules.naming import kubelet_version
-from .binaries import KUBERNETES_VERSION, KWOK_VERSION, cache_root
+from .binaries import KUBERNETES_VERSION, KWOK_VERSION, cache_root, release_arch
 from .go_build import MANIFEST, Component, official_release, pins_digest, provision_go_binaries, verify
 
 __all__ = [
@@ -168,6 +167,6 @@ def provision_kwok(progress: Progress = lambda line: print(line, file=sys.stderr
 
 
 def _kwok_release(component: Component, target: Path, progress: Progress) -> dict[str, object] | None:
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{component.version}"
-    return official_release(component, target, progress, f"{base}/kwok-linux-{arch}", f"{base}/checksums.txt")
+    return official_release(component, target, progress, f"{base}/kwok-linux-{release_arch()}",
+                            f"{base}/checksums.txt")

@@ -404,7 +404,7 @@ def test_kwok_comes_from_its_official_release_where_that_is_reachable(tmp_path: 
               f"{base}/kwok-linux-amd64": body}
     monkeypatch.setattr(gb, "fetch", lambda url, timeout=20: served[url])
     monkeypatch.setattr(gb, "fetch_verified", lambda url, sha: served[url])
-    monkeypatch.setattr(dp.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr("fargatelab.local.binaries.platform.machine", lambda: "x86_64")
     assert not dp.kwok_built()
     path = Path(dp.provision_kwok(lambda _line: None))
     assert path.read_bytes() == body and dp.kwok_built()
