@@ -232,10 +232,11 @@ def images_dir(recipes: Iterable[Recipe] = RECIPES) -> Path:
 
 
 def provision_images(progress: Progress = _stderr) -> Images:
-    """The stand-ins, built with the data plane's crane, registry and coredns."""
-    from .dataplane_binaries import provision_dataplane
+    """The stand-ins, built with the data plane's crane, registry and coredns (only those three are
+    provisioned for it: the rest of the data plane is not needed to build images)."""
+    from .dataplane_binaries import IMAGE_TOOLS, provision_dataplane
 
-    tools = provision_dataplane(progress)
+    tools = provision_dataplane(progress, only=IMAGE_TOOLS)
     return build_images(tools.path("crane"), tools.path("registry"), tools.path("coredns"), progress)
 
 

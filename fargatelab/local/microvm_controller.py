@@ -165,8 +165,8 @@ class MicroVMController:
         for name, vm in self.vms.items():
             starting = self._starting.get(name)
             if starting is not None and starting.is_alive():
-                # Still launching: a process forked but not yet exec'd does not carry the run's tag, and
-                # would read as dead; a start that fails is logged as such, not as a death.
+                # Still launching: a start that fails stops what it launched, and is logged as a failed
+                # start, not recorded as a death.
                 continue
             for component in vm.dead():
                 if component in self._dead:

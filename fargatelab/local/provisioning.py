@@ -84,13 +84,11 @@ def _host_tools(progress: Progress) -> None:
 
 def _images(progress: Progress, tools_ready: threading.Event) -> None:
     from .apt import need
-    from .dataplane_binaries import IMAGE_TOOLS, provision_dataplane
-    from .images import build_images
+    from .images import provision_images
 
     need("mmdebstrap", ["mmdebstrap"], "the offline stand-in images", progress)  # while the tools build
-    tools_ready.wait()
-    tools = provision_dataplane(lambda _line: None, only=IMAGE_TOOLS)
-    images = build_images(tools.path("crane"), tools.path("registry"), tools.path("coredns"), progress)
+    tools_ready.wait()  # then provision_images finds its three tools built
+    images = provision_images(progress)
     progress(f"stand-in images ready: {len(images.records)} names")
 
 

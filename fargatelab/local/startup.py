@@ -319,7 +319,6 @@ class Startup:
         given = bins.path("kwok")
         if bins.bin_dir != cached_bin_dir(bins.kubernetes_version) and os.access(given, os.X_OK):
             return given
-
         return provision_kwok()
 
     def fargate(self, bins: Binaries, config: EnvironmentConfig, kwok_kubeconfig: Path, emulator_kubeconfig: Path,
