@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class ProfileCache:
-    def __init__(self, eks: Any, cluster: str, interval: float = 0.25) -> None:
+    #: The background refresh only has to notice profiles going away (the webhook reads them afresh for each
+    #: new pod): once a second is well inside the minutes EKS takes to delete one, and a quarter of the
+    #: AWS endpoint's load that four refreshes a second made.
+    INTERVAL = 1.0
+
+    def __init__(self, eks: Any, cluster: str, interval: float = INTERVAL) -> None:
         self._eks = eks
         self._cluster = cluster
         self._interval = interval

@@ -28,6 +28,7 @@ from ..rules.logging_config import logging_annotation
 from ..rules.matching import PROFILE_LABEL
 from ..rules.sizing import capacity_provisioned, parse_quantity, pod_requests
 from ..rules.timing import Timing
+from .changes import Changes
 from .kube import Clients, emit_event, status_of
 from .mutation import FARGATE_SCHEDULER
 from .nodes import COMPUTE_TYPE_LABEL, Subnet, allocate_ip, fargate_node, is_fargate_node, node_ip
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 PLACEMENTS = ("per-pod-node", "hosted", "microvm")
 #: seconds a released ENI address is held before the scheduler gives it out again
 RELEASE_HOLD = 30.0
+#: the longest the scheduler waits between passes when nothing changes
+IDLE = 1.0
 _NODE_EVENTS = (
     ("Starting", "Starting kubelet."),
     ("NodeHasSufficientMemory", "Node {node} status is now: NodeHasSufficientMemory"),
@@ -117,6 +120,8 @@ class FargateScheduler:
         self._rng = random.Random()
         #: addresses of Fargate nodes, with when they were last seen taken (a released one is held a while)
         self._last_taken: dict[str, float] = {}
+        #: whether the last pass left something to do once time has passed (see :meth:`run`)
+        self._deferred = False
 
     # --- API reads ----------------------------------------------------------------------------
 
@@ -150,6 +155,7 @@ class FargateScheduler:
     # --- one pass -----------------------------------------------------------------------------
 
     def reconcile(self) -> None:
+        self._deferred = False
         pods = self._pods()
         nodes = self._fargate_nodes()
         used_ips = {ip for ip in (node_ip(n) for n in nodes) if ip}
@@ -197,6 +203,7 @@ class FargateScheduler:
             return
         # On microVMs the real node's start is the capacity being provisioned: no emulated wait on top of it.
         if self.placement != "microvm" and self._age(pod) < self.timing.node_provision:
+            self._deferred = True
             return
         profile = (meta.get("labels") or {}).get(PROFILE_LABEL, "")
         subnet_ids = self.profile_subnets(profile)
@@ -318,6 +325,7 @@ class FargateScheduler:
                 continue
             # A node created just before a restart may still be waiting for its pod's binding.
             if self._age(node) < 5.0:
+                self._deferred = True
                 continue
             try:
                 self.c.core.delete_node(name, _preload_content=False)
@@ -345,10 +353,18 @@ class FargateScheduler:
         return (dt.datetime.now(dt.timezone.utc) - stamp).total_seconds()
 
     def run(self, stop: threading.Event) -> None:
+        # A pass follows each change of the pods or the Fargate nodes; one deferred for time (a node still
+        # provisioning, one too new to collect) comes again after ``interval``; what the API does not
+        # announce (a profile's subnets) is read again within IDLE.
+        changes = Changes(stop).watch(self.c.core.list_pod_for_all_namespaces).watch(
+            self.c.core.list_node, label_selector=f"{COMPUTE_TYPE_LABEL}=fargate")
         while not stop.is_set():
             started = time.monotonic()
             try:
                 self.reconcile()
             except Exception as exc:  # the API server may be restarting: try again next pass
                 log.warning("fargate-scheduler pass failed: %s", exc)
+                self._deferred = True
+            # A short pause first: a burst of changes (five replicas created at once) makes one pass.
             stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            changes.wait(self.interval if self._deferred else IDLE)

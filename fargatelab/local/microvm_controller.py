@@ -93,6 +93,8 @@ class MicroVMController:
         #: microVMs being started, each by a thread of its own
         self._starting: dict[str, threading.Thread] = {}
         self._failed: set[str] = set()
+        #: microVMs whose node went, each stopped by a thread of its own
+        self._stopping: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def reconcile(self) -> str:
@@ -119,8 +121,11 @@ class MicroVMController:
                 if now - self._started[name] < REGISTRATION_GRACE and name not in self._registered:
                     continue  # its kubelet is registering the node again
                 log.info("node %s is gone: stopping its microVM", name)
-                self._finish_start(name)
-                self.vms.pop(name).stop()
+                # In a thread of its own, as starts are: a stop takes a second or two (its pod's processes,
+                # mounts and files), and the next pod's microVM must not wait behind it.
+                self._stopping[name] = threading.Thread(
+                    target=self._stop, args=(name, self.vms.pop(name), self._starting.pop(name, None)), daemon=True)
+                self._stopping[name].start()
                 self._started.pop(name, None)
                 self._registered.discard(name)
             self._registered.update(n for n in wanted if n in self.vms)
@@ -140,11 +145,14 @@ class MicroVMController:
                 self._started[name] = time.monotonic()
                 self.vms[name] = vm
                 # Each microVM starts on its own: five replicas scaled at once boot side by side, as Fargate's do.
-                self._starting[name] = threading.Thread(target=self._start, args=(name, vm), daemon=True)
+                self._starting[name] = threading.Thread(target=self._start, args=(name, vm, self._stopping.get(name)),
+                                                        daemon=True)
                 self._starting[name].start()
         return str(listing["metadata"].get("resourceVersion") or "")
 
-    def _start(self, name: str, vm: MicroVM) -> None:
+    def _start(self, name: str, vm: MicroVM, after: threading.Thread | None = None) -> None:
+        if after is not None:
+            after.join()  # an earlier microVM of the same node (and directory) is still being stopped
         try:
             vm.start()
         except Exception as exc:  # one microVM that cannot start must not stop the others
@@ -152,6 +160,18 @@ class MicroVMController:
             self._failed.add(name)  # forgotten by the next pass (which may hold the lock, joining this thread)
             return
         log.info("microVM of %s started (%s)", name, vm.spec.address)
+
+    def _stop(self, name: str, vm: MicroVM, starting: threading.Thread | None) -> None:
+        if starting is not None:
+            starting.join()  # stopping a microVM that is still starting would leave what its start adds next
+        try:
+            vm.stop()
+        except Exception as exc:  # what is left is the run's cleanup's to remove
+            log.warning("cannot stop the microVM of %s: %s", name, exc)
+        finally:
+            with self._lock:
+                if self._stopping.get(name) is threading.current_thread():
+                    del self._stopping[name]
 
     def _finish_start(self, name: str) -> None:
         """Wait for the microVM of ``name`` to have started (or failed to), so that stopping it stops all of it."""
@@ -181,6 +201,9 @@ class MicroVMController:
             for name in list(self.vms):
                 self._finish_start(name)
                 self.vms.pop(name).stop()
+            stopping = list(self._stopping.values())
+        for thread in stopping:
+            thread.join()
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
         from kubernetes import watch

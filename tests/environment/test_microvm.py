@@ -108,6 +108,13 @@ def test_a_pod_runs_for_real_in_its_microvm(environment: tuple[LocalEnvironment,
         assert inside.stdout.split("\n")[:3] == [
             "9001", "search default.svc.cluster.local svc.cluster.local cluster.local ap-northeast-2.compute.internal",
             "nameserver 172.20.0.10"], inside.stderr
+        # The pod's root is an overlay on the microVM's own disk (a tmpfs of 30G, as 003's df shows about
+        # 29.4G), which lives in the microVM's mount namespace only.
+        disk = _kubectl(kubeconfig, "exec", "hello", "--", "df", "-P", "/").stdout.splitlines()[-1].split()
+        assert (disk[0], int(disk[1]) // 1024 ** 2) == ("overlay", 30), disk
+        assert "fargate-microvm-disk" not in Path("/proc/self/mounts").read_text()
+        holder = next(c for c in vm.components if c.name.startswith("mounts-"))
+        assert f" {vm.root}/containerd " in Path(f"/proc/{holder.pid}/mountinfo").read_text()
     finally:
         vm.stop()
 
