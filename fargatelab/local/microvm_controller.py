@@ -95,6 +95,7 @@ class MicroVMController:
         self._failed: set[str] = set()
         #: microVMs whose node went, each stopped by a thread of its own
         self._stopping: dict[str, threading.Thread] = {}
+        self._stopping_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def reconcile(self) -> str:
@@ -123,9 +124,11 @@ class MicroVMController:
                 log.info("node %s is gone: stopping its microVM", name)
                 # In a thread of its own, as starts are: a stop takes a second or two (its pod's processes,
                 # mounts and files), and the next pod's microVM must not wait behind it.
-                self._stopping[name] = threading.Thread(
+                stopping = threading.Thread(
                     target=self._stop, args=(name, self.vms.pop(name), self._starting.pop(name, None)), daemon=True)
-                self._stopping[name].start()
+                with self._stopping_lock:
+                    self._stopping[name] = stopping
+                stopping.start()
                 self._started.pop(name, None)
                 self._registered.discard(name)
             self._registered.update(n for n in wanted if n in self.vms)
@@ -169,7 +172,9 @@ class MicroVMController:
         except Exception as exc:  # what is left is the run's cleanup's to remove
             log.warning("cannot stop the microVM of %s: %s", name, exc)
         finally:
-            with self._lock:
+            # Not the controller's lock: stop_all holds that while it waits for a start, and a start may be
+            # waiting for this stop.
+            with self._stopping_lock:
                 if self._stopping.get(name) is threading.current_thread():
                     del self._stopping[name]
 
@@ -201,6 +206,7 @@ class MicroVMController:
             for name in list(self.vms):
                 self._finish_start(name)
                 self.vms.pop(name).stop()
+        with self._stopping_lock:
             stopping = list(self._stopping.values())
         for thread in stopping:
             thread.join()

@@ -26,7 +26,7 @@ class _VM:
 def _controller() -> Any:
     controller: Any = object.__new__(MicroVMController)  # no API server, network or binaries: the threads only
     controller.vms, controller._starting, controller._stopping = {}, {}, {}
-    controller._failed, controller._lock = set(), threading.Lock()
+    controller._failed, controller._lock, controller._stopping_lock = set(), threading.Lock(), threading.Lock()
     return controller
 
 
@@ -58,3 +58,23 @@ def test_stop_all_waits_for_the_stops_under_way() -> None:
     controller._stopping["n"].start()
     controller.stop_all()
     assert log == ["old stopped"]
+
+
+def test_stop_all_finishes_a_start_that_waits_for_a_stop() -> None:
+    # stop_all holds the controller's lock while it waits for a start; that start waits for the stop of the
+    # microVM its address last served, which must not need the controller's lock to finish.
+    log: list[str] = []
+    controller = _controller()
+    stopping = controller._stopping["n"] = threading.Thread(
+        target=controller._stop, args=("n", _VM(log, "old", 0.3), None), daemon=True)
+    stopping.start()
+    new = _VM(log, "new")
+    new.stop = lambda: log.append("new stopped")  # type: ignore[method-assign]
+    controller.vms["n"] = new
+    controller._starting["n"] = threading.Thread(target=controller._start, args=("n", new, stopping), daemon=True)
+    controller._starting["n"].start()
+    finished = threading.Thread(target=controller.stop_all, daemon=True)
+    finished.start()
+    finished.join(5)
+    assert not finished.is_alive(), "stop_all deadlocked"
+    assert log == ["old stopped", "new started", "new stopped"]
