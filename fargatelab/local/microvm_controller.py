@@ -98,9 +98,8 @@ class MicroVMController:
         self._stopping_lock = threading.Lock()
         self._lock = threading.Lock()
 
-    def reconcile(self) -> str:
-        """Start a microVM for each Fargate node without one; stop those whose node is gone. Returns the
-        resource version of the nodes it saw, from which a watch tells of the next change."""
+    def reconcile(self) -> None:
+        """Start a microVM for each Fargate node without one; stop those whose node is gone."""
         listing = json.loads(self.core.list_node(label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
                                                  _preload_content=False).data)
         nodes = listing["items"]
@@ -151,7 +150,6 @@ class MicroVMController:
                 self._starting[name] = threading.Thread(target=self._start, args=(name, vm, self._stopping.get(name)),
                                                         daemon=True)
                 self._starting[name].start()
-        return str(listing["metadata"].get("resourceVersion") or "")
 
     def _start(self, name: str, vm: MicroVM, after: threading.Thread | None = None) -> None:
         if after is not None:
@@ -212,20 +210,16 @@ class MicroVMController:
             thread.join()
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
-        from kubernetes import watch
+        from ..emulator.changes import Changes
 
+        # The loop wakes as soon as a Fargate node appears, changes or goes, as the fargate-scheduler's does,
+        # and after a second at the most: a microVM's process may die meanwhile.
+        changes = Changes(stop).watch(self.core.list_node, label_selector=f"{COMPUTE_TYPE_LABEL}=fargate")
         print("READY", flush=True)
         while not stop.is_set():
             try:
-                seen = self.reconcile()
-                # A watch from what the listing saw wakes the loop as soon as a node appears, changes or
-                # goes, instead of polling blindly (a watch from nothing would tell of every node at once,
-                # and the loop would spin). A second at the most: a microVM's process may die meanwhile.
-                w = watch.Watch()
-                for _ in w.stream(self.core.list_node, label_selector=f"{COMPUTE_TYPE_LABEL}=fargate",
-                                  resource_version=seen or None, timeout_seconds=1):
-                    w.stop()
-                    break
+                self.reconcile()
+                changes.wait(1.0)
             except Exception as exc:  # the API server may be restarting: keep trying until stopped
                 log.warning("reconcile failed: %s", exc)
                 stop.wait(interval)
