@@ -201,8 +201,9 @@ class FargateScheduler:
                 emit_event(self.c, pod, "Warning", "FailedScheduling", reason, FARGATE_SCHEDULER)
             self._rejected.add(uid)
             return
-        # On microVMs the real node's start is the capacity being provisioned: no emulated wait on top of it.
-        if self.placement != "microvm" and self._age(pod) < self.timing.node_provision:
+        # On microVMs the real start is part of the latency: only what the profile adds beyond it is waited here.
+        pending = self.timing.microvm_wait if self.placement == "microvm" else self.timing.node_provision
+        if self._age(pod) < pending:
             self._deferred = True
             return
         profile = (meta.get("labels") or {}).get(PROFILE_LABEL, "")
