@@ -108,6 +108,14 @@ def test_rollout(lab: Lab, games: Games, variant: Variant) -> None:
     expect("scheduler of the pods", sorted({p["spec"].get("schedulerName") for p in pods}), ["fargate-scheduler"])
 
 
+def _not_ready_tainted(lab: Lab, pods: list[dict[str, Any]]) -> tuple[bool, str]:
+    listed = lab.kube.fargate_nodes()
+    hosts = {lab.kube.fargate_node_name(pod, listed) for pod in pods}
+    tainted = sorted(n["metadata"]["name"] for n in listed if n["metadata"]["name"] in hosts and any(
+        t["key"] == "node.kubernetes.io/not-ready" for t in n["spec"].get("taints") or []))
+    return not tainted, f"still tainted: {tainted}"
+
+
 @BY_VARIANT
 def test_fargate_nodes(lab: Lab, games: Games, variant: Variant) -> None:
     """``kubectl get nodes -o wide``: one Ready ``fargate-ip-…`` node per pod, named after its pod IP."""
@@ -118,6 +126,9 @@ def test_fargate_nodes(lab: Lab, games: Games, variant: Variant) -> None:
     zones = {s["SubnetId"]: s["AvailabilityZone"]
              for s in lab.aws("ec2").describe_subnets(SubnetIds=sorted(networks))["Subnets"]}
 
+    # The node lifecycle controller lifts a new node's not-ready taint within a second of its NodeReady.
+    lab.wait(cond.condition("the pods' Fargate nodes without the node.kubernetes.io/not-ready taint",
+                            lambda: _not_ready_tainted(lab, pods)), 15)
     lab.step("kubectl get nodes -o wide")
     table = {row["NAME"]: row for row in _table(lab.kube.kubectl("get", "nodes", "-o", "wide").stdout)}
     listed = lab.kube.fargate_nodes()

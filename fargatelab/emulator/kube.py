@@ -31,6 +31,9 @@ def connect(kubeconfig: str) -> Clients:
     cfg = client_configuration(kubeconfig)
     # The emulation works in short level-triggered loops: a request that hangs must not stall them.
     cfg.retries = 1
+    # The loops' watches each hold a connection for minutes: with the default pool (five per CPU) the other
+    # requests would open, and discard, a TLS connection each.
+    cfg.connection_pool_maxsize = 32
     return Clients(client.ApiClient(cfg))
 
 

@@ -12,12 +12,17 @@ much like the real controller's ``--ingress-class`` flag.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from typing import Any
 
+from kubernetes import client
+
 from ..rules.naming import dns_digits, load_balancer_dns_name
+from .aws_generation import Generation
+from .changes import Changes
 from .kube import Clients, emit_event, status_of
 from .lbc_aws import Deployed, Inventory, StackDeployer, read_inventory
 from .lbc_kube import (STACK_NAME_LABEL,
@@ -42,6 +47,10 @@ log = logging.getLogger(__name__)
 INGRESS_COMPONENT = "ingress"
 TGB_COMPONENT = "targetGroupBinding"
 _REINSTALL_SECONDS = 30.0
+#: the longest the controller goes without a pass, whether or not anything it watches changed
+RESYNC_SECONDS = 5.0
+#: the least time between two passes, however often what they read changes
+MIN_GAP = 0.2
 
 
 class LoadBalancerController:
@@ -62,6 +71,8 @@ class LoadBalancerController:
         self._installed_at: float | None = None
         # Events only: what was last reported per object, so a quiet pass does not repeat itself.
         self._reported: dict[tuple[str, str], str] = {}
+        #: the last pass failed somewhere: the next one runs after ``interval`` whether or not anything changed
+        self._retry = False
 
     def _vpc_id(self) -> str:
         if not self._vpc:
@@ -71,6 +82,7 @@ class LoadBalancerController:
     # --- one pass -----------------------------------------------------------------------------
 
     def reconcile(self) -> None:
+        self._retry = False
         self._install()
         classes = {c["metadata"]["name"]: c for c in list_all(self.c, "ingressclasses")}
         managed: dict[tuple[str, str], dict[str, Any]] = {}
@@ -106,6 +118,8 @@ class LoadBalancerController:
     def _report(self, obj: dict[str, Any], kind: str, reason: str, message: str, component: str,
                 key: str | None = None, topic: str = "") -> None:
         """Record an event unless the same outcome was the last one reported on this object and topic."""
+        if kind == "Warning":  # something failed: the controller tries again soon, as the real one requeues
+            self._retry = True
         slot = (obj["metadata"].get("uid", ""), topic)
         outcome = key or f"{reason}:{message}"
         if self._reported.get(slot) == outcome:
@@ -124,7 +138,8 @@ class LoadBalancerController:
             # First, as the controller does: nothing may exist in AWS that a deletion would not clean up.
             set_finalizer(self.c, ing, True, self.finalizer)
         except Exception as exc:
-            if status_of(exc) not in (409, 422):  # a concurrent edit: next pass
+            self._retry = True  # a concurrent edit (409, 422): the next pass
+            if status_of(exc) not in (409, 422):
                 self._report(ing, "Warning", "FailedAddFinalizer", f"Failed add finalizer due to {exc}",
                              INGRESS_COMPONENT)
             return
@@ -164,7 +179,10 @@ class LoadBalancerController:
             delete_tgbs(self.c, meta["namespace"], meta["name"])
             if self.deployer.delete(f"{meta['namespace']}/{meta['name']}", inv):
                 set_finalizer(self.c, ing, False, self.finalizer)
+            else:
+                self._retry = True
         except Exception as exc:
+            self._retry = True
             if status_of(exc) not in (404, 409, 422):
                 self._report(ing, "Warning", "FailedDeployModel", f"Failed deploy model due to {exc}",
                              INGRESS_COMPONENT)
@@ -233,10 +251,26 @@ class LoadBalancerController:
     # --- loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """A pass whenever what it reads changed: the Kubernetes objects (watched) or ELBv2 (its generation,
+        asked every ``interval``), and at least every ``RESYNC_SECONDS`` whatever the two say."""
+        kube = Changes(stop)
+        for list_call in (self.c.networking.list_ingress_for_all_namespaces, self.c.networking.list_ingress_class,
+                          self.c.core.list_service_for_all_namespaces, self.c.core.list_node,
+                          client.DiscoveryV1Api(self.c.api).list_endpoint_slice_for_all_namespaces,
+                          functools.partial(self.c.custom.list_cluster_custom_object, TGB_GROUP, TGB_VERSION,
+                                            TGB_PLURAL)):
+            kube.watch(list_call)
+        elbv2 = Generation(getattr(self.elbv2.meta, "endpoint_url", None), "elbv2")
+        kube_changed, last = True, 0.0
         while not stop.is_set():
-            started = time.monotonic()
-            try:
-                self.reconcile()
-            except Exception as exc:  # the API server or AWS may be away for a moment: next pass
-                log.warning("load balancer controller pass failed: %s", exc)
-            stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            aws_changed = elbv2.changed()
+            if kube_changed or aws_changed or self._retry or time.monotonic() - last >= RESYNC_SECONDS:
+                last = time.monotonic()
+                try:
+                    self.reconcile()
+                    elbv2.mark()
+                except Exception as exc:  # the API server or AWS may be away for a moment: next pass
+                    log.warning("load balancer controller pass failed: %s", exc)
+                    self._retry = True
+                stop.wait(max(0.0, MIN_GAP - (time.monotonic() - last)))
+            kube_changed = kube.wait(self.interval)

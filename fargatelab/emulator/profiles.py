@@ -12,6 +12,7 @@ import threading
 from typing import Any, Callable
 
 from ..rules.matching import Profile
+from .aws_generation import Generation
 
 __all__ = ["ProfileCache"]
 
@@ -26,6 +27,9 @@ class ProfileCache:
 
     def __init__(self, eks: Any, cluster: str, interval: float = INTERVAL) -> None:
         self._eks = eks
+        # Every refresh would list and describe every profile (two dozen calls once the labs run): asked
+        # first, the AWS side says whether any profile changed at all.
+        self._generation = Generation(getattr(getattr(eks, "meta", None), "endpoint_url", None), "eks")
         self._cluster = cluster
         self._interval = interval
         self._profiles: list[Profile] = []
@@ -59,7 +63,9 @@ class ProfileCache:
 
     def refresh(self) -> None:
         with self._refresh_lock:
-            self._refresh()
+            if self._generation.changed():
+                self._refresh()
+                self._generation.mark()
 
     def _refresh(self) -> None:
         names: list[str] = []

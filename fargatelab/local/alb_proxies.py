@@ -36,6 +36,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..emulator.aws_generation import Generation
 from ..rules.timing import profile
 from . import process
 from .alb_config import ALB_503, Alb, elb_health, render
@@ -187,6 +188,7 @@ class AlbProxies:
         self.network = None if self.targets_in else VpcNetwork(self.run_id, VPC_CIDR)
         self.proxies: dict[str, Proxy] = {}
         self.albs: dict[str, Alb] = {}
+        self._generation = Generation(self.endpoint, "elbv2")
         #: what was last written and posted: each pass repeats neither when nothing changed
         self._names = ""
         self._health = ""
@@ -215,7 +217,11 @@ class AlbProxies:
         return Alb.from_elbv2(lb, listeners, groups)
 
     def reconcile(self) -> None:
-        self.albs = self._inventory()
+        # The load balancers change only through ELBv2 calls (and the health this posts): their inventory,
+        # some twenty calls with two ALBs, is read again only then; HAProxy's checks are read every pass.
+        if self._generation.changed():
+            self.albs = self._inventory()
+            self._generation.mark()
         gone = [a for a in self.proxies if a not in self.albs]
         if gone:
             self._write_names()  # its name stops resolving before its proxy stops answering

@@ -171,6 +171,10 @@ def controller_manager_command(bins: Binaries, creds: Credentials, kubeconfig: P
         # calls, which the labs would wait for.
         "--kube-api-qps=200",
         "--kube-api-burst=400",
+        # A microVM's pod runs about a second after its node registers (on EKS, tens of seconds after): the
+        # node lifecycle controller, which lifts the node.kubernetes.io/not-ready taint once the node is
+        # Ready, looks every second rather than every five, so a Running pod's node shows its own taint only.
+        "--node-monitor-period=1s",
         "--profiling=false",
         "--v=1",
     ]

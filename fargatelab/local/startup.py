@@ -7,14 +7,16 @@ when a later one fails to start.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..rules.naming import node_domain
 from . import controlplane as cp
@@ -24,12 +26,19 @@ from .binaries import Binaries
 if TYPE_CHECKING:
     from .dataplane_binaries import DataPlaneBinaries
     from .environment import EnvironmentConfig
+    from .registry import Registry
 
 __all__ = ["Startup", "dead_components", "microvm_components", "recorded_deaths"]
 
 Progress = Callable[[str], None]
 #: the kube-system profile of a cluster whose pods really run (002's)
 COREDNS_PROFILE = "kube_system"
+
+
+class _Registry(NamedTuple):
+    bins: DataPlaneBinaries
+    registry: Registry
+    images: int
 
 
 def dead_components(state: dict[str, Any], microvms: bool = True) -> list[str]:
@@ -116,8 +125,24 @@ class Startup:
 
     def all_components(self, bins: Binaries, config: EnvironmentConfig, progress: Progress) -> None:
         """A control plane of our own, and on it all that makes it EKS on Fargate; marks the state ready."""
-        state = self.state
         t0 = time.monotonic()
+        registry: Future[_Registry] | None = None
+        if config.data_plane == "microvm":
+            # The registry and its images need nothing of the control plane: they are published meanwhile.
+            pool = ThreadPoolExecutor(1, thread_name_prefix="registry")
+            registry = pool.submit(self._publish_registry, config.api_address, progress)
+            pool.shutdown(wait=False)
+        try:
+            self._all_components(bins, config, progress, t0, registry)
+        finally:
+            if registry is not None and "registry" not in self.state:
+                # A failed start: the registry's process is recorded before the state is taken down.
+                with contextlib.suppress(Exception):
+                    self._record_registry(registry.result())
+
+    def _all_components(self, bins: Binaries, config: EnvironmentConfig, progress: Progress, t0: float,
+                        registry: Future[_Registry] | None) -> None:
+        state = self.state
         creds = cp.issue_credentials(self.dir / "pki", config.api_address)
         dead = self.first_dead()
 
@@ -163,8 +188,8 @@ class Startup:
         emulator_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
                                           config.cluster_name, "fargate-emulator")
         self.fargate(bins, config, kwok_kc, emulator_kc, creds.webhook, creds.ca)
-        if config.data_plane == "microvm":
-            self.microvms(config, progress, bins)
+        if registry is not None:
+            self.microvms(config, progress, bins, registry)
 
         cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
                       "the default ServiceAccount (controller-manager)", dead)
@@ -222,24 +247,40 @@ class Startup:
     def registry(self, host: str, progress: Progress) -> DataPlaneBinaries:
         """The offline registry on ``host`` with every stand-in image published (state's ``registry``); the
         data plane's binaries it was built with."""
+        return self._record_registry(self._publish_registry(host, progress))
+
+    def _publish_registry(self, host: str, progress: Progress) -> _Registry:
+        """The offline registry on ``host`` with every stand-in image published, and the data plane's binaries
+        it was built with. It runs beside the control plane's start, so it leaves the state alone."""
         from .dataplane_binaries import provision_dataplane
         from .images import build_images
         from .registry import Registry, publish
 
         bins = provision_dataplane(progress)
         images = build_images(bins.path("crane"), bins.path("registry"), bins.path("coredns"), progress)
-        registry = Registry(bins.path("registry"), self.dir / "registry", host=host,
-                            run_id=self.state["run_id"]).start()
+        registry = Registry(bins.path("registry"), self.dir / "registry", host=host, run_id=self.state["run_id"])
+        try:
+            registry.start()
+            publish(images, bins.path("crane"), registry.address)
+        except BaseException:
+            if registry.pid:
+                process.stop([registry.pid])
+            raise
+        return _Registry(bins, registry, len(images.records))
+
+    def _record_registry(self, published: _Registry) -> DataPlaneBinaries:
+        """The registry in the state (``registry``, ``images`` and its component)."""
+        registry = published.registry
         self.state["components"].append(process.Component("registry", registry.pid or 0, registry.port,
                                                           str(registry.log_path), []).to_json())
-        publish(images, bins.path("crane"), registry.address)
-        self.state.update(registry=registry.address, images=len(images.records))
+        self.state.update(registry=registry.address, images=published.images)
         self.save(self.state)
-        return bins
+        return published.bins
 
-    def microvms(self, config: EnvironmentConfig, progress: Progress, control_plane: Binaries) -> None:
+    def microvms(self, config: EnvironmentConfig, progress: Progress, control_plane: Binaries,
+                 registry: Future[_Registry]) -> None:
         """The data plane of real pods: the control plane's ENIs in the VPC, the offline registry with its
-        images, and the microVM controller."""
+        images, the microVM controller and the ALBs' proxies."""
         import boto3
 
         from ..eks.vpc import cluster_subnets
@@ -250,7 +291,7 @@ class Startup:
         from .microvm_host import ensure_host_tools
 
         ensure_host_tools(progress)
-        bins = self.registry(config.api_address, progress)
+        bins = self._record_registry(registry.result())
         self.state["microvms_dir"] = str(self.dir / "microvms")
         aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -261,14 +302,15 @@ class Startup:
         self.state["control_plane_enis"] = attach_control_plane(
             VpcNetwork(self.state["run_id"], VPC_CIDR), boto3.client("ec2", **aws), config.cluster_name, private,
             api_host, int(api_port), apply_with_kubectl(control_plane.path("kubectl"), self.state["kubeconfig"]))
-        self._coredns_on_fargate(boto3.client("eks", **aws), boto3.client("iam", **aws), config, control_plane)
         self.save(self.state)
+        # Both daemons take a second to import and start: they do so while CoreDNS's profile is made.
         self.launch("microvm-controller", [sys.executable, "-m", "fargatelab.local.microvm_controller",
                                            "--state-dir", str(self.dir)])
-        self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
-        self._vpc_resolver(VpcNetwork(self.state["run_id"], VPC_CIDR), bins.path("coredns"))
         # The ALBs' data plane: it reaches the pods' addresses through the VPC's route on the host.
         self.launch("alb-proxies", [sys.executable, "-m", "fargatelab.local.alb_proxies", "--state-dir", str(self.dir)])
+        self._coredns_on_fargate(boto3.client("eks", **aws), boto3.client("iam", **aws), config, control_plane)
+        self._vpc_resolver(VpcNetwork(self.state["run_id"], VPC_CIDR), bins.path("coredns"))
+        self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
         self.wait_ready("alb-proxies", "the ALBs' proxies", self.first_dead())
         progress(f"microVM data plane ready: registry {self.state['registry']}, {self.state['images']} images")
 

@@ -81,6 +81,8 @@ _lock = threading.RLock()
 _originals: dict[str, Callable[..., Any]] = {}
 # Deadline (time.monotonic) of the pending transition, keyed by profile ARN (unique per profile).
 _due: dict[str, float] = {}
+# Transitions carried out so far (CREATING -> ACTIVE, DELETING -> gone).
+_applied = [0]
 
 
 def installed() -> bool:
@@ -106,6 +108,14 @@ def uninstall() -> None:
     _due.clear()
 
 
+def transitions() -> int:
+    """Transitions so far, each counted from the moment its time is up: a describe carries it out then,
+    whether or not anyone has asked yet (the generation of the ``eks`` service, see :mod:`.generations`)."""
+    with _lock:
+        now = time.monotonic()
+        return _applied[0] + sum(1 for due in _due.values() if due <= now)
+
+
 def _advance(backend: EKSBackend, cluster: Cluster) -> None:
     """Complete every transition whose deadline has passed."""
     now = time.monotonic()
@@ -114,6 +124,7 @@ def _advance(backend: EKSBackend, cluster: Cluster) -> None:
         if due is None or now < due:
             continue
         del _due[profile.fargate_profile_arn]
+        _applied[0] += 1
         if profile.status == CREATING:
             profile.status = ACTIVE
         elif profile.status == DELETING:

@@ -39,6 +39,7 @@ def install() -> None:
 
     def create_load_balancer(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         lb = create(self, name, *args, **kwargs)
+        lb.scheme = lb.scheme or "internet-facing"  # AWS's default when the call names none
         lb.dns_name = load_balancer_dns_name(name, self.region_name, lb.scheme, dns_digits(lb.arn))
         return lb
 

@@ -11,6 +11,8 @@ server answers, under ``/_fargatelab/``:
                  data plane measured, reported by DescribeTargetHealth (see :mod:`.load_balancers`)
   GET    secret?access_key_id=ID  the secret of a key moto issued (for the token-review webhook)
   GET    calls   {"service:Action": count} of the API calls since the last GET (which resets them)
+  GET    generation  {"eks": n, "elbv2": n, ...}: how many times each service's state changed (see
+                 :mod:`.generations`); a poller skips its pass while the number stays the same
   GET    inject  pending injected faults
   POST   inject  {"action": "CreateFargateProfile", "error": "ResourceInUseException",
                   "count": 1, "message": optional, "status": optional HTTP status}
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
 from ...errors import ExitCode
+from .generations import GENERATIONS
 
 __all__ = [
     "Fault",
@@ -160,7 +163,11 @@ def install_fault_injection() -> None:
             CALLS.record(f"{getattr(self, 'service_name', '') or '?'}:{action}")
         fault = FAULTS.take(action) if action else None
         if fault is None:
-            return original(self)
+            try:
+                return original(self)
+            finally:  # once carried out: a poller that sees the new generation reads the new state
+                if action:
+                    GENERATIONS.after_call(getattr(self, "service_name", "") or "?", action)
         # moto's serializer renders the error in the service's own protocol and takes the
         # HTTP status from the service model (e.g. 409 for EKS ResourceInUseException).
         message = fault.message or f"Injected {fault.error} for {action}"
@@ -243,7 +250,10 @@ def build_app(moto_app: Any, seed: dict[str, Any]) -> Callable[..., Iterable[byt
                 report_health(json.loads(request.get_data(as_text=True) or "{}"))
             except (ValueError, AttributeError) as err:
                 return _json({"error": str(err)}, 400)
+            GENERATIONS.bump("elbv2")  # DescribeTargetHealth answers with it from now on
             return _json({"ok": True})
+        if what == "generation" and request.method == "GET":
+            return _json(GENERATIONS.snapshot())
         if what == "calls" and request.method == "GET":
             return _json(CALLS.take())
         if what != "inject":
@@ -355,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         return _fail(f"{FAULTS_ENV} is not a valid fault list: {err}", ExitCode.BAD_INPUT)
     fargate_profiles.install(args.profile_create_seconds, args.profile_delete_seconds)
+    GENERATIONS.add_source("eks", fargate_profiles.transitions)
     load_balancers.install()
     install_fault_injection()
     fixed_module_list()
