@@ -49,8 +49,9 @@ TGB_COMPONENT = "targetGroupBinding"
 _REINSTALL_SECONDS = 30.0
 #: the longest the controller goes without a pass, whether or not anything it watches changed
 RESYNC_SECONDS = 5.0
-#: the least time between two passes, however often what they read changes
-MIN_GAP = 0.2
+#: the least time between two passes, however often what they read changes (a rollout changes endpoint
+#: slices many times a second, and a pass reads every load balancer and target group)
+MIN_GAP = 0.5
 
 
 class LoadBalancerController:
@@ -252,10 +253,11 @@ class LoadBalancerController:
 
     def run(self, stop: threading.Event) -> None:
         """A pass whenever what it reads changed: the Kubernetes objects (watched) or ELBv2 (its generation,
-        asked every ``interval``), and at least every ``RESYNC_SECONDS`` whatever the two say."""
+        asked every ``interval``), and at least every ``RESYNC_SECONDS`` whatever the two say. Nodes are not
+        watched: their status changes all the time, and a pod's new node shows in its endpoint slice too."""
         kube = Changes(stop)
         for list_call in (self.c.networking.list_ingress_for_all_namespaces, self.c.networking.list_ingress_class,
-                          self.c.core.list_service_for_all_namespaces, self.c.core.list_node,
+                          self.c.core.list_service_for_all_namespaces,
                           client.DiscoveryV1Api(self.c.api).list_endpoint_slice_for_all_namespaces,
                           functools.partial(self.c.custom.list_cluster_custom_object, TGB_GROUP, TGB_VERSION,
                                             TGB_PLURAL)):

@@ -34,7 +34,7 @@ from ..errors import ExitCode, HarnessError
 from .apt import need
 from .binaries import KUBERNETES_VERSION, cache_root
 from .microvm_host import unmount_under
-from .registry import (Images, Registry, StandIn, compressed_size, layout_digest, make_image, pack_layer, publish,
+from .registry import (Images, Registry, StandIn, layout_digest, make_image, pack_layer, publish, pull_size,
                        stand_ins)
 
 __all__ = ["DESCRIPTION", "RECIPES", "Images", "Recipe", "StandIn", "build_images", "images_dir",
@@ -341,8 +341,8 @@ def _build(recipe: Recipe, inputs: str, ctx: _Context, registry: Registry, crane
     _remove(layout)
     layout.parent.mkdir(exist_ok=True)
     os.replace(ctx.work / "layout", layout)
-    size, seconds = compressed_size(layout), round(time.monotonic() - started, 1)
-    ctx.progress(f"  built {recipe.key} in {seconds:.0f}s: {size / 1e6:.1f} MB compressed, {digest}")
+    size, seconds = pull_size(layout), round(time.monotonic() - started, 1)
+    ctx.progress(f"  built {recipe.key} in {seconds:.0f}s: {size / 1e6:.1f} MB to pull, {digest}")
     shutil.rmtree(ctx.work, ignore_errors=True)
     return {name: {"digest": digest, "key": recipe.key, "recipe": recipe_digest(recipe), "inputs": inputs, "size": size,
                    "built_from": recipe.built_from, "note": recipe.note, "build_seconds": seconds}

@@ -177,7 +177,7 @@ def fake_layout(layout: Path, seed: str = "x") -> str:
 def test_a_layout_counts_only_when_every_blob_is_complete(tmp_path: Path) -> None:
     digest = fake_layout(tmp_path / "layout")
     assert reg.layout_digest(tmp_path / "layout") == digest
-    assert reg.compressed_size(tmp_path / "layout") == len(json.dumps({"seed": "x"})) + 100
+    assert reg.pull_size(tmp_path / "layout") == len(json.dumps({"seed": "x"})) + 100
     layer = max((tmp_path / "layout/blobs/sha256").iterdir(), key=lambda p: p.stat().st_size)
     layer.write_bytes(b"truncated")
     assert reg.layout_digest(tmp_path / "layout") is None
