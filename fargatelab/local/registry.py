@@ -161,7 +161,7 @@ log: {{level: warn, accesslog: {{disabled: true}}}}
 storage:
   filesystem: {{rootdirectory: {root}}}
   delete: {{enabled: true}}
-  maintenance: {{uploadpurging: {{enabled: false}}}}
+  maintenance: {{uploadpurging: {{enabled: false}}, readonly: {{enabled: {readonly}}}}}
 http: {{addr: {addr}, secret: {secret}}}
 """
 
@@ -178,13 +178,15 @@ class Registry:
     """``registry serve`` on ``host:port`` storing blobs under ``storage_dir``; ``port=0`` picks a free one.
 
     Used as a context manager or with ``start()``/``stop()``. The configuration and the log sit in
-    ``storage_dir`` beside the registry's own ``docker/`` tree.
+    ``storage_dir`` beside the registry's own ``docker/`` tree, or, with ``serve`` (a tree another registry
+    wrote), that tree is served read-only: pushes are refused and nothing in it changes.
     """
 
     def __init__(self, registry_bin: str, storage_dir: str | os.PathLike[str], host: str = "127.0.0.1",
-                 port: int = 0, run_id: str | None = None) -> None:
+                 port: int = 0, run_id: str | None = None, serve: Path | None = None) -> None:
         self.registry_bin = registry_bin
         self.storage_dir = Path(storage_dir)
+        self.serve = serve
         self.host = host
         self.port = port or _free_port(host)
         self.run_id = run_id
@@ -207,8 +209,9 @@ class Registry:
     def config(self) -> str:
         # JSON strings are valid YAML scalars, which keeps odd paths quoted correctly. A random secret per
         # start: a fixed one would let anyone forge upload state, and nothing needs it to survive a restart.
-        return _CONFIG.format(root=json.dumps(str(self.storage_dir.resolve())), addr=json.dumps(self.address),
-                              secret=secrets.token_hex(16))
+        root = self.serve or self.storage_dir
+        return _CONFIG.format(root=json.dumps(str(root.resolve())), addr=json.dumps(self.address),
+                              secret=secrets.token_hex(16), readonly=json.dumps(self.serve is not None))
 
     def start(self, timeout: float = 30.0) -> Registry:
         self.storage_dir.mkdir(parents=True, exist_ok=True)

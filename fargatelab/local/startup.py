@@ -168,11 +168,18 @@ class Startup:
                                                         bind_address=config.api_address),
                     api_port)
 
+        coredns: Future[None] | None = None
+        if registry is not None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="coredns-profile")
+            coredns = pool.submit(self._coredns_profile, config)
+            pool.shutdown(wait=False)
+
         kubeconfig = cp.write_kubeconfig(self.dir / "kubeconfig", server, creds.ca, creds.admin,
                                          config.cluster_name, "admin")
         state.update(kubeconfig=str(kubeconfig), server=server)
 
-        cp.wait_until(lambda: cp.api_get(server, creds, "/readyz")[0] == 200, 60, "kube-apiserver /readyz", dead)
+        admin = cp.AdminConnection(server, creds)
+        cp.wait_until(lambda: admin.get("/readyz")[0] == 200, 60, "kube-apiserver /readyz", dead)
         progress(f"kube-apiserver ready on {server} ({time.monotonic() - t0:.1f}s)")
 
         for name, client, build in (
@@ -188,11 +195,12 @@ class Startup:
         emulator_kc = cp.write_kubeconfig(self.dir / "emulator.kubeconfig", server, creds.ca, creds.emulator,
                                           config.cluster_name, "fargate-emulator")
         self.fargate(bins, config, kwok_kc, emulator_kc, creds.webhook, creds.ca)
-        if registry is not None:
-            self.microvms(config, progress, bins, registry)
+        if registry is not None and coredns is not None:
+            self.microvms(config, progress, bins, registry, coredns)
 
-        cp.wait_until(lambda: cp.default_service_account_exists(server, creds), 60,
+        cp.wait_until(admin.default_service_account_exists, 60,
                       "the default ServiceAccount (controller-manager)", dead)
+        admin.close()
         self.wait_ready("moto", "the moto server", dead)
         self.wait_ready("emulator", "the Fargate emulation", dead)
         self.wait_ready("authenticator", "the token authenticator", dead)
@@ -254,18 +262,15 @@ class Startup:
         it was built with. It runs beside the control plane's start, so it leaves the state alone."""
         from .dataplane_binaries import provision_dataplane
         from .images import build_images
-        from .registry import Registry, publish
+        from .registry import Registry
+        from .registry_storage import published_storage
 
         bins = provision_dataplane(progress)
         images = build_images(bins.path("crane"), bins.path("registry"), bins.path("coredns"), progress)
-        registry = Registry(bins.path("registry"), self.dir / "registry", host=host, run_id=self.state["run_id"])
-        try:
-            registry.start()
-            publish(images, bins.path("crane"), registry.address)
-        except BaseException:
-            if registry.pid:
-                process.stop([registry.pid])
-            raise
+        storage = published_storage(images, bins.path("crane"), bins.path("registry"))
+        registry = Registry(bins.path("registry"), self.dir / "registry", host=host, run_id=self.state["run_id"],
+                            serve=storage)
+        registry.start()
         return _Registry(bins, registry, len(images.records))
 
     def _record_registry(self, published: _Registry) -> DataPlaneBinaries:
@@ -278,7 +283,7 @@ class Startup:
         return published.bins
 
     def microvms(self, config: EnvironmentConfig, progress: Progress, control_plane: Binaries,
-                 registry: Future[_Registry]) -> None:
+                 registry: Future[_Registry], coredns: Future[None]) -> None:
         """The data plane of real pods: the control plane's ENIs in the VPC, the offline registry with its
         images, the microVM controller and the ALBs' proxies."""
         import boto3
@@ -291,7 +296,6 @@ class Startup:
         from .microvm_host import ensure_host_tools
 
         ensure_host_tools(progress)
-        bins = self._record_registry(registry.result())
         self.state["microvms_dir"] = str(self.dir / "microvms")
         aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
                "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -302,21 +306,28 @@ class Startup:
         self.state["control_plane_enis"] = attach_control_plane(
             VpcNetwork(self.state["run_id"], VPC_CIDR), boto3.client("ec2", **aws), config.cluster_name, private,
             api_host, int(api_port), apply_with_kubectl(control_plane.path("kubectl"), self.state["kubeconfig"]))
+        bins = self._record_registry(registry.result())  # the images, published while all this started
         self.save(self.state)
         # Both daemons take a second to import and start: they do so while CoreDNS's profile is made.
         self.launch("microvm-controller", [sys.executable, "-m", "fargatelab.local.microvm_controller",
                                            "--state-dir", str(self.dir)])
         # The ALBs' data plane: it reaches the pods' addresses through the VPC's route on the host.
         self.launch("alb-proxies", [sys.executable, "-m", "fargatelab.local.alb_proxies", "--state-dir", str(self.dir)])
-        self._coredns_on_fargate(boto3.client("eks", **aws), boto3.client("iam", **aws), config, control_plane)
+        self._coredns_on_fargate(coredns, control_plane)
         self._vpc_resolver(VpcNetwork(self.state["run_id"], VPC_CIDR), bins.path("coredns"))
         self.wait_ready("microvm-controller", "the microVM controller", self.first_dead())
         self.wait_ready("alb-proxies", "the ALBs' proxies", self.first_dead())
         progress(f"microVM data plane ready: registry {self.state['registry']}, {self.state['images']} images")
 
-    def _coredns_on_fargate(self, eks: Any, iam: Any, config: EnvironmentConfig, bins: Binaries) -> None:
+    def _coredns_profile(self, config: EnvironmentConfig) -> None:
         """A cluster with real pods starts as 002's does: a kube-system profile for CoreDNS, so the cluster DNS
-        answers from the first pod on. CoreDNS pods admitted before the profile was ACTIVE are made again."""
+        answers from the first pod on. It needs moto only, so it is made while the API server starts."""
+        import boto3
+
+        self.wait_ready("moto", "the moto server", self.first_dead())
+        aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
+               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        eks, iam = boto3.client("eks", **aws), boto3.client("iam", **aws)
         role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
         # 002's name for it (terraform's map key); it sorts after a lab's own kube-system-<run> profile.
         eks.create_fargate_profile(clusterName=config.cluster_name, fargateProfileName=COREDNS_PROFILE,
@@ -325,6 +336,10 @@ class Startup:
         cp.wait_until(lambda: eks.describe_fargate_profile(clusterName=config.cluster_name,
                                                            fargateProfileName=COREDNS_PROFILE)
                       ["fargateProfile"]["status"] == "ACTIVE", 60, "the coredns Fargate profile", self.first_dead())
+
+    def _coredns_on_fargate(self, profile: Future[None], bins: Binaries) -> None:
+        """Once the kube-system profile is ACTIVE: CoreDNS pods admitted before it was are made again."""
+        profile.result()
         kubectl = [bins.path("kubectl"), "--kubeconfig", self.state["kubeconfig"], "-n", "kube-system"]
         subprocess.run([*kubectl, "delete", "pods", "-l", "k8s-app=kube-dns", "--field-selector",
                         "spec.schedulerName!=fargate-scheduler", "--wait=false"], capture_output=True)
