@@ -56,8 +56,9 @@ class Timing:
 
 PROFILES = {
     # Every transition still shows (CREATING, then ACTIVE); EKS allows one at a time per cluster, so the
-    # labs' profiles queue for each other and each second here is tens of seconds of a run.
-    "fast": Timing("fast", profile_create=0.5, profile_delete=0.5, pod_start=1.0, node_provision=0.5,
+    # labs' profiles queue for each other (four workers make theirs at the same moment when a run starts)
+    # and each second here is tens of seconds of a run.
+    "fast": Timing("fast", profile_create=0.25, profile_delete=0.25, pod_start=1.0, node_provision=0.5,
                    health_check_scale=1 / 15),
     # Documented: a profile became ACTIVE after about 4 minutes; pods take 45-60 s to run.
     "eks": Timing("eks", profile_create=240.0, profile_delete=300.0, pod_start=40.0, node_provision=12.0,

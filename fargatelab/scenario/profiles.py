@@ -40,7 +40,26 @@ class Profiles:
         role = extra.pop("podExecutionRoleArn", None) or self.pod_execution_role()
         args = dict(clusterName=self.cluster.cluster_name, fargateProfileName=name, selectors=selectors,
                     podExecutionRoleArn=role, tags={RUN_ID_LABEL: self.cluster.run_id}, **extra)
-        return self.made_by(name, lambda: retry_transient(lambda: eks.create_fargate_profile(**args)))
+
+        def make() -> None:
+            try:
+                retry_transient(lambda: eks.create_fargate_profile(**args))
+            except eks.exceptions.ResourceInUseException as exc:
+                if "already exists" not in str(exc) or not self._kept(name, selectors):
+                    raise
+
+        return self.made_by(name, make)
+
+    def _kept(self, name: str, selectors: list[dict[str, Any]]) -> bool:
+        """Whether ``name`` is this run's own profile with these selectors, left by an earlier scenario's
+        ``--keep`` (two labs that share a profile name then share the profile)."""
+        found = self.aws("eks").describe_fargate_profile(clusterName=self.cluster.cluster_name,
+                                                         fargateProfileName=name)["fargateProfile"]
+        def key(given: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+            return [(s.get("namespace", ""), s.get("labels") or {}) for s in given]
+
+        return bool(found.get("tags", {}).get(RUN_ID_LABEL) == self.cluster.run_id and
+                    key(found.get("selectors") or []) == key(selectors) and found.get("status") != "DELETING")
 
     def made_by(self, name: str, make: Callable[[], object]) -> dict[str, Any]:
         """Profile ``name`` as ``make`` creates it (the API call, or the real eksctl): its deletion registered

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 
 from fargatelab.local.environment import LocalEnvironment
@@ -17,6 +18,15 @@ pytestmark = pytest.mark.integration
 LAB = '''
 def test_makes_a_namespace(lab):
     lab.namespace("kept")
+
+
+def test_makes_a_profile(lab):
+    lab.create_profile("shared", [{"namespace": "shared"}])
+
+
+def test_makes_the_same_profile_as_the_test_before(lab):
+    # Two labs that share a profile name (as Lab 3's two kube-system modules do): the first one's is kept.
+    lab.create_profile("shared", [{"namespace": "shared"}])
 '''
 
 
@@ -35,6 +45,11 @@ def test_keep_leaves_the_run_and_its_environment_up(tmp_path: Path) -> None:
         assert environment.is_up(), "the run's environment was taken down despite --keep"
         kube = Kube(environment.handle().kubeconfig)
         assert kube.exists(f"/api/v1/namespaces/kept-{run_id}")
+        handle = environment.handle()
+        eks = boto3.client("eks", endpoint_url=handle.aws_endpoint, region_name=handle.region,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        shared = eks.describe_fargate_profile(clusterName=handle.cluster_name, fargateProfileName=f"shared-{run_id}")
+        assert shared["fargateProfile"]["status"] == "ACTIVE"
         assert (f"kept environment labs-{run_id} of run {run_id} (--keep): look with "
                 f"`eval \"$(fargate-lab env --name labs-{run_id})\"`, remove with "
                 f"`fargate-lab down --name labs-{run_id}`") in " ".join(done.stdout.split())
