@@ -17,6 +17,7 @@ Waits show a progress line (:mod:`fargatelab.plugin.progress_line`), registered 
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import tempfile
@@ -55,6 +56,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 # --- the report ---------------------------------------------------------------------------------
 
+#: junit.xml is staged in ``<tmp>/fargate-labs-junit-<pid>-<random>/``
+STAGING_PREFIX = "fargate-labs-junit-"
+
+
+def _remove_stale_staging() -> None:
+    """Staging directories of runs whose process is gone (killed before its end could remove them)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*"):
+        pid = path.name.removeprefix(STAGING_PREFIX).partition("-")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class _Reporter:
     """The controller's (or single process's) collector of the run's reports."""
 
@@ -82,7 +105,8 @@ class _Reporter:
             self.junit = Path(self.config.option.xmlpath)
             return
         # Staged, not written into the run's directory: a run that executes no test leaves no directory.
-        self.staging = Path(tempfile.mkdtemp(prefix="fargate-labs-junit-"))
+        _remove_stale_staging()
+        self.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
         self.junit = self.staging / "junit.xml"
         self.config.option.xmlpath = str(self.junit)
 
