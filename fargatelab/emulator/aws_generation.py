@@ -30,16 +30,16 @@ class Generation:
         self._url = f"{endpoint.rstrip('/')}/_fargatelab/generation" if endpoint else None
         self._service = service
         self._unsupported_until = 0.0
-        self._marked: int | None = None
-        self._last: int | None = None
+        self._marked: str | None = None
+        self._last: str | None = None
 
-    def current(self) -> int | None:
+    def current(self) -> str | None:
         """The service's generation now; None when the endpoint cannot tell."""
         if self._url is None or time.monotonic() < self._unsupported_until:
             return None
         try:
             with urllib.request.urlopen(self._url, timeout=5) as response:  # noqa: S310 - the AWS endpoint given
-                value = json.loads(response.read()).get(self._service)
+                body = json.loads(response.read())
         except urllib.error.HTTPError as err:
             if err.code == 404:  # not the local AWS side: read everything, every pass
                 log.info("%s does not count changes: polling %s in full", self._url, self._service)
@@ -47,7 +47,9 @@ class Generation:
             return None
         except (OSError, ValueError):
             return None
-        return value if isinstance(value, int) else None
+        value = body.get(self._service) if isinstance(body, dict) else None
+        # The server's start is part of it: a restarted server counts from zero again.
+        return f"{body.get('boot', '')}:{value}" if isinstance(value, int) else None
 
     def changed(self) -> bool:
         """Whether a pass must read the state; remembers the generation it saw for :meth:`mark`."""

@@ -108,3 +108,14 @@ def test_without_the_counter_every_pass_reads(no_counter: str, server: Server) -
     assert seeing.changed()
     seeing.mark()
     assert not seeing.changed()
+
+
+def test_a_restarted_server_never_looks_unchanged(server: Server, launcher: Any) -> None:
+    """Counts start from zero again when the server does: its start is part of what a poller compares."""
+    first = Generation(server.url, "elbv2")
+    first.changed()
+    first.mark()
+    second = launcher()
+    restarted = Generation(second.url, "elbv2")
+    assert restarted.current() != first.current()
+    assert str(restarted.current()).endswith(":0")

@@ -4,7 +4,8 @@ first, and skips its pass when nothing changed since the last one (``GET /_farga
 A service's generation counts the calls that may have changed something (every action but the reads), once
 each has been carried out, and the changes no call makes: Fargate profiles finishing CREATING or DELETING
 (counted once their time is up, whether or not anyone has looked since) and target health the ALBs'
-proxies measured. The numbers only ever grow; a poller compares them for equality.
+proxies measured. The numbers only ever grow, from zero when the server starts; ``boot`` names that
+start, so a poller that compares both for equality is not fooled by a restarted server.
 
 >>> g = Generations()
 >>> g.after_call("elbv2", "DescribeLoadBalancers"); g.snapshot()["elbv2"]
@@ -18,7 +19,8 @@ proxies measured. The numbers only ever grow; a poller compares them for equalit
 from __future__ import annotations
 
 import threading
-from typing import Callable
+import uuid
+from typing import Callable, Union
 
 __all__ = ["GENERATIONS", "Generations", "READ_PREFIXES"]
 
@@ -31,6 +33,7 @@ class Generations:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._extra: dict[str, Callable[[], int]] = {}
+        self.boot = uuid.uuid4().hex[:12]
 
     def after_call(self, service: str, action: str) -> None:
         """A call of ``action`` has been carried out (or has failed: counting it once too often is harmless)."""
@@ -45,13 +48,14 @@ class Generations:
         """Changes of ``service`` that no call makes, counted by ``changes`` (which only ever grows)."""
         self._extra[service] = changes
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, Union[int, str]]:
         with self._lock:
-            counts = dict(self._counts)
+            counts: dict[str, Union[int, str]] = dict(self._counts)
         for service, changes in self._extra.items():
-            counts[service] = counts.get(service, 0) + changes()
+            counts[service] = int(counts.get(service, 0)) + changes()
         for service in ("eks", "elbv2"):
             counts.setdefault(service, 0)
+        counts["boot"] = self.boot
         return counts
 
 
