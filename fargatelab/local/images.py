@@ -233,11 +233,15 @@ def images_dir(recipes: Iterable[Recipe] = RECIPES) -> Path:
 
 def provision_images(progress: Progress = _stderr) -> Images:
     """The stand-ins, built with the data plane's crane, registry and coredns (only those three are
-    provisioned for it: the rest of the data plane is not needed to build images)."""
+    provisioned for it: the rest of the data plane is not needed to build images), and the registry's
+    storage tree that holds them, which every environment's registry serves."""
     from .dataplane_binaries import IMAGE_TOOLS, provision_dataplane
+    from .registry_storage import published_storage
 
     tools = provision_dataplane(progress, only=IMAGE_TOOLS)
-    return build_images(tools.path("crane"), tools.path("registry"), tools.path("coredns"), progress)
+    images = build_images(tools.path("crane"), tools.path("registry"), tools.path("coredns"), progress)
+    published_storage(images, tools.path("crane"), tools.path("registry"))
+    return images
 
 
 def build_images(crane_bin: str, registry_bin: str, coredns: str | None = None, progress: Progress = _stderr,

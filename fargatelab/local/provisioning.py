@@ -90,11 +90,6 @@ def _images(progress: Progress, tools_ready: threading.Event) -> None:
     tools_ready.wait()  # then provision_images finds its three tools built
     images = provision_images(progress)
     progress(f"stand-in images ready: {len(images.records)} names")
-    from .dataplane_binaries import IMAGE_TOOLS, provision_dataplane
-    from .registry_storage import published_storage
-
-    tools = provision_dataplane(progress, only=IMAGE_TOOLS)
-    published_storage(images, tools.path("crane"), tools.path("registry"))  # every start serves it from now on
 
 
 class _Beside:

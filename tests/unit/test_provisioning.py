@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from fargatelab.errors import ExitCode, HarnessError
-from fargatelab.local import binaries, cli_tools, dataplane_binaries, images, microvm_host, provisioning
+from fargatelab.local import (binaries, cli_tools, dataplane_binaries, images, microvm_host, provisioning,
+                              registry_storage)
 
 
 class _Recorder:
@@ -46,6 +47,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> _Recorder:
     monkeypatch.setattr(cli_tools, "provision_awscli", lambda progress=None: rec.add("awscli"))
     monkeypatch.setattr("fargatelab.local.apt.need", lambda *args: rec.add("mmdebstrap"))
     monkeypatch.setattr(images, "build_images", lambda *args: rec.add("images") or images.Images(binaries.cache_root()))
+    monkeypatch.setattr(registry_storage, "published_storage", lambda *args: rec.add("registry tree"))
     return rec
 
 
@@ -56,7 +58,7 @@ def test_microvms_get_the_image_tools_first_and_the_images_beside_the_go_builds(
                                       "clis aws=False"]
     beside = recorder.whats("beside")
     assert sorted(beside) == sorted(["host tools", "mmdebstrap", "dataplane coredns,registry,crane", "images",
-                                     "awscli"])
+                                     "registry tree", "awscli"])
     # The images are built with the tools the main thread built first.
     assert recorder.events.index(("main", "dataplane coredns,registry,crane")) < recorder.events.index(
         ("beside", "images"))
