@@ -157,12 +157,19 @@ def test_single_process_on_a_terminal_rewrites_one_line(tmp_path: Path) -> None:
     assert "waiting for pod fargate-game-2048/slow Running: 2s of 33s (last seen: Pending)\r\n" not in out
 
 
+def _ctrl_c_as_a_terminal_sends_it() -> None:
+    # An ignored SIGINT is inherited, and Python then installs no KeyboardInterrupt for it: these tests,
+    # started from the background of a script, would send a Ctrl-C nobody hears.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_the_run_was_interrupted(tmp_path: Path) -> None:
     lab_dir = make_lab_dir(tmp_path)
     started = tmp_path / "sleeping"
     proc = subprocess.Popen(pytest_argv("--reports-dir", "out", "--run-id", "int-1"), cwd=lab_dir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, "SYNTHETIC_SLEEP": "60", "SYNTHETIC_STARTED": str(started)})
+                            env={**os.environ, "SYNTHETIC_SLEEP": "60", "SYNTHETIC_STARTED": str(started)},
+                            preexec_fn=_ctrl_c_as_a_terminal_sends_it)
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
