@@ -48,7 +48,8 @@ def test_every_stand_in_is_built_and_small(built: images.Images) -> None:
     assert built.skipped == {}
     for name, image in sorted(built.records.items()):
         print(f"{name}: {image.size / 1e6:.1f} MB to pull, built in {image.build_seconds:.0f}s", file=sys.stderr)
-        assert image.size < 60_000_000, name
+        # Stored uncompressed (registry.uncompressed): a stand-in holds only what the documented steps use.
+        assert image.size < 100_000_000, name
         assert reg.layout_digest(image.layout) == image.digest
 
 
@@ -95,7 +96,8 @@ def rootfs(built: images.Images, tmp_path_factory: pytest.TempPathFactory) -> di
         root = tmp_path_factory.mktemp(name.rsplit("/", 1)[-1].replace(":", "-"))
         root.chmod(0o755)  # as a snapshot's root is; nginx's workers (www-data) must get through it
         # tar keeps the absolute symlinks (applet links to /bin/busybox) that Python's safe filter refuses.
-        subprocess.run(["tar", "-xzf", str(image.layout / "blobs" / layer), "-C", str(root)], check=True)
+        # The layer is a plain tar (see registry.uncompressed).
+        subprocess.run(["tar", "-xf", str(image.layout / "blobs" / layer), "-C", str(root)], check=True)
         roots[name] = root
     return roots
 
