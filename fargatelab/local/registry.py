@@ -3,8 +3,8 @@
 An image here is one layer (``pack_layer``) made an OCI image by crane (``make_image``) and kept as an OCI
 image layout (``StandIn.layout``) until ``publish`` pushes it to the registry the pods pull from. Its layer
 is stored uncompressed (``uncompressed``): every microVM pulls and unpacks its pod's image for itself, as a
-Fargate node does, and with gzip layers the decompression was most of containerd's work for a pod (about
-0.5 CPU-seconds for nginx's 60 MB) while the loopback registry gains nothing from smaller blobs.
+Fargate node does, so every pod's containerd paid for gzip (decompressing nginx's 60 MB takes zlib itself
+0.36 CPU-seconds), while the loopback registry gains nothing from smaller blobs.
 
 Pods pull under the names the workshop's manifests use. containerd is told, through one ``hosts.toml`` per
 upstream registry host (``hosts_tomls``), to ask this registry first. A mirror request carries the

@@ -286,8 +286,6 @@ class Startup:
                  registry: Future[_Registry], coredns: Future[None]) -> None:
         """The data plane of real pods: the control plane's ENIs in the VPC, the offline registry with its
         images, the microVM controller and the ALBs' proxies."""
-        import boto3
-
         from ..eks.vpc import cluster_subnets
         from .aws.network import VPC_CIDR
         from .cluster_enis import apply_with_kubectl, attach_control_plane
@@ -297,14 +295,12 @@ class Startup:
 
         ensure_host_tools(progress)
         self.state["microvms_dir"] = str(self.dir / "microvms")
-        aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
-               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
         # The cluster's subnets are moto's seed: on a busy host moto may still be seeding when the images are.
         self.wait_ready("moto", "the moto server", self.first_dead())
-        private, _ = cluster_subnets(boto3.client("eks", **aws), boto3.client("ec2", **aws), config.cluster_name)
+        private, _ = cluster_subnets(self._aws("eks", config), self._aws("ec2", config), config.cluster_name)
         api_host, api_port = self.state["server"].removeprefix("https://").rsplit(":", 1)
         self.state["control_plane_enis"] = attach_control_plane(
-            VpcNetwork(self.state["run_id"], VPC_CIDR), boto3.client("ec2", **aws), config.cluster_name, private,
+            VpcNetwork(self.state["run_id"], VPC_CIDR), self._aws("ec2", config), config.cluster_name, private,
             api_host, int(api_port), apply_with_kubectl(control_plane.path("kubectl"), self.state["kubeconfig"]))
         bins = self._record_registry(registry.result())  # the images, published while all this started
         self.save(self.state)
@@ -322,12 +318,8 @@ class Startup:
     def _coredns_profile(self, config: EnvironmentConfig) -> None:
         """A cluster with real pods starts as 002's does: a kube-system profile for CoreDNS, so the cluster DNS
         answers from the first pod on. It needs moto only, so it is made while the API server starts."""
-        import boto3
-
         self.wait_ready("moto", "the moto server", self.first_dead())
-        aws = {"endpoint_url": self.state["aws_endpoint"], "region_name": config.region,
-               "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        eks, iam = boto3.client("eks", **aws), boto3.client("iam", **aws)
+        eks, iam = self._aws("eks", config), self._aws("iam", config)
         role = next(r["Arn"] for r in iam.list_roles()["Roles"] if "FargatePodExecutionRole" in r["RoleName"])
         # 002's name for it (terraform's map key); it sorts after a lab's own kube-system-<run> profile.
         eks.create_fargate_profile(clusterName=config.cluster_name, fargateProfileName=COREDNS_PROFILE,
@@ -336,6 +328,13 @@ class Startup:
         cp.wait_until(lambda: eks.describe_fargate_profile(clusterName=config.cluster_name,
                                                            fargateProfileName=COREDNS_PROFILE)
                       ["fargateProfile"]["status"] == "ACTIVE", 60, "the coredns Fargate profile", self.first_dead())
+
+    def _aws(self, service: str, config: EnvironmentConfig) -> Any:
+        """A client of the environment's own AWS side (moto), with its dummy credentials."""
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.state["aws_endpoint"], region_name=config.region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def _coredns_on_fargate(self, profile: Future[None], bins: Binaries) -> None:
         """Once the kube-system profile is ACTIVE: CoreDNS pods admitted before it was are made again."""
